@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="vise_plugin",
+    version="0.1.0",
+    description="VisE: visual engagement signals for representation learning, as a classy-vision plugin",
+    packages=find_packages(include=["vise_plugin", "vise_plugin.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch",
+        "torchvision",
+        "classy-vision>=0.7.0",
+        "fvcore",
+        "iopath",
+        "scikit-learn",
+        "submitit",
+        "hydra-core>=1.3",
+        "tqdm",
+        "Pillow",
+    ],
+    extras_require={"test": ["pytest"]},
+)

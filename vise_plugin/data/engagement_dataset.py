@@ -1,0 +1,99 @@
+"""The pretraining dataset: images of a label store's posts with their VisE targets."""
+
+import os
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from classy_vision.dataset import ClassyDataset, register_dataset
+
+from .images import load_rgb
+from .label_store import LabelStore
+from .transforms import train_transform
+
+
+class EngagementImages(torch.utils.data.Dataset):
+    """Item ``i`` -> ``{"input": image tensor, "target": {"comments": (Kc,) float, "reactions": () int64}}``.
+
+    ``target["comments"]`` is the normalised histogram of post ``i``'s comment clusters (all zero
+    when it has none); ``target["reactions"]`` its reaction cluster (-1 when none).
+
+    Args:
+        store: an open :class:`LabelStore` (memory-mapped).
+        image_root: folder the store's relative image paths start from.
+        transform: PIL image -> tensor.
+        indices: optional subset of store rows (e.g. the Fig. 4 data-size ablation).
+    """
+
+    def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None):
+        self.store = store
+        self.image_root = image_root
+        self.transform = transform
+        self.indices = np.arange(len(store)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: int) -> Dict[str, Any]:
+        row = int(self.indices[idx])
+        image = load_rgb(os.path.join(self.image_root, self.store.images[row]))
+        return {
+            "input": self.transform(image),
+            "target": {
+                "comments": torch.from_numpy(self.store.comment_histogram(row)),
+                "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),
+            },
+        }
+
+
+def subset_indices(num_posts: int, subset: Optional[int], seed: int) -> Optional[np.ndarray]:
+    """A sorted random ``subset`` of ``range(num_posts)`` drawn with ``seed``, or None for all posts."""
+    if subset is None or subset >= num_posts:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(num_posts, size=subset, replace=False))
+
+
+@register_dataset("vise_engagement")
+class VisEEngagementDataset(ClassyDataset):
+    """classy-vision dataset over a label store (see :class:`EngagementImages` for the items).
+
+    Args:
+        labels: label store folder.
+        image_root: folder of the images; defaults to the store's ``image_root`` from meta.json.
+        batchsize_per_replica: images per rank and step.
+        image_size, crop_scale_min: random-resized-crop settings.
+        subset: train on this many randomly chosen posts (None: all), drawn with ``seed``.
+        shuffle: reshuffle every epoch.
+    """
+
+    def __init__(
+        self,
+        labels: str,
+        image_root: Optional[str] = None,
+        batchsize_per_replica: int = 64,
+        image_size: int = 224,
+        crop_scale_min: float = 0.08,
+        subset: Optional[int] = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        store = LabelStore(labels)
+        root = image_root or store.meta.get("image_root", "")
+        images = EngagementImages(
+            store, root, train_transform(image_size, crop_scale_min), subset_indices(len(store), subset, seed)
+        )
+        super().__init__(images, batchsize_per_replica, shuffle, transform=None, num_samples=None)
+        self.store = store
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "VisEEngagementDataset":
+        return cls(
+            labels=config["labels"],
+            image_root=config.get("image_root"),
+            batchsize_per_replica=config["batchsize_per_replica"],
+            image_size=config.get("image_size", 224),
+            crop_scale_min=config.get("crop_scale_min", 0.08),
+            subset=config.get("subset"),
+            seed=config.get("seed", 0),
+            shuffle=config.get("shuffle", True),
+        )

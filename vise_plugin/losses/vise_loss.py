@@ -1,0 +1,79 @@
+"""The VisE objective (Jia et al. 2021, Eq. 1): ``L = w_C * L_C + w_R * L_R``."""
+
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from classy_vision.losses import ClassyLoss, register_loss
+
+SOFT_TARGET_TASKS = ("comments",)
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean soft-target CE over posts whose target row is non-zero.
+
+    Args:
+        logits: ``(B, K)``.
+        target: ``(B, K)`` float, each row sums to 1 or is all zero (post left out).
+    Returns:
+        Scalar; 0 (still attached to ``logits``) when no row is non-zero.
+    """
+    keep = target.sum(dim=1) > 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    log_probs = F.log_softmax(logits[keep].float(), dim=1)
+    return -(target[keep].float() * log_probs).sum(dim=1).mean()
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean CE over posts with ``target >= 0``.
+
+    Args:
+        logits: ``(B, K)``.
+        target: ``(B,)`` int64 class ids, ``-1`` for a post left out.
+    Returns:
+        Scalar; 0 (still attached to ``logits``) when every post is left out.
+    """
+    keep = target >= 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[keep].float(), target[keep])
+
+
+@register_loss("vise_loss")
+class VisELoss(ClassyLoss):
+    """Weighted sum of per-task losses over the tasks present in the model output.
+
+    ``comments`` uses soft-target CE on the normalised cluster histogram (Mahajan et al. 2018);
+    every other task (``reactions``) uses plain CE on a cluster id.
+
+    Args:
+        weights: ``{task: weight}``; a task missing here has weight 1.
+
+    Forward takes ``output: {task: logits (B, K)}`` and ``target: {task: tensor}`` (see the
+    README's "Contracts") and returns a scalar. ``last_values`` holds each task's detached
+    loss from the latest call, for logging.
+    """
+
+    def __init__(self, weights: Optional[Mapping[str, float]] = None):
+        super().__init__()
+        self.weights = dict(weights or {})
+        self.last_values: Dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "VisELoss":
+        return cls(weights=config.get("weights"))
+
+    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        values = {}
+        for task, logits in output.items():
+            if task not in target:
+                raise KeyError(f"vise_loss: the model predicts {task!r} but the batch has no {task!r} target")
+            criterion = soft_target_cross_entropy if task in SOFT_TARGET_TASKS else masked_cross_entropy
+            value = criterion(logits, target[task])
+            values[task] = value.detach()
+            weighted = self.weights.get(task, 1.0) * value
+            total = weighted if total is None else total + weighted
+        self.last_values = values
+        return total

@@ -1,0 +1,49 @@
+"""The VisE multi-head: one linear classifier per engagement type on pooled trunk features."""
+
+from typing import Any, Dict, Mapping
+
+import torch
+import torch.nn as nn
+from classy_vision.heads import ClassyHead, register_head
+
+
+@register_head("vise_multi_head")
+class VisEMultiHead(ClassyHead):
+    """Parallel linear heads, one per task, on globally average-pooled features.
+
+    Args:
+        in_features: ``C``, channels of the trunk output.
+        tasks: ``{task name: number of classes}``, e.g. ``{"comments": 1000, "reactions": 16}``.
+        unique_id: classy-vision head id.
+
+    Forward takes ``(B, C, H, W)`` or ``(B, C)`` and returns ``{task: logits (B, K_task)}``.
+    """
+
+    def __init__(self, in_features: int, tasks: Mapping[str, int], unique_id: str = "vise_multi_head"):
+        super().__init__(unique_id=unique_id, num_classes=None)
+        if not tasks:
+            raise ValueError("VisEMultiHead needs at least one task")
+        self.in_features = in_features
+        self.tasks = dict(tasks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fcs = nn.ModuleDict({name: nn.Linear(in_features, k) for name, k in self.tasks.items()})
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "VisEMultiHead":
+        return cls(
+            in_features=config["in_features"],
+            tasks=config["tasks"],
+            unique_id=config.get("unique_id", "vise_multi_head"),
+        )
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` or ``(B, C)`` -> ``(B, C)``."""
+        if x.dim() == 4:
+            x = self.pool(x).flatten(1)
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"expected features (B, {self.in_features}[, H, W]), got {tuple(x.shape)}")
+        return x
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        features = self.pooled(x)
+        return {name: fc(features) for name, fc in self.fcs.items()}

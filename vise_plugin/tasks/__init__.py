@@ -1,0 +1,3 @@
+from .pretrain_task import VisEPretrainTask
+
+__all__ = ["VisEPretrainTask"]
