@@ -25,6 +25,12 @@ class PhaseCheckpointHook(CheckpointHook):
         super()._save_checkpoint(task, filename)
         self._saved_phase = task.phase_idx
 
+    def on_phase_end(self, task) -> None:
+        if not is_primary() or task.phase_type not in self.phase_types:
+            return
+        if (task.train_phase_idx + 1) % self.checkpoint_period == 0:
+            self._save_checkpoint(task, self.get_checkpoint_name(task.phase_idx))
+
     def on_end(self, task) -> None:
         if is_primary() and task.train_phase_idx >= 0 and self._saved_phase != task.phase_idx:
             self._save_checkpoint(task, self.get_checkpoint_name(task.phase_idx))

@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from vise_plugin.config import compose_config
+from vise_plugin.errors import ConfigError
+
+
+def test_override_and_add_grammar():
+    cfg = compose_config(["config=pretrain/vise_r50_250m", "config.optimizer.lr=0.2", "+config.new_key=1"]).config
+    assert cfg.optimizer.lr == 0.2 and cfg.new_key == 1 and cfg.model.trunk == "resnet50"
+
+
+def test_experiment_files_state_only_what_differs():
+    cfg = compose_config(["config=pretrain/vise_rx101_32x16d_250m"]).config
+    assert cfg.model.trunk == "resnext101_32x16d"
+    assert cfg.data.batch_size_per_gpu * 32 == 1536  # the paper's mini-batch on 32 GPUs
+    assert list(cfg.model.tasks) == ["comments", "reactions"]
+
+
+@pytest.mark.parametrize("name,tasks,subset", [
+    ("pretrain/ablations/comments_only", ["comments"], None),
+    ("pretrain/ablations/reactions_only", ["reactions"], None),
+    ("pretrain/ablations/data_123k", ["comments", "reactions"], 123000),
+])
+def test_ablations(name, tasks, subset):
+    cfg = compose_config([f"config={name}"]).config
+    assert list(cfg.model.tasks) == tasks and cfg.data.subset == subset
+
+
+def test_misspelt_override_names_nearest_key():
+    with pytest.raises(ConfigError, match=r"unknown key 'config.optimizer.lrr'.*nearest valid key: config.optimizer.lr\)"):
+        compose_config(["config=pretrain/vise_r50_250m", "config.optimizer.lrr=0.2"])
+
+
+def test_misspelt_key_in_experiment_file(tmp_path):
+    (tmp_path / "defaults.yaml").write_text("config:\n  optimizer:\n    lr: 0.1\n")
+    (tmp_path / "exp.yaml").write_text("# @package _global_\ndefaults:\n  - /defaults\n  - _self_\n"
+                                       "config:\n  optimizer:\n    lrate: 0.3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'config.optimizer.lrate'.*config.optimizer.lr"):
+        compose_config(["config=exp"], root=tmp_path)
+
+
+def test_unknown_experiment():
+    with pytest.raises(ConfigError, match="nearest: pretrain/vise_r50_250m"):
+        compose_config(["config=pretrain/vise_r50_25m"])
+
+
+def test_production_config_without_data_fails_fast_in_one_line(tmp_path):
+    start = time.time()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_250m"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert time.time() - start < 60
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: label store not found: /datasets/vise/labels_250m")
+    assert "config.data.labels=" in lines[-1] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that cannot start

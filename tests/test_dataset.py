@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vise_plugin.data import EngagementImages, LabelStore, VisEEngagementDataset, write_label_store
+from vise_plugin.data.transforms import eval_transform
+
+
+@pytest.fixture
+def store_folder(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / name)
+    pairs = [np.array([[0, 2], [3, 1]]), np.zeros((0, 2), int), np.array([[4, 5]])]
+    write_label_store(str(tmp_path / "labels"), ["p1", "p2", "p3"], ["a.jpg", "b.jpg", "c.jpg"], pairs,
+                      np.array([2, -1, 0]), {"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}},
+                                            "image_root": str(tmp_path)})
+    return str(tmp_path / "labels")
+
+
+def test_targets_are_normalised_histograms_and_reaction_ids(store_folder):
+    ds = EngagementImages(LabelStore(store_folder), LabelStore(store_folder).meta["image_root"], eval_transform(16, 1.0))
+    first, second, third = ds[0], ds[1], ds[2]
+    assert first["input"].shape == (3, 16, 16)
+    assert torch.allclose(first["target"]["comments"], torch.tensor([2 / 3, 0, 0, 1 / 3, 0]))
+    assert first["target"]["reactions"].item() == 2
+    assert second["target"]["comments"].sum().item() == 0  # no comments: all zero
+    assert second["target"]["reactions"].item() == -1  # no reactions
+    assert torch.allclose(third["target"]["comments"], torch.tensor([0, 0, 0, 0, 1.0]))
+
+
+def test_store_is_memory_mapped(store_folder):
+    store = LabelStore(store_folder)
+    assert isinstance(store.comment_labels, np.memmap) and isinstance(store.reactions, np.memmap)
+    assert store.ids[2] == "p3" and store.images[0] == "a.jpg" and len(store) == 3
+
+
+def test_classy_dataset_batches_dict_targets(store_folder):
+    ds = VisEEngagementDataset(store_folder, batchsize_per_replica=2, image_size=16, shuffle=False)
+    ds.set_num_workers(0)
+    batch = next(iter(ds.iterator(current_phase_id=0)))
+    assert batch["input"].shape == (2, 3, 16, 16)
+    assert batch["target"]["comments"].shape == (2, 5) and batch["target"]["reactions"].dtype == torch.int64
+
+
+def test_subset_is_seeded(store_folder):
+    a = VisEEngagementDataset(store_folder, subset=2, seed=1).dataset.indices
+    b = VisEEngagementDataset(store_folder, subset=2, seed=1).dataset.indices
+    assert len(a) == 2 and list(a) == list(b)
+
+
+def test_missing_store_names_the_folder(tmp_path):
+    from vise_plugin.errors import InputError
+
+    with pytest.raises(InputError, match="nowhere"):
+        LabelStore(str(tmp_path / "nowhere"))

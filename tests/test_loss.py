@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+from classy_vision.losses import SoftTargetCrossEntropyLoss, build_loss
+
+from vise_plugin.losses import VisELoss
+
+
+def test_comment_term_hand_computed():
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    target = torch.tensor([[0.0, 0.25, 0.75]])
+    log_z = math.log(math.exp(1) + math.exp(2) + math.exp(3))
+    expected = -(0.25 * (2 - log_z) + 0.75 * (3 - log_z))
+    loss = VisELoss()({"comments": logits}, {"comments": target})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_reaction_term_hand_computed():
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
+    target = torch.tensor([1, 0])
+    expected = (math.log(4 / 3) + math.log(2)) / 2
+    assert VisELoss()({"reactions": logits}, {"reactions": target}).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weighted_sum_of_eq_1_and_logged_terms():
+    logits = {"comments": torch.tensor([[0.0, 0.0]]), "reactions": torch.tensor([[0.0, math.log(3.0)]])}
+    target = {"comments": torch.tensor([[0.5, 0.5]]), "reactions": torch.tensor([1])}
+    loss_fn = VisELoss(weights={"comments": 2.0, "reactions": 0.5})
+    loss = loss_fn(logits, target)
+    assert loss.item() == pytest.approx(2.0 * math.log(2) + 0.5 * math.log(4 / 3), rel=1e-6)
+    assert loss_fn.last_values["comments"].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert loss_fn.last_values["reactions"].item() == pytest.approx(math.log(4 / 3), rel=1e-6)
+
+
+def test_comment_term_equals_classy_soft_target_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10)
+    counts = torch.randint(0, 4, (16, 10)).float()
+    counts[:, 0] += 1  # every post has at least one comment label
+    target = counts / counts.sum(dim=1, keepdim=True)
+    ours = VisELoss()({"comments": logits}, {"comments": target})
+    classy = SoftTargetCrossEntropyLoss(normalize_targets=True)(logits, counts)
+    assert ours.item() == pytest.approx(classy.item(), rel=1e-5)
+
+
+def test_posts_without_comments_or_reactions_are_left_out():
+    logits = {"comments": torch.randn(3, 4, requires_grad=True), "reactions": torch.randn(3, 5, requires_grad=True)}
+    target = {
+        "comments": torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0.5, 0]]),
+        "reactions": torch.tensor([-1, 2, -1]),
+    }
+    loss_fn = VisELoss()
+    loss_fn(logits, target)
+    kept = VisELoss()(
+        {"comments": logits["comments"][[0, 2]], "reactions": logits["reactions"][[1]]},
+        {"comments": target["comments"][[0, 2]], "reactions": target["reactions"][[1]]},
+    )
+    assert loss_fn(logits, target).item() == pytest.approx(kept.item(), rel=1e-6)
+
+
+def test_batch_with_no_labels_gives_zero_loss_and_finite_gradients():
+    logits = {"comments": torch.randn(2, 4, requires_grad=True), "reactions": torch.randn(2, 5, requires_grad=True)}
+    target = {"comments": torch.zeros(2, 4), "reactions": torch.tensor([-1, -1])}
+    loss = VisELoss()(logits, target)
+    loss.backward()
+    assert loss.item() == 0.0
+    for t in logits.values():
+        assert torch.isfinite(t.grad).all()
+
+
+def test_registered_with_classy_vision():
+    loss = build_loss({"name": "vise_loss", "weights": {"comments": 1.0, "reactions": 3.0}})
+    assert isinstance(loss, VisELoss) and loss.weights["reactions"] == 3.0
+
+
+def test_missing_target_names_the_task():
+    with pytest.raises(KeyError, match="reactions"):
+        VisELoss()({"reactions": torch.zeros(1, 2)}, {"comments": torch.zeros(1, 2)})
