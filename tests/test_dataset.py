@@ -35,6 +35,15 @@ def test_store_is_memory_mapped(store_folder):
     assert store.ids[2] == "p3" and store.images[0] == "a.jpg" and len(store) == 3
 
 
+def test_pickled_store_reopens_the_memory_maps(store_folder):
+    import pickle
+
+    blob = pickle.dumps(LabelStore(store_folder))
+    assert len(blob) < 1000
+    store = pickle.loads(blob)
+    assert isinstance(store.comment_labels, np.memmap) and store.ids[1] == "p2"
+
+
 def test_classy_dataset_batches_dict_targets(store_folder):
     ds = VisEEngagementDataset(store_folder, batchsize_per_replica=2, image_size=16, shuffle=False)
     ds.set_num_workers(0)

@@ -77,6 +77,13 @@ class LabelStore:
     def __len__(self) -> int:
         return int(self.meta["num_posts"])
 
+    def __getstate__(self):
+        # Data-loader workers started with "spawn" reopen the memory maps instead of copying arrays.
+        return {"folder": self.folder}
+
+    def __setstate__(self, state):
+        self.__init__(state["folder"])
+
     def num_classes(self, task: str) -> int:
         if task not in self.meta["tasks"]:
             raise InputError(f"{self.folder}: the label store has no {task!r} labels (it has {sorted(self.meta['tasks'])})")
