@@ -8,7 +8,7 @@ images, so a trunk that learned to predict engagement should transfer to it.
 
 import math
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -139,7 +139,3 @@ def generate_downstream(folder: str, per_class: Dict[str, int], seed: int, image
                 draw_image(emotion, scene, rng, image_size).save(os.path.join(folder, split, emotion, f"{j:05d}.jpg"),
                                                                  quality=95)
     return folder
-
-
-def emotion_names() -> Sequence[str]:
-    return EMOTIONS
