@@ -19,7 +19,8 @@ def store_folder(tmp_path):
 
 
 def test_targets_are_normalised_histograms_and_reaction_ids(store_folder):
-    ds = EngagementImages(LabelStore(store_folder), LabelStore(store_folder).meta["image_root"], eval_transform(16, 1.0))
+    store = LabelStore(store_folder)
+    ds = EngagementImages(store, store.meta["image_root"], eval_transform(16, 1.0))
     first, second, third = ds[0], ds[1], ds[2]
     assert first["input"].shape == (3, 16, 16)
     assert torch.allclose(first["target"]["comments"], torch.tensor([2 / 3, 0, 0, 1 / 3, 0]))

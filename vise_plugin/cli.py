@@ -4,6 +4,7 @@ import sys
 from typing import Callable, List, Optional
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from .config import compose_config
 from .errors import UserError
@@ -43,8 +44,6 @@ def run_engine(root_cfg: DictConfig) -> object:
 def generate_labels(root_cfg: DictConfig) -> object:
     from .engine.run_folder import setup_logging
     from .labels import LabelGenerator
-
-    from omegaconf.errors import OmegaConfBaseException
 
     cfg = root_cfg.config.labels
     if not cfg.posts:
