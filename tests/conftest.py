@@ -8,7 +8,8 @@ sys.path.insert(0, ROOT)
 
 import vise_plugin  # noqa: E402,F401  (registers components)
 from vise_plugin.demo.world import generate_posts  # noqa: E402
-from vise_plugin.labels import LabelGenerator  # noqa: E402
+from vise_plugin.labels import LabelPipeline, LabelSettings  # noqa: E402
+from vise_plugin.launch import JobRunner  # noqa: E402
 
 TINY_LABELS = {
     "comments": {"k": 8, "algorithm": "minibatch", "tfidf": {"max_features": 500, "min_df": 1}},
@@ -16,16 +17,21 @@ TINY_LABELS = {
 }
 
 
-def tiny_generator(seed: int = 0, **kwargs) -> LabelGenerator:
-    return LabelGenerator(TINY_LABELS["comments"], TINY_LABELS["reactions"], fit_fraction=0.25, seed=seed,
-                          chunk_size=50, **kwargs)
+def tiny_generator(output: str, seed: int = 0, num_workers: int = 1, slurm=None, shard_bytes: int = 12_000,
+                   **settings) -> LabelPipeline:
+    """A label pipeline for the tiny world: k = 8 / 4, a quarter held out, about 4 shards of 120 posts."""
+    settings = {"comments": TINY_LABELS["comments"], "reactions": TINY_LABELS["reactions"], "fit_fraction": 0.25,
+                "chunk_size": 16, **settings}
+    return LabelPipeline(LabelSettings(work_dir=output + ".work", seed=seed, **settings),
+                         JobRunner(num_workers, slurm, output + ".work/logs"), shard_bytes=shard_bytes,
+                         export_interop=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """120 synthetic posts with 32 px images and a label store of the 90 not held out."""
+    """120 synthetic posts with 32 px images and a label store of those neither held out nor empty."""
     folder = str(tmp_path_factory.mktemp("world"))
     posts = generate_posts(folder, 120, seed=0)
     labels = os.path.join(folder, "labels")
-    tiny_generator().run(posts, labels)
+    tiny_generator(labels).run(posts, labels)
     return {"folder": folder, "posts": posts, "labels": labels}

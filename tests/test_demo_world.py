@@ -1,18 +1,18 @@
 import os
 
-from vise_plugin.data import iter_records
+from vise_plugin.data import BadRecordReport, iter_records
 from vise_plugin.demo.world import EMOTIONS, VOCAB, generate_downstream, generate_posts
 
 
 def test_world_is_deterministic_and_complete(tmp_path):
-    a = [r for _, r in iter_records(generate_posts(str(tmp_path / "a"), 30, seed=5))]
-    b = [r for _, r in iter_records(generate_posts(str(tmp_path / "b"), 30, seed=5))]
+    a = [r for r in iter_records(generate_posts(str(tmp_path / "a"), 30, seed=5), BadRecordReport())]
+    b = [r for r in iter_records(generate_posts(str(tmp_path / "b"), 30, seed=5), BadRecordReport())]
     assert [r.to_json() for r in a] == [r.to_json() for r in b]
     assert all(os.path.exists(tmp_path / "a" / r.image) for r in a)
 
 
 def generate_records(tmp_path):
-    return [r for _, r in iter_records(generate_posts(str(tmp_path / "c"), 200, seed=0))]
+    return [r for r in iter_records(generate_posts(str(tmp_path / "c"), 200, seed=0), BadRecordReport())]
 
 
 def test_comments_carry_the_emotion_of_the_post(tmp_path):

@@ -43,14 +43,14 @@ def run_engine(root_cfg: DictConfig) -> object:
 
 def generate_labels(root_cfg: DictConfig) -> object:
     from .engine.run_folder import setup_logging
-    from .labels import LabelGenerator
+    from .labels.pipeline import run_label_job
 
     cfg = root_cfg.config.labels
     if not cfg.posts:
         raise UserError("no engagement file: set config.data.posts=<file.jsonl> (or config.labels.posts)")
     try:
-        output = cfg.output
+        cfg.output
     except OmegaConfBaseException:
         raise UserError("no output folder: set config.data.labels=<label store folder> (or config.labels.output)") from None
     setup_logging()
-    return LabelGenerator.from_config(cfg).run(cfg.posts, output, cfg.image_root)
+    return run_label_job(root_cfg.config)

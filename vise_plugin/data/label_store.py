@@ -1,13 +1,18 @@
 """The label store: a folder of memory-mapped arrays, one row per pretraining post.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
-    meta.json              {"format_version", "num_posts", "tasks": {"comments": {"k": ..}, ..}, ..}
+    meta.json              {"format_version", "num_posts", "tasks": {"comments": {"k": ..}, ..},
+                            "fit_subset", "labeler" (checksums of encoder and centroids),
+                            "sha256" (of every array file), "bad_records", ..}
     comment_offsets.npy    int64 (N + 1,)   post i's pairs are comment_labels[off[i]:off[i+1]]
     comment_labels.npy     int32 (M, 2)     (cluster id, count) pairs
     reactions.npy          int32 (N,)       reaction cluster id, -1 for a post without reactions
     images.bin / image_offsets.npy          UTF-8 image paths, relative to the image root
     ids.bin / id_offsets.npy                UTF-8 post ids
+    model/                 the fitted encoder and centroids (relabel new posts with EngagementLabeler.load)
+    report/                cluster size histograms (PNG) and clusters.md (top terms, example comments)
+    interop/               optional VISSL/ClusterFit files: train_images.npy, train_<task>_labels.npy
 
 Opened with ``mmap_mode="r"``, so every data-loader worker of every rank shares one copy
 through the page cache.
@@ -22,8 +27,9 @@ import numpy as np
 from iopath.common.file_io import g_pathmgr
 
 from ..errors import InputError
+from .npy_appender import NpyAppender, file_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class StringColumn:
@@ -63,7 +69,7 @@ class LabelStore:
             self.meta: Dict[str, Any] = json.load(f)
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{meta_path}: label store format {self.meta.get('format_version')} is not {FORMAT_VERSION}")
-        self.folder = folder
+        self.folder, self.local = folder, local
 
         def load(name):
             return np.load(os.path.join(local, name), mmap_mode="r")
@@ -93,6 +99,12 @@ class LabelStore:
         """``(n_i, 2)`` int32 (cluster id, count) pairs of post ``i``; ``n_i`` may be 0."""
         return np.asarray(self.comment_labels[self.comment_offsets[i] : self.comment_offsets[i + 1]])
 
+    def verify(self) -> None:
+        """Recomputes the sha256 of every array file and raises :class:`InputError` on a mismatch."""
+        for name, expected in sorted(self.meta.get("sha256", {}).items()):
+            if file_sha256(os.path.join(self.local, name)) != expected:
+                raise InputError(f"{self.folder}/{name}: sha256 differs from meta.json; the store is damaged")
+
     def comment_histogram(self, i: int) -> np.ndarray:
         """``(K_comments,)`` float32 normalised histogram, all zero for a post without comment labels."""
         hist = np.zeros(self.num_classes("comments"), dtype=np.float32)
@@ -103,40 +115,97 @@ class LabelStore:
         return hist
 
 
-def write_label_store(
-    folder: str,
-    ids: Sequence[str],
-    images: Sequence[str],
-    comment_pairs: List[np.ndarray],
-    reactions: np.ndarray,
-    meta: Dict[str, Any],
-    model_dir: Optional[str] = None,
-) -> None:
-    """Writes a complete store into ``folder`` atomically (a temporary folder renamed at the end).
+class LabelStoreWriter:
+    """Streams rows into a new label store; nothing is held in memory beyond one appended block.
 
-    ``comment_pairs[i]`` is an ``(n_i, 2)`` int array of (cluster id, count) for post ``i``;
-    ``model_dir``, if given, is moved into the store as ``model/``.
+    Rows go to ``<folder>.tmp``; :meth:`close` writes meta.json (with the sha256 of every array
+    file) and renames the folder into place, so a store folder is either complete or absent.
     """
-    n = len(ids)
-    if not (len(images) == len(comment_pairs) == len(reactions) == n):
-        raise ValueError("label store columns differ in length")
-    tmp = folder.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in comment_pairs], out=offsets[1:])
-    labels = np.concatenate(comment_pairs).astype(np.int32) if offsets[-1] else np.zeros((0, 2), np.int32)
-    np.save(os.path.join(tmp, "comment_offsets.npy"), offsets)
-    np.save(os.path.join(tmp, "comment_labels.npy"), labels.reshape(-1, 2))
-    np.save(os.path.join(tmp, "reactions.npy"), np.asarray(reactions, dtype=np.int32))
-    for name, column in (("images", images), ("ids", ids)):
-        blob, offs = StringColumn.encode(column)
-        blob.tofile(os.path.join(tmp, f"{name}.bin"))
-        np.save(os.path.join(tmp, f"{name[:-1]}_offsets.npy"), offs)
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump({**meta, "format_version": FORMAT_VERSION, "num_posts": n}, f, indent=2, sort_keys=True)
-    if model_dir is not None:
-        shutil.move(model_dir, os.path.join(tmp, "model"))
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+
+    def __init__(self, folder: str):
+        self.folder = folder.rstrip("/")
+        self.tmp = self.folder + ".tmp"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        path = lambda name: os.path.join(self.tmp, name)  # noqa: E731
+        self._labels = NpyAppender(path("comment_labels.npy"), np.int32, (2,))
+        self._reactions = NpyAppender(path("reactions.npy"), np.int32)
+        self._offsets = {name: NpyAppender(path(f"{name}_offsets.npy"), np.int64) for name in ("comment", "image", "id")}
+        self._blobs = {name: open(path(f"{name}s.bin"), "wb") for name in ("image", "id")}
+        self._ends = {name: 0 for name in self._offsets}
+        for appender in self._offsets.values():
+            appender.append(np.zeros(1, np.int64))
+
+    @property
+    def num_posts(self) -> int:
+        return self._reactions.rows
+
+    def _append_offsets(self, name: str, lengths: np.ndarray) -> None:
+        ends = self._ends[name] + np.cumsum(lengths, dtype=np.int64)
+        self._offsets[name].append(ends)
+        if len(ends):
+            self._ends[name] = int(ends[-1])
+
+    def _append_strings(self, name: str, values: Sequence[str]) -> None:
+        blob, offsets = StringColumn.encode(values)
+        self._blobs[name].write(blob.tobytes())
+        self._append_offsets(name, np.diff(offsets))
+
+    def append(self, ids: Sequence[str], images: Sequence[str], comment_pairs: Sequence[np.ndarray],
+               reactions: np.ndarray) -> None:
+        """Appends posts; ``comment_pairs[i]`` is an ``(n_i, 2)`` int array of (cluster id, count)."""
+        counts = np.array([len(p) for p in comment_pairs], dtype=np.int64)
+        labels = np.concatenate(comment_pairs) if counts.sum() else np.zeros((0, 2), np.int32)
+        self.append_columns(ids, images, counts, labels.reshape(-1, 2), reactions)
+
+    def append_columns(self, ids: Sequence[str], images: Sequence[str], comment_counts: np.ndarray,
+                       comment_labels: np.ndarray, reactions: np.ndarray) -> None:
+        """Appends posts given as columns: ``comment_counts`` ``(N,)`` pairs per post, ``comment_labels`` ``(M, 2)``."""
+        n = len(ids)
+        if not (len(images) == len(comment_counts) == len(reactions) == n) or comment_labels.shape[0] != comment_counts.sum():
+            raise ValueError("label store columns differ in length")
+        self._append_strings("id", ids)
+        self._append_strings("image", images)
+        self._append_offsets("comment", comment_counts)
+        self._labels.append(comment_labels)
+        self._reactions.append(np.asarray(reactions))
+
+    def append_from(self, store: "LabelStore", start: int, end: int) -> None:
+        """Copies rows ``[start, end)`` of another store, without decoding its strings."""
+        offsets = np.asarray(store.comment_offsets[start : end + 1])
+        self._append_offsets("comment", np.diff(offsets))
+        self._labels.append(np.asarray(store.comment_labels[offsets[0] : offsets[-1]]))
+        self._reactions.append(np.asarray(store.reactions[start:end]))
+        for name, column in (("id", store.ids), ("image", store.images)):
+            offs = np.asarray(column.offsets[start : end + 1])
+            self._blobs[name].write(np.asarray(column.blob[offs[0] : offs[-1]]).tobytes())
+            self._append_offsets(name, np.diff(offs))
+
+    def close(self, meta: Dict[str, Any], model_dir: Optional[str] = None) -> None:
+        """Finishes the files, writes meta.json and moves the store into place.
+
+        ``model_dir``, if given, is copied into the store as ``model/``.
+        """
+        for appender in (self._labels, self._reactions, *self._offsets.values()):
+            appender.close()
+        for blob in self._blobs.values():
+            blob.close()
+        files = {name: file_sha256(os.path.join(self.tmp, name)) for name in sorted(os.listdir(self.tmp))
+                 if os.path.isfile(os.path.join(self.tmp, name))}
+        if model_dir is not None:
+            shutil.copytree(model_dir, os.path.join(self.tmp, "model"))
+        meta = {**meta, "format_version": FORMAT_VERSION, "num_posts": self.num_posts, "sha256": files}
+        with open(os.path.join(self.tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if os.path.exists(self.folder):
+            shutil.rmtree(self.folder)
+        os.replace(self.tmp, self.folder)
+
+
+def write_label_store(folder: str, ids: Sequence[str], images: Sequence[str], comment_pairs: List[np.ndarray],
+                      reactions: np.ndarray, meta: Dict[str, Any], model_dir: Optional[str] = None) -> None:
+    """Writes a whole store in one call (see :class:`LabelStoreWriter`)."""
+    writer = LabelStoreWriter(folder)
+    writer.append(ids, images, comment_pairs, reactions)
+    writer.close(meta, model_dir)

@@ -9,7 +9,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, List
 
 from iopath.common.file_io import g_pathmgr
 
@@ -32,28 +32,53 @@ class EngagementRecord:
         )
 
 
-def parse_record(line: str, where: str) -> EngagementRecord:
-    """Parses one JSONL line; ``where`` (``file:line``) prefixes every error message."""
+class BadRecord(InputError):
+    """A malformed engagement line; ``kind`` names what is wrong (see :data:`BAD_RECORD_KINDS`)."""
+
+    def __init__(self, detail: str, kind: str, where: str = ""):
+        super().__init__(f"{where}: {detail}" if where else detail)
+        self.detail, self.kind, self.where = detail, kind, where
+
+    def at(self, where: str) -> "BadRecord":
+        """The same error located at ``where`` (``file:line``)."""
+        return BadRecord(self.detail, self.kind, where)
+
+
+BAD_RECORD_KINDS = ("not_utf8", "malformed_json", "not_an_object", "missing_field", "bad_comments", "bad_reactions",
+                    "empty_post")
+
+
+def parse_record(line: str, where: str = "") -> EngagementRecord:
+    """Parses one JSONL line; ``where`` (``file:line``) prefixes every error message.
+
+    Raises :class:`BadRecord` for malformed JSON, missing or non-string ``id``/``image``,
+    comments that are not a list of strings, reaction counts that are unknown, negative,
+    non-finite or fractional, and posts with neither a non-blank comment nor a reaction.
+    """
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        raise InputError(f"{where}: malformed JSON ({e.msg})") from None
+        raise BadRecord(f"malformed JSON ({e.msg})", "malformed_json", where) from None
     if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise BadRecord(f"expected a JSON object, got {type(obj).__name__}", "not_an_object", where)
     for key in ("id", "image"):
         if not isinstance(obj.get(key), str) or not obj[key]:
-            raise InputError(f"{where}: field {key!r} must be a non-empty string")
+            raise BadRecord(f"field {key!r} must be a non-empty string", "missing_field", where)
     comments = obj.get("comments", [])
     if not isinstance(comments, list) or not all(isinstance(c, str) for c in comments):
-        raise InputError(f"{where}: field 'comments' must be a list of strings")
+        raise BadRecord("field 'comments' must be a list of strings", "bad_comments", where)
     reactions = obj.get("reactions", {})
     if not isinstance(reactions, dict):
-        raise InputError(f"{where}: field 'reactions' must be an object")
+        raise BadRecord("field 'reactions' must be an object", "bad_reactions", where)
     for name, count in reactions.items():
         if name not in REACTION_TYPES:
-            raise InputError(f"{where}: unknown reaction {name!r}; expected one of {', '.join(REACTION_TYPES)}")
-        if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
-            raise InputError(f"{where}: reaction {name!r} must be a finite count >= 0, got {count!r}")
+            raise BadRecord(f"unknown reaction {name!r}; expected one of {', '.join(REACTION_TYPES)}",
+                            "bad_reactions", where)
+        if (isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0
+                or count != int(count)):
+            raise BadRecord(f"reaction {name!r} must be a whole count >= 0, got {count!r}", "bad_reactions", where)
+    if not any(c.strip() for c in comments) and not any(reactions.values()):
+        raise BadRecord(f"post {obj['id']!r} has no comments and no reactions", "empty_post", where)
     return EngagementRecord(obj["id"], obj["image"], comments, {k: int(v) for k, v in reactions.items()})
 
 
@@ -62,27 +87,6 @@ def _open_text(path: str, mode: str):
         return g_pathmgr.open(path, mode, encoding="utf-8")
     raw = g_pathmgr.open(path, mode + "b")
     return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode=mode + "b"), encoding="utf-8")
-
-
-def iter_records(path: str, skip_bad: bool = False, bad: List[str] = None) -> Iterator[Tuple[int, EngagementRecord]]:
-    """Yields ``(line number, record)`` for every non-blank line of ``path``.
-
-    With ``skip_bad``, malformed lines are left out and their messages appended to ``bad``;
-    otherwise the first one raises :class:`InputError` naming ``path:line``.
-    """
-    if not g_pathmgr.exists(path):
-        raise InputError(f"{path}: engagement file not found")
-    with _open_text(path, "r") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, parse_record(line, f"{path}:{lineno}")
-            except InputError as e:
-                if not skip_bad:
-                    raise
-                if bad is not None:
-                    bad.append(str(e))
 
 
 def write_records(path: str, records: Iterable[EngagementRecord]) -> int:

@@ -13,7 +13,7 @@ from ..benchmark import extract_features, linear_eval, state_fingerprint
 from ..data.transforms import eval_transform
 from ..engine.pretrain import pretrain
 from ..engine.run_folder import setup_logging
-from ..labels import LabelGenerator
+from ..labels.pipeline import run_label_job
 from ..models import build_trunk
 from .world import generate_downstream, generate_posts
 
@@ -51,7 +51,7 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     downstream = generate_downstream(os.path.join(world, "downstream"), dict(demo.downstream_per_class),
                                      demo.world_seed + 1, cfg.data.image_size)
     logger.info("2/4 generating labels into %s", cfg.labels.output)
-    LabelGenerator.from_config(cfg.labels).run(cfg.labels.posts, cfg.labels.output, cfg.labels.image_root)
+    run_label_job(cfg)
     logger.info("3/4 VisE pretraining")
     task = pretrain(root_cfg)
     logger.info("4/4 linear evaluation on the downstream emotion task")

@@ -1,27 +1,34 @@
 """K-means centroids and nearest-centroid assignment for engagement features."""
 
 import hashlib
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from ..errors import ConfigError
 
 Features = Union[np.ndarray, sp.spmatrix]
+ALGORITHMS = ("minibatch", "full", "faiss")
 
 
 class Centroids:
     """``k`` centroids ``(k, D)``; :meth:`assign` gives each row of ``(N, D)`` features its nearest one.
 
     Assignment minimises the squared Euclidean distance that K-means was fitted with, computed as
-    ``argmax_j (x . c_j - |c_j|^2 / 2)`` so sparse TF-IDF rows never need densifying.
+    ``argmax_j (x . c_j - |c_j|^2 / 2)``. Sparse rows (TF-IDF) are never densified: the dot
+    products are a weighted sum of centroid columns, which ``torch.nn.functional.embedding_bag``
+    computes in one vectorised pass.
     """
 
-    def __init__(self, centroids: np.ndarray):
+    def __init__(self, centroids: np.ndarray, block_rows: int = 4096):
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        self._half_sq_norms = 0.5 * (self.centroids**2).sum(axis=1)
+        self.block_rows = block_rows
+        self._columns = torch.from_numpy(np.ascontiguousarray(self.centroids.T))  # (D, k)
+        self._half_sq_norms = torch.from_numpy(0.5 * (self.centroids.astype(np.float64) ** 2).sum(1)).float()
 
     @property
     def k(self) -> int:
@@ -30,24 +37,53 @@ class Centroids:
     @classmethod
     def fit(cls, features: Features, k: int, seed: int, algorithm: str = "minibatch", what: str = "features",
             batch_size: int = 4096) -> "Centroids":
-        """Fits K-means; ``algorithm`` is ``minibatch`` (MiniBatchKMeans) or ``full`` (Lloyd's KMeans)."""
+        """Fits K-means on ``(N, D)`` features.
+
+        ``algorithm``: ``minibatch`` (scikit-learn MiniBatchKMeans), ``full`` (Lloyd's KMeans) or
+        ``faiss`` (faiss K-means on dense features; the optional ``faiss-cpu`` package).
+        """
         n = features.shape[0]
         if n < k:
             raise ConfigError(f"cannot fit k={k} clusters on {n} {what}; lower k or fit on more posts")
+        if algorithm == "faiss":
+            return cls(_fit_faiss(features, k, seed))
         if algorithm == "minibatch":
             km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3)
         elif algorithm == "full":
             km = KMeans(n_clusters=k, random_state=seed, n_init=3)
         else:
-            raise ConfigError(f"unknown K-means algorithm {algorithm!r}; use 'minibatch' or 'full'")
+            raise ConfigError(f"unknown K-means algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
         km.fit(features)
         return cls(km.cluster_centers_)
 
+    def _scores(self, features: Features) -> torch.Tensor:
+        """``(n, D)`` -> ``(n, k)`` float32 ``x . c_j - |c_j|^2 / 2``."""
+        if sp.issparse(features):
+            csr = features.tocsr()
+            dots = F.embedding_bag(
+                torch.from_numpy(csr.indices.astype(np.int64)),
+                self._columns,
+                torch.from_numpy(csr.indptr[:-1].astype(np.int64)),
+                mode="sum",
+                per_sample_weights=torch.from_numpy(csr.data.astype(np.float32)),
+            )
+        else:
+            dots = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)) @ self._columns
+        return dots.sub_(self._half_sq_norms)
+
+    def assign_with_scores(self, features: Features) -> Tuple[np.ndarray, np.ndarray]:
+        """``(N, D)`` -> ``(N,)`` int32 cluster ids and ``(N,)`` float32 scores (higher: closer)."""
+        n = features.shape[0]
+        ids, scores = np.zeros(n, np.int32), np.zeros(n, np.float32)
+        for start in range(0, n, self.block_rows):
+            best = self._scores(features[start : start + self.block_rows]).max(dim=1)
+            ids[start : start + self.block_rows] = best.indices.numpy()
+            scores[start : start + self.block_rows] = best.values.numpy()
+        return ids, scores
+
     def assign(self, features: Features) -> np.ndarray:
         """``(N, D)`` -> ``(N,)`` int32 cluster ids."""
-        scores = features @ self.centroids.T
-        scores = np.asarray(scores) - self._half_sq_norms
-        return scores.argmax(axis=1).astype(np.int32)
+        return self.assign_with_scores(features)[0]
 
     def checksum(self) -> str:
         return hashlib.sha256(self.centroids.tobytes()).hexdigest()
@@ -58,3 +94,16 @@ class Centroids:
     @classmethod
     def load(cls, path: str) -> "Centroids":
         return cls(np.load(path))
+
+
+def _fit_faiss(features: Features, k: int, seed: int) -> np.ndarray:
+    try:
+        import faiss
+    except ImportError:
+        raise ConfigError("K-means algorithm 'faiss' needs the faiss-cpu package: pip install -e '.[faiss]'") from None
+    if sp.issparse(features):
+        raise ConfigError("K-means algorithm 'faiss' needs dense features; set config.labels.comments.svd_dim (e.g. 256)")
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=25, nredo=1, seed=seed, verbose=False, spherical=False)
+    km.train(x)
+    return km.centroids

@@ -1,0 +1,80 @@
+"""The last step of a label job: checks the shards' post counts and writes the final label store."""
+
+import logging
+import os
+from typing import Any, Dict, List
+
+import numpy as np
+
+from ..data.bad_records import BadRecordReport
+from ..data.label_store import LabelStore, LabelStoreWriter
+from ..data.shards import Shard
+from ..errors import InputError
+from .interop import export_clusterfit
+from .labeler import EngagementLabeler
+from .report import write_cluster_report
+from .stages import LabelSettings
+from .work_dir import read_json
+
+logger = logging.getLogger(__name__)
+
+
+def check_counts(settings: LabelSettings, shards: List[Shard]) -> List[Dict[str, Any]]:
+    """Per shard: the posts read when selecting equal those read when labelling; returns the summaries."""
+    summaries = []
+    for shard in shards:
+        selected = read_json(settings.work.select_summary(shard.name))
+        store = LabelStore(settings.work.assign_store(shard.name))
+        labelled = store.meta["shard_summary"]
+        if selected["num_read"] != labelled["num_read"]:
+            raise InputError(f"{shard.path} ({shard.name}): {selected['num_read']} posts when selecting the fitting "
+                             f"subset but {labelled['num_read']} when labelling; the file changed during the job")
+        if len(store) != labelled["num_read"] - labelled["num_held_out"]:
+            raise InputError(f"{store.folder}: {len(store)} labelled posts, expected "
+                             f"{labelled['num_read'] - labelled['num_held_out']}; delete it and rerun")
+        summaries.append(labelled)
+    return summaries
+
+
+def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta: Dict[str, Any],
+                report: bool = True, export_interop: bool = False, block: int = 1_000_000) -> Dict[str, Any]:
+    """Concatenates the shards' stores, in shard order, into the store ``output``; returns its meta."""
+    summaries = check_counts(settings, shards)
+    labeler = EngagementLabeler.load(settings.work.model)
+    selection = read_json(os.path.join(settings.work.model, "selection.json"))
+    kc, kr = labeler.comment_centroids.k, labeler.reaction_centroids.k
+    comment_sizes, reaction_sizes = np.zeros(kc, np.int64), np.zeros(kr, np.int64)
+    bad = BadRecordReport()
+    writer = LabelStoreWriter(output)
+    stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
+    for store, summary in zip(stores, summaries):
+        bad.merge(BadRecordReport.from_dict(summary["bad_records"]))
+        for start in range(0, len(store), block):
+            end = min(start + block, len(store))
+            writer.append_from(store, start, end)
+            offsets = store.comment_offsets[[start, end]]
+            pairs = np.asarray(store.comment_labels[offsets[0] : offsets[1]])
+            comment_sizes += np.bincount(pairs[:, 0], weights=pairs[:, 1], minlength=kc).astype(np.int64)
+            reactions = np.asarray(store.reactions[start:end])
+            reaction_sizes += np.bincount(reactions[reactions >= 0], minlength=kr)
+    if report:
+        write_cluster_report(os.path.join(writer.tmp, "report"), labeler, comment_sizes, reaction_sizes)
+    if export_interop:
+        export_clusterfit(stores, meta["image_root"], os.path.join(writer.tmp, "interop"))
+    full_meta = {
+        **meta,
+        "tasks": {"comments": {"k": kc}, "reactions": {"k": kr}},
+        "fit_subset": {k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")},
+        "labeler": selection["labeler"],
+        "counts": {"posts_read": sum(s["num_read"] for s in summaries),
+                   "held_out": sum(s["num_held_out"] for s in summaries),
+                   "labelled": int(writer.num_posts),
+                   "without_comment_label": int(sum(int((np.diff(np.asarray(s.comment_offsets)) == 0).sum())
+                                                    for s in stores)),
+                   "without_reaction_label": int(sum(int((np.asarray(s.reactions) < 0).sum()) for s in stores))},
+        "bad_records": bad.to_dict(),
+    }
+    writer.close(full_meta, model_dir=settings.work.model)
+    for line in bad.lines():
+        logger.warning("%s", line)
+    return full_meta

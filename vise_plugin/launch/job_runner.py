@@ -1,0 +1,137 @@
+"""Running a list of independent jobs here (in-process or a process pool) or as a submitit array job.
+
+What runs is a plain function; where it runs is config: ``config.slurm.use_slurm`` sends the jobs
+to SLURM through submitit (``config.slurm.cluster=local`` uses submitit's local executor, which
+runs the same job files as local processes), otherwise ``num_workers`` processes share them.
+"""
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from ..errors import ConfigError, InputError, UserError
+
+logger = logging.getLogger(__name__)
+
+
+class JobFailure:
+    """What a job returns instead of raising a :class:`UserError`, so the driver can print it as one line."""
+
+    def __init__(self, error: UserError):
+        self.message = str(error)
+        self.error_class = next(c for c in (ConfigError, InputError, UserError) if isinstance(error, c))
+
+    def raise_here(self) -> None:
+        raise self.error_class(self.message)
+
+
+def _call(fn: Callable, args: Tuple) -> Any:
+    try:
+        return fn(*args)
+    except UserError as e:
+        return JobFailure(e)
+
+
+def slurm_parameters(slurm_cfg: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """``config.slurm`` -> keyword arguments of ``submitit.AutoExecutor.update_parameters``."""
+    params = {
+        "name": f"{slurm_cfg.get('name') or 'vise'}_{name}",
+        "timeout_min": int(slurm_cfg["time_minutes"]),
+        "mem_gb": slurm_cfg["mem_gb"],
+        "cpus_per_task": int(slurm_cfg["cpus_per_task"]),
+        "slurm_array_parallelism": int(slurm_cfg["array_parallelism"]),
+    }
+    for key in ("partition", "constraint", "comment"):
+        if slurm_cfg.get(key):
+            params[f"slurm_{key}"] = slurm_cfg[key]
+    if slurm_cfg.get("additional_parameters"):
+        params["slurm_additional_parameters"] = dict(slurm_cfg["additional_parameters"])
+    return params
+
+
+class JobRunner:
+    """Runs ``fn(*args)`` for each ``args`` and returns the results in order.
+
+    Args:
+        num_workers: local processes (1: in this process).
+        slurm: ``config.slurm`` (a mapping); when ``use_slurm`` is true, jobs go through submitit.
+        log_folder: submitit's folder for job files and logs.
+    """
+
+    def __init__(self, num_workers: int = 1, slurm: Optional[Dict[str, Any]] = None, log_folder: Optional[str] = None):
+        self.num_workers = max(int(num_workers), 1)
+        self.slurm = dict(slurm or {})
+        self.log_folder = self.slurm.get("log_folder") or log_folder
+        self._pool_executor: Optional[cf.ProcessPoolExecutor] = None
+
+    def __enter__(self) -> "JobRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops the worker processes (they are kept between :meth:`map` calls until then)."""
+        if self._pool_executor is not None:
+            self._pool_executor.shutdown(cancel_futures=True)
+            self._pool_executor = None
+
+    @property
+    def uses_submitit(self) -> bool:
+        return bool(self.slurm.get("use_slurm"))
+
+    def map(self, fn: Callable, jobs: Sequence[Tuple], name: str, unit: str = "shard") -> List[Any]:
+        if not jobs:
+            return []
+        with tqdm(total=len(jobs), desc=name, unit=unit, dynamic_ncols=True) as bar:
+            if self.uses_submitit:
+                results = self._submitit(fn, jobs, name, bar)
+            elif self.num_workers == 1 or len(jobs) == 1:
+                results = []
+                for args in jobs:
+                    results.append(_call(fn, args))
+                    bar.update(1)
+            else:
+                results = self._pool(fn, jobs, bar)
+        for result in results:
+            if isinstance(result, JobFailure):
+                result.raise_here()
+        return results
+
+    def _pool(self, fn: Callable, jobs: Sequence[Tuple], bar: tqdm) -> List[Any]:
+        results: List[Any] = [None] * len(jobs)
+        if self._pool_executor is None:
+            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold OpenMP threads
+            self._pool_executor = cf.ProcessPoolExecutor(self.num_workers, mp_context=context)
+        futures = {self._pool_executor.submit(_call, fn, args): i for i, args in enumerate(jobs)}
+        for future in cf.as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+        return results
+
+    def _submitit(self, fn: Callable, jobs: Sequence[Tuple], name: str, bar: tqdm) -> List[Any]:
+        import submitit
+
+        if self.log_folder is None:
+            raise ConfigError("config.slurm.log_folder: no folder for submitit's job files")
+        cluster = self.slurm.get("cluster", "slurm")
+        if cluster not in ("slurm", "local"):
+            raise ConfigError(f"config.slurm.cluster={cluster!r}: use slurm or local")
+        executor = submitit.AutoExecutor(folder=os.path.join(self.log_folder, "%j"), cluster=cluster)
+        executor.update_parameters(**slurm_parameters(self.slurm, name))
+        submitted = executor.map_array(_call, [fn] * len(jobs), list(jobs))
+        logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted), cluster,
+                    submitted[0].job_id)
+        index = {job.job_id: i for i, job in enumerate(submitted)}
+        results: List[Any] = [None] * len(jobs)
+        for job in submitit.helpers.as_completed(submitted, poll_frequency=1):
+            try:
+                results[index[job.job_id]] = job.result()
+            except Exception as e:  # a crash, not a UserError: show where its log is
+                raise RuntimeError(f"{name} job {job.job_id} failed; its log: {job.paths.stderr}\n{e}") from None
+            bar.update(1)
+        return results
