@@ -56,7 +56,7 @@ def plan_shards(files: Sequence[str], shard_bytes: int) -> List[Shard]:
     """Cuts ``files`` into shards of about ``shard_bytes`` (compressed files stay whole)."""
     shards: List[Shard] = []
     for path in files:
-        size = _size(path)
+        size = file_size(path)
         if path.endswith(".gz") or size <= shard_bytes:
             shards.append(Shard(len(shards), path))
             continue
@@ -65,7 +65,7 @@ def plan_shards(files: Sequence[str], shard_bytes: int) -> List[Shard]:
     return shards
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
     with g_pathmgr.open(path, "rb") as f:
         return f.seek(0, io.SEEK_END)
 

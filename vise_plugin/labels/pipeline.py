@@ -8,7 +8,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..data.shards import Shard, expand_inputs, plan_shards
+from ..data.shards import Shard, expand_inputs, file_size, plan_shards
 from ..errors import ConfigError
 from ..launch import JobRunner
 from .merge import merge_store
@@ -72,7 +72,7 @@ class LabelPipeline:
         for key in ("work_dir", "shards", "threads_per_worker"):
             settings.pop(key)
         return {"settings": settings, "shards": [s.to_dict() for s in shards],
-                "sizes": {path: os.path.getsize(path) for path in sorted({s.path for s in shards})}}
+                "sizes": {path: file_size(path) for path in sorted({s.path for s in shards})}}
 
     def run(self, posts: Union[str, Sequence[str]], output: str, image_root: Optional[str] = None) -> Dict[str, Any]:
         """Labels ``posts`` (a file, glob or list) into the store folder ``output``; returns its meta.json."""
