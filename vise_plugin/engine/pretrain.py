@@ -96,4 +96,8 @@ def pretrain(root_cfg: DictConfig) -> VisEPretrainTask:
     logger.info("pretraining %s on %d posts, tasks %s, %s", cfg.model.trunk, len(task.datasets["train"]),
                 list(cfg.model.tasks), "GPU" if task.use_gpu else "CPU")
     trainer.train(task)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # every rank waits for rank 0's last checkpoint; an implicit teardown at exit can abort gloo
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return task
