@@ -44,6 +44,7 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
     selection = read_json(os.path.join(settings.work.model, "selection.json"))
     kc, kr = labeler.comment_centroids.k, labeler.reaction_centroids.k
     comment_sizes, reaction_sizes = np.zeros(kc, np.int64), np.zeros(kr, np.int64)
+    without = {"comments": 0, "reactions": 0}
     bad = BadRecordReport()
     writer = LabelStoreWriter(output)
     stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
@@ -52,11 +53,13 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
         for start in range(0, len(store), block):
             end = min(start + block, len(store))
             writer.append_from(store, start, end)
-            offsets = store.comment_offsets[[start, end]]
-            pairs = np.asarray(store.comment_labels[offsets[0] : offsets[1]])
+            offsets = np.asarray(store.comment_offsets[start : end + 1])
+            without["comments"] += int((np.diff(offsets) == 0).sum())
+            pairs = np.asarray(store.comment_labels[offsets[0] : offsets[-1]])
             comment_sizes += np.bincount(pairs[:, 0], weights=pairs[:, 1], minlength=kc).astype(np.int64)
             reactions = np.asarray(store.reactions[start:end])
             reaction_sizes += np.bincount(reactions[reactions >= 0], minlength=kr)
+            without["reactions"] += int((reactions < 0).sum())
     if report:
         write_cluster_report(os.path.join(writer.tmp, "report"), labeler, comment_sizes, reaction_sizes)
     if export_interop:
@@ -69,9 +72,8 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
         "counts": {"posts_read": sum(s["num_read"] for s in summaries),
                    "held_out": sum(s["num_held_out"] for s in summaries),
                    "labelled": int(writer.num_posts),
-                   "without_comment_label": int(sum(int((np.diff(np.asarray(s.comment_offsets)) == 0).sum())
-                                                    for s in stores)),
-                   "without_reaction_label": int(sum(int((np.asarray(s.reactions) < 0).sum()) for s in stores))},
+                   "without_comment_label": without["comments"],
+                   "without_reaction_label": without["reactions"]},
         "bad_records": bad.to_dict(),
     }
     writer.close(full_meta, model_dir=settings.work.model)
