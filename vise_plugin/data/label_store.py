@@ -95,6 +95,14 @@ class LabelStore:
             raise InputError(f"{self.folder}: the label store has no {task!r} labels (it has {sorted(self.meta['tasks'])})")
         return int(self.meta["tasks"][task]["k"])
 
+    def comment_block(self, start: int, end: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Posts ``[start, end)``: their ``(n + 1,)`` int64 offsets and ``(M, 2)`` int32 (cluster id, count) pairs.
+
+        Pair ``j`` belongs to the post whose range ``offsets[i] - offsets[0] <= j < offsets[i + 1] - offsets[0]``.
+        """
+        offsets = np.asarray(self.comment_offsets[start : end + 1])
+        return offsets, np.asarray(self.comment_labels[offsets[0] : offsets[-1]])
+
     def comment_pairs(self, i: int) -> np.ndarray:
         """``(n_i, 2)`` int32 (cluster id, count) pairs of post ``i``; ``n_i`` may be 0."""
         return np.asarray(self.comment_labels[self.comment_offsets[i] : self.comment_offsets[i + 1]])
@@ -154,27 +162,21 @@ class LabelStoreWriter:
     def append(self, ids: Sequence[str], images: Sequence[str], comment_pairs: Sequence[np.ndarray],
                reactions: np.ndarray) -> None:
         """Appends posts; ``comment_pairs[i]`` is an ``(n_i, 2)`` int array of (cluster id, count)."""
+        if not (len(images) == len(comment_pairs) == len(reactions) == len(ids)):
+            raise ValueError("label store columns differ in length")
         counts = np.array([len(p) for p in comment_pairs], dtype=np.int64)
         labels = np.concatenate(comment_pairs) if counts.sum() else np.zeros((0, 2), np.int32)
-        self.append_columns(ids, images, counts, labels.reshape(-1, 2), reactions)
-
-    def append_columns(self, ids: Sequence[str], images: Sequence[str], comment_counts: np.ndarray,
-                       comment_labels: np.ndarray, reactions: np.ndarray) -> None:
-        """Appends posts given as columns: ``comment_counts`` ``(N,)`` pairs per post, ``comment_labels`` ``(M, 2)``."""
-        n = len(ids)
-        if not (len(images) == len(comment_counts) == len(reactions) == n) or comment_labels.shape[0] != comment_counts.sum():
-            raise ValueError("label store columns differ in length")
         self._append_strings("id", ids)
         self._append_strings("image", images)
-        self._append_offsets("comment", comment_counts)
-        self._labels.append(comment_labels)
+        self._append_offsets("comment", counts)
+        self._labels.append(labels.reshape(-1, 2))
         self._reactions.append(np.asarray(reactions))
 
     def append_from(self, store: "LabelStore", start: int, end: int) -> None:
         """Copies rows ``[start, end)`` of another store, without decoding its strings."""
-        offsets = np.asarray(store.comment_offsets[start : end + 1])
+        offsets, pairs = store.comment_block(start, end)
         self._append_offsets("comment", np.diff(offsets))
-        self._labels.append(np.asarray(store.comment_labels[offsets[0] : offsets[-1]]))
+        self._labels.append(pairs)
         self._reactions.append(np.asarray(store.reactions[start:end]))
         for name, column in (("id", store.ids), ("image", store.images)):
             offs = np.asarray(column.offsets[start : end + 1])

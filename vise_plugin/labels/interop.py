@@ -16,8 +16,7 @@ from ..data.label_store import LabelStore
 
 def dominant_comment_clusters(store: LabelStore, start: int, end: int) -> np.ndarray:
     """``(end - start,)`` int64: each post's most frequent comment cluster, -1 for none."""
-    offsets = np.asarray(store.comment_offsets[start : end + 1])
-    pairs = np.asarray(store.comment_labels[offsets[0] : offsets[-1]])
+    offsets, pairs = store.comment_block(start, end)
     out = np.full(end - start, -1, np.int64)
     if len(pairs):
         owner = np.repeat(np.arange(end - start), np.diff(offsets))

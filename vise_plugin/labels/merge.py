@@ -19,12 +19,11 @@ from .work_dir import read_json
 logger = logging.getLogger(__name__)
 
 
-def check_counts(settings: LabelSettings, shards: List[Shard]) -> List[Dict[str, Any]]:
+def check_counts(settings: LabelSettings, shards: List[Shard], stores: List[LabelStore]) -> List[Dict[str, Any]]:
     """Per shard: the posts read when selecting equal those read when labelling; returns the summaries."""
     summaries = []
-    for shard in shards:
+    for shard, store in zip(shards, stores):
         selected = read_json(settings.work.select_summary(shard.name))
-        store = LabelStore(settings.work.assign_store(shard.name))
         labelled = store.meta["shard_summary"]
         if selected["num_read"] != labelled["num_read"]:
             raise InputError(f"{shard.path} ({shard.name}): {selected['num_read']} posts when selecting the fitting "
@@ -39,23 +38,22 @@ def check_counts(settings: LabelSettings, shards: List[Shard]) -> List[Dict[str,
 def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta: Dict[str, Any],
                 report: bool = True, export_interop: bool = False, block: int = 1_000_000) -> Dict[str, Any]:
     """Concatenates the shards' stores, in shard order, into the store ``output``; returns its meta."""
-    summaries = check_counts(settings, shards)
+    stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
+    summaries = check_counts(settings, shards, stores)
     labeler = EngagementLabeler.load(settings.work.model)
-    selection = read_json(os.path.join(settings.work.model, "selection.json"))
+    selection = read_json(settings.work.selection)
     kc, kr = labeler.comment_centroids.k, labeler.reaction_centroids.k
     comment_sizes, reaction_sizes = np.zeros(kc, np.int64), np.zeros(kr, np.int64)
     without = {"comments": 0, "reactions": 0}
     bad = BadRecordReport()
     writer = LabelStoreWriter(output)
-    stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
     for store, summary in zip(stores, summaries):
         bad.merge(BadRecordReport.from_dict(summary["bad_records"]))
         for start in range(0, len(store), block):
             end = min(start + block, len(store))
             writer.append_from(store, start, end)
-            offsets = np.asarray(store.comment_offsets[start : end + 1])
+            offsets, pairs = store.comment_block(start, end)
             without["comments"] += int((np.diff(offsets) == 0).sum())
-            pairs = np.asarray(store.comment_labels[offsets[0] : offsets[-1]])
             comment_sizes += np.bincount(pairs[:, 0], weights=pairs[:, 1], minlength=kc).astype(np.int64)
             reactions = np.asarray(store.reactions[start:end])
             reaction_sizes += np.bincount(reactions[reactions >= 0], minlength=kr)

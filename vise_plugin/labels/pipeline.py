@@ -90,9 +90,9 @@ class LabelPipeline:
         with self.runner:
             pending = [s for s in shards if not os.path.exists(work.select_summary(s.name))]
             self.runner.map(select_shard, [(self.settings, s) for s in pending], "1/3 selecting the fitting subset")
-            if not os.path.exists(os.path.join(work.model, "selection.json")):
+            if not os.path.exists(work.selection):
                 self.runner.map(fit_model, [(self.settings, shards)], "2/3 fitting clusters", unit="job")
-            pending = [s for s in shards if not os.path.exists(os.path.join(work.assign_store(s.name), "meta.json"))]
+            pending = [s for s in shards if not os.path.exists(work.assign_summary(s.name))]
             self.runner.map(assign_shard, [(self.settings, s) for s in pending], "3/3 assigning labels")
         meta = {
             "source": files,

@@ -5,7 +5,6 @@ held-out posts (Step 1); ``assign_shard`` (per shard) labels every other post (S
 into the final store is in :mod:`.merge`.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -85,7 +84,7 @@ def select_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
 def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
     """Step 1: fits the labeler on the held-out posts; writes ``model/`` with ``selection.json``."""
     work = settings.work
-    done = read_json(os.path.join(work.model, "selection.json"))
+    done = read_json(work.selection)
     if done is not None:
         return done
     base = [work.path("select", s.name) for s in shards]
@@ -130,15 +129,14 @@ def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
     does not grow with the shard.
     """
     work = settings.work
-    folder = work.assign_store(shard.name)
-    if os.path.exists(os.path.join(folder, "meta.json")):
-        with open(os.path.join(folder, "meta.json")) as f:
-            return json.load(f)["shard_summary"]
+    done = read_json(work.assign_summary(shard.name))
+    if done is not None:
+        return done["shard_summary"]
     torch.set_num_threads(settings.threads_per_worker)
-    threshold = read_json(os.path.join(work.model, "selection.json"))["threshold"]
+    threshold = read_json(work.selection)["threshold"]
     labeler = _labeler(work.model)
     bad = BadRecordReport()
-    writer = LabelStoreWriter(folder)
+    writer = LabelStoreWriter(work.assign_store(shard.name))
     chunk: List[EngagementRecord] = []
     num_read = num_held_out = 0
 

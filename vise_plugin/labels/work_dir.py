@@ -32,9 +32,17 @@ class WorkDir:
     def assign_store(self, shard_name: str) -> str:
         return self.path("assign", shard_name)
 
+    def assign_summary(self, shard_name: str) -> str:
+        return os.path.join(self.assign_store(shard_name), "meta.json")
+
     @property
     def model(self) -> str:
         return self.path("model")
+
+    @property
+    def selection(self) -> str:
+        """``model/selection.json``: written last by the fit step, so its presence means the model is complete."""
+        return os.path.join(self.model, "selection.json")
 
     def check_plan(self, plan: Dict[str, Any]) -> None:
         """Writes ``plan.json``, or checks that an existing one (from an earlier run) is the same."""
