@@ -4,7 +4,6 @@ import sys
 from typing import Callable, List, Optional
 
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 from .config import compose_config
 from .errors import UserError
@@ -31,10 +30,11 @@ def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = Non
 
 def run_engine(root_cfg: DictConfig) -> object:
     """Dispatches on ``config.engine``."""
+    from .benchmark import run_benchmark
     from .demo.pipeline import run_demo
     from .engine.pretrain import pretrain
 
-    engines = {"pretrain": pretrain, "demo": run_demo}
+    engines = {"pretrain": pretrain, "benchmark": run_benchmark, "demo": run_demo}
     engine = root_cfg.config.engine
     if engine not in engines:
         raise UserError(f"config.engine={engine!r}: use one of {sorted(engines)}")
@@ -48,9 +48,7 @@ def generate_labels(root_cfg: DictConfig) -> object:
     cfg = root_cfg.config.labels
     if not cfg.posts:
         raise UserError("no engagement file: set config.data.posts=<file.jsonl> (or config.labels.posts)")
-    try:
-        cfg.output
-    except OmegaConfBaseException:
-        raise UserError("no output folder: set config.data.labels=<label store folder> (or config.labels.output)") from None
+    if not cfg.output:
+        raise UserError("no output folder: set config.data.labels=<label store folder> (or config.labels.output)")
     setup_logging()
     return run_label_job(root_cfg.config)

@@ -1,16 +1,15 @@
 """The main job on the embedded demo world: world -> labels -> pretraining -> linear eval table."""
 
-import json
 import logging
 import os
 from typing import Dict
 
 import torch
-import torchvision
 from omegaconf import DictConfig
 
-from ..benchmark import extract_features, linear_eval, state_fingerprint
-from ..data.transforms import eval_transform
+from ..benchmark import evaluate_trunk
+from ..benchmark.results import append_metrics
+from ..benchmark.datasets import read_image_folder
 from ..engine.pretrain import pretrain
 from ..engine.run_folder import setup_logging
 from ..labels.pipeline import run_label_job
@@ -20,28 +19,14 @@ from .world import generate_downstream, generate_posts
 logger = logging.getLogger(__name__)
 
 
-def linear_eval_trunk(trunk: torch.nn.Module, downstream: str, image_size: int, cfg: DictConfig, name: str) -> Dict:
-    """Linear protocol of ``cfg.linear_eval`` on the ImageFolder splits of ``downstream``."""
-    before = state_fingerprint(trunk)
-    splits = {}
-    for split in ("train", "val", "test"):
-        data = torchvision.datasets.ImageFolder(os.path.join(downstream, split), eval_transform(image_size, 1.0))
-        splits[split] = extract_features(trunk, data, desc=f"{name} {split} features")
-    if state_fingerprint(trunk) != before:
-        raise RuntimeError(f"{name}: the trunk changed during linear evaluation")
-    le = cfg.linear_eval
-    return linear_eval(splits["train"], splits["val"], splits["test"], list(le.lrs), list(le.weight_decays),
-                       le.epochs, le.batch_size, cfg.seed)
-
-
 def format_table(results: Dict[str, Dict]) -> str:
     lines = ["| trunk | val acc (%) | test acc (%) |", "|---|---|---|"]
-    lines += [f"| {name} | {r['val_acc']:.1f} | {r['test_acc']:.1f} |" for name, r in results.items()]
+    lines += [f"| {name} | {r['val_acc']['mean']:.1f} | {r['test_acc']['mean']:.1f} |" for name, r in results.items()]
     return "\n".join(lines)
 
 
 def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
-    """Runs the whole demo for ``config=demo/vise_demo``; returns ``{trunk name: metrics}``."""
+    """Runs the whole demo for ``config=demo/vise_demo``; returns ``{trunk name: {"<split>_acc": {"mean", "std"}}}``."""
     cfg = root_cfg.config
     setup_logging(cfg.run_dir)
     world = os.path.join(cfg.run_dir, "world")
@@ -57,10 +42,14 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     logger.info("4/4 linear evaluation on the downstream emotion task")
     torch.manual_seed(cfg.seed)
     trunks = {"random init": build_trunk(cfg.model.trunk), "VisE (demo)": task.base_model.trunk.cpu()}
-    results = {name: linear_eval_trunk(t, downstream, cfg.data.image_size, cfg, name) for name, t in trunks.items()}
+    data = read_image_folder(downstream, seed=cfg.seed)
+    results = {}
+    for (name, trunk), file_name in zip(trunks.items(), ("cam_random_init.png", "cam_vise.png")):
+        run = evaluate_trunk(trunk, data, cfg.benchmark, cfg.run_dir, "cpu", cfg.seed,
+                             os.path.join(cfg.run_dir, file_name))
+        results[name] = run["summary"]
     table = format_table(results)
-    with open(os.path.join(cfg.run_dir, "metrics.json"), "a") as f:
-        f.write(json.dumps({"benchmark": "demo_linear", "results": results}) + "\n")
+    append_metrics(os.path.join(cfg.run_dir, "metrics.json"), {"benchmark": "demo_linear", "summary": results})
     with open(os.path.join(cfg.run_dir, "results.md"), "w") as f:
         f.write(table + "\n")
     print("\nLinear evaluation on the demo's downstream emotion task (6 classes):\n" + table, flush=True)

@@ -28,7 +28,7 @@ CHECKPOINT_FILE = "checkpoint.torch"
 
 def require_label_store(cfg: DictConfig) -> str:
     """The label store folder of ``config.data.labels``, or a :class:`ConfigError` naming the override."""
-    path = cfg.data.labels if not OmegaConf.is_missing(cfg.data, "labels") else None
+    path = cfg.data.labels
     if not path or not g_pathmgr.exists(os.path.join(path, "meta.json")):
         raise ConfigError(
             f"label store not found: {path or '(unset)'}; point config.data.labels=<folder> at one "

@@ -1,0 +1,108 @@
+"""Benchmark dataset layouts, splits, metrics and CAM maps."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
+import benchmark_layouts as layouts
+from vise_plugin.benchmark import accuracy, mean_average_precision, read_benchmark_dataset, roc_auc
+from vise_plugin.benchmark.cam import class_activation_maps
+from vise_plugin.benchmark.datasets import random_split
+from vise_plugin.errors import InputError
+
+
+def test_unbiased_emotion_splits_are_deterministic_disjoint_and_cover_every_image(tmp_path):
+    root = layouts.unbiased_emotion(str(tmp_path / "ue"), per_class=10)
+    a = read_benchmark_dataset("unbiased_emotion", root)
+    b = read_benchmark_dataset("unbiased_emotion", root)
+    assert len(a.paths) == 60 and a.classes == ["anger", "fear", "joy", "love", "sadness", "surprise"]
+    assert len(a.folds) == 5
+    for fa, fb in zip(a.folds, b.folds):
+        parts = [fa[s] for s in ("train", "val", "test")]
+        assert all(np.array_equal(fa[s], fb[s]) for s in fa)
+        assert [len(p) for p in parts] == [42, 6, 12]
+        assert sorted(np.concatenate(parts)) == list(range(60))
+    assert not np.array_equal(a.folds[0]["test"], a.folds[1]["test"])  # other seed, other split
+    assert np.array_equal(random_split(3045, [0.7, 0.1, 0.2], 3)[2], random_split(3045, [0.7, 0.1, 0.2], 3)[2])
+    assert [len(p) for p in random_split(3045, [0.7, 0.1, 0.2], 0)] == [2132, 304, 609]
+
+
+def test_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    scores2, y2 = rng.normal(size=(50, 2)), rng.integers(0, 2, 50)
+    scores5, y5 = rng.normal(size=(60, 5)), np.arange(60) % 5
+    assert accuracy(scores5, y5) == pytest.approx(100 * accuracy_score(y5, scores5.argmax(1)))
+    probs2 = np.exp(scores2) / np.exp(scores2).sum(1, keepdims=True)
+    assert roc_auc(scores2, y2) == pytest.approx(roc_auc_score(y2, probs2[:, 1]))
+    probs5 = np.exp(scores5) / np.exp(scores5).sum(1, keepdims=True)
+    assert roc_auc(scores5, y5) == pytest.approx(roc_auc_score(y5, probs5, multi_class="ovr", average="macro"))
+    multi = (rng.random((40, 4)) > 0.6).astype(np.float32)
+    assert mean_average_precision(scores5[:40, :4], multi) == pytest.approx(
+        100 * average_precision_score(multi, scores5[:40, :4], average="macro"))
+    # hand-computed: positives score 0.9 and 0.4, negatives 0.5 and 0.1 -> 3 of 4 pairs ordered right
+    assert roc_auc(np.array([[0, 0.9], [0, 0.4], [0, 0.5], [0, 0.1]]), np.array([1, 1, 0, 0])) == 0.75
+
+
+def test_generic_formats_single_and_multi_label(tmp_path):
+    folder = layouts.image_folder(str(tmp_path / "if"))
+    data = read_benchmark_dataset("image_folder", folder)
+    assert data.classes == ["anger", "fear", "joy"] and [len(data.folds[0][s]) for s in ("train", "val", "test")] == [24, 9, 12]
+    lists = layouts.multilabel_lists(str(tmp_path / "ml"))
+    for name in ("csv", "pickle"):
+        data = read_benchmark_dataset(name, lists, multilabel=True)
+        assert data.multilabel and data.metrics == ("map",) and data.classes == ["anger", "fear", "joy", "outdoor"]
+        assert data.targets.shape == (28, 4) and data.targets[1].tolist() == [0, 1, 0, 1]
+        fold = data.folds[0]  # no val file: val is held out of train
+        assert len(fold["test"]) == 8 and len(fold["train"]) + len(fold["val"]) == 20
+        with pytest.raises(InputError, match="multilabel=true"):
+            read_benchmark_dataset(name, lists)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_file_list_refuses_code(tmp_path):
+    lists = layouts.multilabel_lists(str(tmp_path / "ml"))
+    with open(os.path.join(lists, "train.pkl"), "wb") as f:
+        pickle.dump([["images/train/0.jpg", [_Boom()]]], f)
+    with pytest.raises(InputError, match=r"train.pkl: .*refusing to load posix.system"):
+        read_benchmark_dataset("pickle", lists)
+
+
+def test_layout_errors_name_the_file_and_line(tmp_path):
+    root = layouts.cub(str(tmp_path / "cub"))
+    with open(os.path.join(root, "image_class_labels.txt"), "a") as f:
+        f.write("x 3\n")
+    with pytest.raises(InputError, match=r"image_class_labels.txt:31: expected '<id> <value>'"):
+        read_benchmark_dataset("cub", root)
+    memes = layouts.hateful_memes(str(tmp_path / "hm"), train=4, dev=2)
+    with open(os.path.join(memes, "dev.jsonl"), "a") as f:
+        f.write('{"id": 1, "img": "img/1.png"}\n')
+    with pytest.raises(InputError, match=r"dev.jsonl:3: expected"):
+        read_benchmark_dataset("hateful_memes", memes)
+    pol = layouts.politics(str(tmp_path / "pol"), train=4, test=2)
+    with open(os.path.join(pol, "test.csv"), "a") as f:
+        f.write("images/x.jpg,\n")
+    with pytest.raises(InputError, match=r"test.csv:4: expected 'path,label'"):
+        read_benchmark_dataset("politics", pol)
+    with pytest.raises(InputError, match="UnbiasedEmotion layout needs images"):
+        read_benchmark_dataset("unbiased_emotion", str(tmp_path))
+
+
+def test_class_activation_map_points_at_the_evidence():
+    images = torch.zeros(2, 3, 32, 32)
+    images[0, 0, :8, :8] = 5.0  # channel 0 lit top-left
+    images[1, 1, 24:, 24:] = 5.0  # channel 1 lit bottom-right
+    trunk = nn.Sequential(nn.AvgPool2d(4))  # (B, 3, 8, 8) "features"
+    weight = np.eye(3, dtype=np.float32)
+    cams = class_activation_maps(trunk, weight, images, [0, 1])
+    assert cams.shape == (2, 32, 32) and cams.min() >= 0 and cams.max() <= 1
+    assert cams[0, :8, :8].mean() > 0.8 and cams[0, 24:, 24:].mean() < 0.1
+    assert cams[1, 24:, 24:].mean() > 0.8 and cams[1, :8, :8].mean() < 0.1

@@ -1,0 +1,82 @@
+"""Every benchmark config end to end on a tiny fixture in the dataset's published layout."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import benchmark_layouts as layouts
+from vise_plugin.benchmark import run_benchmark
+from vise_plugin.benchmark.suite import run_suite
+from vise_plugin.config import compose_config
+
+TASKS = ("unbiased_emotion", "politics", "hateful_memes", "cub")
+TINY = ["config.model.trunk=tiny", "config.device=cpu", "config.benchmark.image_size=32",
+        "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0", "config.benchmark.batch_size=16",
+        "config.benchmark.linear.epochs=10", "config.benchmark.finetune.epochs=2",
+        "config.benchmark.finetune.batch_size=8", "config.benchmark.cam.num_images=4"]
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("benchmarks")
+    return {task: getattr(layouts, task)(str(base / task)) for task in TASKS}
+
+
+def _run(config, root, run_dir, *extra):
+    return run_benchmark(compose_config([f"config=benchmark/{config}", *TINY, f"config.benchmark.dataset.root={root}",
+                                         f"config.run_dir={run_dir}",
+                                         f"config.benchmark.results_table={run_dir}/table.md", *extra]))
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune"])
+@pytest.mark.parametrize("task", TASKS)
+def test_benchmark_config_runs_end_to_end(datasets, tmp_path, task, protocol):
+    run_dir = str(tmp_path / "run")
+    record = _run(f"{protocol}/{task}_r50", datasets[task], run_dir)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        saved = json.loads(f.readline())
+    assert saved["benchmark"] == f"{protocol}_{task}_r50" and saved["protocol"] == protocol
+    assert len(saved["folds"]) == (5 if task == "unbiased_emotion" else 1)
+    metrics = ("roc_auc", "acc") if task == "hateful_memes" else ("acc",)
+    assert saved["metrics"] == list(metrics) and saved["report_split"] == ("dev" if task == "hateful_memes" else "test")
+    for m in metrics:
+        assert 0 <= saved["summary"][f"test_{m}"]["mean"] <= 100
+    if task == "hateful_memes":  # the meme text alone separates the fixture's classes
+        assert saved["summary"]["test_roc_auc"]["mean"] > 0.9
+    with open(os.path.join(run_dir, "table.md")) as f:
+        table = f.read().splitlines()
+    assert table[0].startswith("| benchmark |") and table[2].startswith(f"| {protocol}_{task}_r50 | {protocol} |")
+    assert os.path.getsize(os.path.join(run_dir, "cam.png")) > 1000
+    assert os.path.exists(os.path.join(run_dir, "train_config.yaml")) and record["cam"]
+
+
+def test_linear_eval_caches_features_and_leaves_the_trunk_unchanged(datasets, tmp_path):
+    run_dir = str(tmp_path / "run")
+    first = _run("linear/cub_r50", datasets["cub"], run_dir)
+    cached = [os.path.join(run_dir, "features", f) for f in os.listdir(os.path.join(run_dir, "features"))
+              if f.endswith(".npy")]
+    assert len(cached) == 1 and isinstance(np.load(cached[0], mmap_mode="r"), np.memmap)
+    mtime = os.path.getmtime(cached[0])
+    second = _run("linear/cub_r50", datasets["cub"], run_dir)
+    assert os.path.getmtime(cached[0]) == mtime and second["summary"] == first["summary"]
+    _run("linear/cub_r50", datasets["cub"], run_dir, "config.benchmark.layer=res4")
+    assert len([f for f in os.listdir(os.path.join(run_dir, "features")) if f.endswith(".npy")]) == 2
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert len(f.readlines()) == 3
+
+
+def test_suite_runs_a_list_and_keeps_going_past_a_failure(datasets, tmp_path, capsys):
+    out = str(tmp_path / "suite")
+    # <data_root>/politics exists; <data_root>/CUB_200_2011 does not (the fixture folder is named cub)
+    code = run_suite(["benchmarks=linear/cub_r50,linear/politics_r50,finetune/politics_r50", f"output={out}", *TINY,
+                      f"config.benchmark.data_root={os.path.dirname(datasets['cub'])}"])
+    with open(os.path.join(out, "results.md")) as f:
+        rows = f.read().splitlines()[2:]
+    assert code == 2
+    assert [r.split(" | ")[0] for r in rows] == ["| linear_politics_r50", "| finetune_politics_r50"]
+    assert os.path.exists(os.path.join(out, "finetune_politics_r50", "metrics.json"))
+    captured = capsys.readouterr()
+    assert "linear/cub_r50: error:" in captured.err and "CUB_200_2011/images.txt: not found" in captured.err
+    assert "2/3 benchmarks done" in captured.out

@@ -1,0 +1,120 @@
+"""Weights in and out: our checkpoints, torchvision and hub state dicts, hubconf, export and extraction tools."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import benchmark_layouts as layouts
+from conftest import ROOT
+from vise_plugin.benchmark import run_benchmark
+from vise_plugin.config import compose_config
+from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.errors import InputError
+from vise_plugin.models import build_trunk, load_trunk_weights
+
+
+def _tool(name, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def _official_layout():
+    return torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])
+
+
+@pytest.fixture(scope="module")
+def r50_checkpoint(tiny_world, tmp_path_factory):
+    """A real pretraining checkpoint of ResNet-50 (two iterations on 16 posts at 32 px)."""
+    run_dir = str(tmp_path_factory.mktemp("r50") / "run")
+    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                    f"config.run_dir={run_dir}", "config.model.trunk=resnet50",
+                                    "config.data.subset=16", "config.optimizer.num_epochs=1"]))
+    return os.path.join(run_dir, "checkpoint.torch"), task.base_model.trunk
+
+
+def test_exported_state_dict_loads_strictly_into_the_official_layout(r50_checkpoint, tmp_path):
+    checkpoint, trained = r50_checkpoint
+    out = str(tmp_path / "vise_r50.pth")
+    result = _tool("export_hub.py", checkpoint, out)
+    assert result.returncode == 0, result.stderr
+    state = torch.load(out, weights_only=True)
+    assert list(state) == list(_official_layout().state_dict())
+    official = _official_layout()
+    official.load_state_dict(state, strict=True)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(state[key], value.cpu()), key
+    hub = torch.hub.load(ROOT, "resnet50_250m", source="local", pretrained=True, weights=out)
+    assert hub(torch.randn(2, 3, 224, 224)).shape == (2, 2048, 7, 7)
+    assert torch.equal(hub.state_dict()["4.0.conv1.weight"], state["4.0.conv1.weight"])
+    sys.path.insert(0, ROOT)
+    import hubconf
+
+    assert hubconf.resnet50_1m(pretrained=True, weights=out).eval()(torch.randn(1, 3, 224, 224)).shape == (1, 2048, 7, 7)
+
+
+def test_trunk_loads_torchvision_and_wrapped_state_dicts(tmp_path):
+    resnet = torchvision.models.resnet50()
+    path = str(tmp_path / "tv.pth")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in resnet.state_dict().items()}}, path)
+    trunk = load_trunk_weights(build_trunk("resnet50"), path)
+    assert torch.equal(trunk.state_dict()["7.2.bn3.running_var"], resnet.layer4[2].bn3.running_var)
+    with pytest.raises(InputError, match=r"tv.pth: does not fit the trunk .*check config.model.trunk"):
+        load_trunk_weights(build_trunk("tiny"), path)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_weights_files_are_read_with_weights_only(tmp_path):
+    path = str(tmp_path / "evil.pth")
+    torch.save({"0.weight": _Boom()}, path)
+    with pytest.raises(InputError, match=r"evil.pth: cannot read weights with torch.load\(weights_only=True\)"):
+        load_trunk_weights(build_trunk("tiny"), path)
+    with pytest.raises(InputError, match="weights file not found"):
+        load_trunk_weights(build_trunk("tiny"), str(tmp_path / "missing.pth"))
+
+
+def test_benchmark_and_extraction_with_our_checkpoint(tiny_world, tmp_path):
+    run_dir = str(tmp_path / "pre")
+    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                    f"config.run_dir={run_dir}", "config.optimizer.num_epochs=1"]))
+    checkpoint = os.path.join(run_dir, "model_phase0.torch")
+    folder = layouts.image_folder(str(tmp_path / "if"))
+    record = run_benchmark(compose_config([
+        "config=benchmark/linear/cub_r50", "config.benchmark.dataset.name=image_folder",
+        f"config.benchmark.dataset.root={folder}", "config.model.trunk=tiny", f"config.model.weights={checkpoint}",
+        "config.benchmark.image_size=32", "config.benchmark.num_workers=0", "config.benchmark.linear.epochs=5",
+        f"config.run_dir={tmp_path / 'bench'}", f"config.benchmark.results_table={tmp_path / 'table.md'}"]))
+    assert record["weights"] == checkpoint and record["dataset"] == "image_folder"
+    with open(tmp_path / "table.md") as f:
+        assert checkpoint in f.read()
+    out = str(tmp_path / "feats")
+    result = _tool("extract_features.py", "config=benchmark/extract_r50", "config.model.trunk=tiny",
+                   f"config.model.weights={checkpoint}", f"config.extract.images={folder}/test",
+                   f"config.extract.output={out}", "config.extract.layer=res4", "config.benchmark.image_size=32",
+                   "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0")
+    assert result.returncode == 0, result.stderr
+    feats = np.load(os.path.join(out, "features.npy"), mmap_mode="r")
+    with open(os.path.join(out, "images.txt")) as f:
+        names = f.read().split()
+    assert feats.shape == (12, 128) and len(names) == 12 and names[0] == "anger/0.jpg"
+    # the same image through the trained trunk, cut after res4, pooled
+    from vise_plugin.benchmark.datasets import ImageListDataset, read_image_folder
+    from vise_plugin.benchmark.features import trunk_up_to
+    from vise_plugin.data.transforms import eval_transform
+
+    data = read_image_folder(folder)
+    first = data.paths.index("test/anger/0.jpg")
+    image = ImageListDataset(data, [first], eval_transform(32, 1.0))[0][0]
+    expected = trunk_up_to(task.base_model.trunk.eval(), "res4")(image[None]).mean(dim=(2, 3))[0]
+    assert np.allclose(feats[0], expected.detach().numpy(), atol=1e-4)
+    bad = _tool("extract_features.py", "config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope",
+                f"config.extract.output={out}")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("nope: image folder or list not found")

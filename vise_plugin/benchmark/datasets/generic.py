@@ -1,0 +1,128 @@
+"""Generic layouts for any task: ImageFolder, a CSV file list and the EmotionNet pickle file list."""
+
+import csv
+import io
+import os
+import pickle
+from typing import Dict, List, Tuple
+
+import numpy as np
+from iopath.common.file_io import g_pathmgr
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from ...errors import InputError
+from .label_table import encode_labels
+from .labelled_images import SPLITS, LabelledImages
+from .splits import fold_with_val
+
+Entries = List[Tuple[str, List[str]]]  # (relative path, label names)
+
+
+def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel: bool, val_fraction: float,
+              seed: int, source: str) -> LabelledImages:
+    """One :class:`LabelledImages` from per-split entries; val is held out of train when absent."""
+    paths, labels, parts = [], [], {}
+    for split, entries in split_entries.items():
+        parts[split] = np.arange(len(paths), len(paths) + len(entries))
+        paths += [p for p, _ in entries]
+        labels += [lab for _, lab in entries]
+    try:
+        targets, classes = encode_labels(labels, multilabel)
+    except ValueError as e:
+        raise InputError(f"{source}: {e}") from None
+    fold = parts if "val" in parts else fold_with_val(parts["train"], parts["test"], val_fraction, seed, targets)
+    metrics = ("map",) if multilabel else ("acc",)
+    return LabelledImages(name, root, paths, targets, classes, [fold], metrics)
+
+
+def read_image_folder(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
+    """``root/{train,val,test}/<class>/<image>`` (``val`` optional); classes from ``train``."""
+    if not os.path.isdir(os.path.join(root, "train")) or not os.path.isdir(os.path.join(root, "test")):
+        raise InputError(f"{root}: an ImageFolder benchmark needs train/<class>/ and test/<class>/ folders")
+    classes, index = find_classes(os.path.join(root, "train"))
+    split_entries = {}
+    for split in SPLITS:
+        folder = os.path.join(root, split)
+        if not os.path.isdir(folder):
+            continue
+        try:
+            samples = make_dataset(folder, index, IMG_EXTENSIONS)
+        except FileNotFoundError as e:
+            raise InputError(f"{folder}: {e}") from None
+        split_entries[split] = [(os.path.relpath(p, root), [classes[c]]) for p, c in samples]
+    data = assemble("image_folder", root, split_entries, False, val_fraction, seed, root)
+    data.layout = {"layout": "ImageFolder"}
+    return data
+
+
+def _split_file(root: str, files: Dict, split: str, suffix: str) -> str:
+    name = (files or {}).get(split) or f"{split}{suffix}"
+    return name if os.path.isabs(name) or "://" in name else os.path.join(root, name)
+
+
+def read_csv(path: str, separator: str) -> Entries:
+    with g_pathmgr.open(path, "r", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["path", "label"]:
+        raise InputError(f"{path}:1: expected the header 'path,label'")
+    entries = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise InputError(f"{path}:{line}: expected 'path,label' with both set, found {row!r}")
+        entries.append((row[0].strip(), [n.strip() for n in row[1].split(separator) if n.strip()]))
+    return entries
+
+
+class _ListsOnly(pickle.Unpickler):
+    """Unpickles plain lists, tuples, strings and numbers only; anything else is refused, not run."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a file list holds only lists, strings "
+                                     "and numbers")
+
+
+def read_pickle(path: str) -> Entries:
+    try:
+        with g_pathmgr.open(path, "rb") as f:
+            items = _ListsOnly(io.BytesIO(f.read())).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise InputError(f"{path}: not a [relative_path, [labels]] pickle ({e})") from None
+    entries = []
+    for i, item in enumerate(items):
+        if (not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], (list, tuple, int, str))):
+            raise InputError(f"{path}: entry {i} is {item!r}, expected [relative_path, [labels]]")
+        labels = item[1] if isinstance(item[1], (list, tuple)) else [item[1]]
+        entries.append((item[0], [str(n) for n in labels]))
+    return entries
+
+
+def _read_lists(root: str, files: Dict, suffix: str, reader) -> Dict[str, Entries]:
+    split_entries = {}
+    for split in SPLITS:
+        path = _split_file(root, files, split, suffix)
+        if g_pathmgr.exists(path):
+            split_entries[split] = reader(path)
+        elif split != "val":
+            raise InputError(f"{path}: {split} file list not found (set config.benchmark.dataset.files.{split})")
+    return split_entries
+
+
+def read_csv_list(root: str, files: Dict = None, multilabel: bool = False, label_separator: str = ";",
+                  val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
+    """``{train,val,test}.csv`` with header ``path,label``; a multi-label cell joins names with ``label_separator``."""
+    split_entries = _read_lists(root, files, ".csv", lambda p: read_csv(p, label_separator))
+    data = assemble("csv", root, split_entries, multilabel, val_fraction, seed, root)
+    data.layout = {"layout": "CSV file list"}
+    return data
+
+
+def read_pickle_list(root: str, files: Dict = None, multilabel: bool = False, val_fraction: float = 0.1,
+                     seed: int = 0, **_) -> LabelledImages:
+    """``{train,val,test}.pkl``, each a list of ``[relative_path, [labels]]`` (the EmotionNet release format)."""
+    split_entries = _read_lists(root, files, ".pkl", read_pickle)
+    data = assemble("pickle", root, split_entries, multilabel, val_fraction, seed, root)
+    data.layout = {"layout": "pickle file list"}
+    return data

@@ -1,0 +1,78 @@
+"""A benchmark dataset: every image once, with its label(s), and the folds that index into it."""
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from iopath.common.file_io import g_pathmgr
+
+from ...data.images import load_rgb
+from ...errors import InputError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class LabelledImages:
+    """All images of a benchmark and its folds.
+
+    Features are computed once per image; each fold names the indices of its ``train``, ``val``
+    (model selection) and ``test`` (reported) parts.
+
+    Attributes:
+        name: dataset name (``cub``, ``csv``, ...).
+        root: folder the ``paths`` are relative to.
+        paths: ``N`` relative image paths.
+        targets: ``(N,)`` int64 class ids, or ``(N, K)`` float32 multi-hot for a multi-label task.
+        classes: ``K`` class names.
+        folds: per fold ``{"train", "val", "test"} -> (n,) int64 indices``.
+        metrics: metric names; the first one selects the model on val.
+        texts: ``N`` strings for image + text tasks (Hateful Memes), else None.
+        report_split: what the dataset calls the reported split (``test``, ``dev``).
+    """
+
+    name: str
+    root: str
+    paths: List[str]
+    targets: np.ndarray
+    classes: List[str]
+    folds: List[Dict[str, np.ndarray]]
+    metrics: Tuple[str, ...] = ("acc",)
+    texts: Optional[List[str]] = None
+    report_split: str = "test"
+    layout: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.paths) != len(self.targets):
+            raise ValueError(f"{self.name}: {len(self.paths)} paths but {len(self.targets)} targets")
+        for i, fold in enumerate(self.folds):
+            for split in SPLITS:
+                if not len(fold.get(split, ())):
+                    raise InputError(f"{self.root}: {self.name} fold {i} has no {split} images")
+
+    @property
+    def multilabel(self) -> bool:
+        return self.targets.ndim == 2
+
+    def check_files(self, limit: int = 3) -> None:
+        """One :class:`InputError` naming up to ``limit`` image files that do not exist."""
+        missing = [p for p in self.paths[:1] + self.paths[-1:] if not g_pathmgr.exists(f"{self.root}/{p}")]
+        if missing:
+            raise InputError(f"{self.root}: image files listed by the {self.name} layout do not exist, e.g. "
+                             f"{missing[:limit]}")
+
+
+class ImageListDataset(torch.utils.data.Dataset):
+    """``(image (3, S, S), target, index)`` for the images ``indices`` of a :class:`LabelledImages`."""
+
+    def __init__(self, data: LabelledImages, indices: Sequence[int], transform: Callable):
+        self.data, self.indices, self.transform = data, np.asarray(indices, dtype=np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = int(self.indices[i])
+        image = self.transform(load_rgb(f"{self.data.root}/{self.data.paths[index]}"))
+        return image, torch.as_tensor(self.data.targets[index]), index

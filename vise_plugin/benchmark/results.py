@@ -1,0 +1,48 @@
+"""Benchmark results: ``metrics.json`` lines and rows of a markdown results table."""
+
+import json
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+from iopath.common.file_io import g_pathmgr
+
+TABLE_HEADER = ["benchmark", "protocol", "trunk", "weights", "result", "folds", "run folder"]
+
+
+def summarize(folds: List[Dict], metrics: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """``{"<split>_<m>": {"mean", "std"}}`` over folds (std with ddof=0; 0 for one fold)."""
+    summary = {}
+    for split in ("val", "test"):
+        for m in metrics:
+            values = np.array([f[f"{split}_{m}"] for f in folds])
+            summary[f"{split}_{m}"] = {"mean": float(values.mean()), "std": float(values.std())}
+    return summary
+
+
+def format_result(summary: Dict[str, Dict[str, float]], metrics: Sequence[str], split_name: str,
+                  num_folds: int) -> str:
+    """E.g. ``test acc 71.23 ± 1.05`` or ``dev roc_auc 0.6123, acc 58.20``."""
+    parts = []
+    for m in metrics:
+        s = summary[f"test_{m}"]
+        digits = 4 if m == "roc_auc" else 2
+        parts.append(f"{m} {s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if num_folds > 1 else ""))
+    return f"{split_name} " + ", ".join(parts)
+
+
+def append_metrics(path: str, record: Dict) -> None:
+    """One JSON line appended to ``metrics.json`` (VISSL's habit: one line per evaluation)."""
+    with g_pathmgr.open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def append_table_row(path: str, row: Sequence[str]) -> None:
+    """Appends a row to the markdown table at ``path``, writing the header first when the file is new."""
+    if os.path.dirname(path):
+        g_pathmgr.mkdirs(os.path.dirname(path))
+    new = not g_pathmgr.exists(path)
+    with g_pathmgr.open(path, "a") as f:
+        if new:
+            f.write("| " + " | ".join(TABLE_HEADER) + " |\n" + "|---" * len(TABLE_HEADER) + "|\n")
+        f.write("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |\n")

@@ -1,0 +1,122 @@
+"""The benchmark engine: ``tools/run.py config=benchmark/<linear|finetune>/<task>_r50``."""
+
+import copy
+import logging
+import os
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from ..data.transforms import eval_transform
+from ..engine.distributed import use_gpu
+from ..engine.run_folder import setup_logging, write_resolved_config
+from ..errors import ConfigError
+from ..models import build_trunk, load_trunk_weights
+from .cam import class_activation_maps, save_cam_grid
+from .datasets import ImageListDataset, LabelledImages, read_benchmark_dataset
+from .features import FeatureCache, extract_features, list_digest, state_fingerprint, trunk_up_to
+from .finetune import FinetuneSettings, finetune_eval
+from .linear_classifiers import linear_eval
+from .results import append_metrics, append_table_row, format_result, summarize
+from .text_features import text_features
+
+logger = logging.getLogger(__name__)
+
+
+def benchmark_trunk(model_cfg: DictConfig, seed: int = 0) -> nn.Module:
+    """``config.model.trunk`` with ``config.model.weights`` loaded (random init, seeded, when null)."""
+    torch.manual_seed(seed)
+    trunk = build_trunk(model_cfg.trunk)
+    if model_cfg.weights:
+        load_trunk_weights(trunk, model_cfg.weights)
+    return trunk
+
+
+def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
+            extra: Optional[np.ndarray]):
+    before = state_fingerprint(trunk)
+    key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
+                           size=b.image_size, resize=b.resize_ratio)
+    dataset = ImageListDataset(data, np.arange(len(data.paths)), eval_transform(b.image_size, b.resize_ratio))
+    feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
+        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features"))
+    if state_fingerprint(trunk) != before:
+        raise RuntimeError("the trunk changed during linear evaluation")
+    blocks = [feats] if extra is None else [feats, extra]
+    le = b.linear
+    return [linear_eval(blocks, data.targets, fold, list(le.lrs), list(le.weight_decays), le.epochs, le.batch_size,
+                        seed, data.metrics) for fold in data.folds], trunk_up_to(trunk, b.layer)
+
+
+def _finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, device: str, seed: int,
+              extra: Optional[np.ndarray]):
+    settings = FinetuneSettings.from_config(b)
+    folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
+             for fold in data.folds]
+    return folds, folds[0]["trunk"]
+
+
+def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_result: Dict, fold: Dict, b: DictConfig,
+                   device: str) -> Optional[str]:
+    """CAM grid of the first ``b.cam.num_images`` test images of the fold with its chosen classifier."""
+    n = min(b.cam.num_images, len(fold["test"]))
+    if n <= 0:
+        return None
+    dataset = ImageListDataset(data, fold["test"][:n], eval_transform(b.image_size, b.resize_ratio))
+    images = torch.stack([dataset[i][0] for i in range(n)])
+    predicted = fold_result["test_scores"][:n].argmax(axis=1).tolist()
+    actual = (data.targets[fold["test"][:n]].argmax(axis=1) if data.multilabel else data.targets[fold["test"][:n]])
+    cams = class_activation_maps(trunk.to(device), fold_result["classifier"][0], images.to(device), predicted)
+    return save_cam_grid(path, images, cams, predicted, list(actual), data.classes, b.cam.columns)
+
+
+def evaluate_trunk(trunk: nn.Module, data: LabelledImages, b: DictConfig, run_dir: str, device: str = "cpu",
+                   seed: int = 0, cam_path: Optional[str] = None) -> Dict:
+    """Runs ``b.protocol`` (``linear`` or ``finetune``) on every fold of ``data``.
+
+    Returns ``{"folds": [per-fold metrics], "summary": {"<split>_<m>": {"mean", "std"}}, "cam": path}``.
+    """
+    cache = FeatureCache(b.feature_cache or os.path.join(run_dir, "features"))
+    extra = None
+    if data.texts is not None:
+        extra = text_features(data.texts, b.dataset.text_encoder, cache, device)
+    if b.protocol == "linear":
+        folds, cam_trunk = _linear(trunk, data, b, cache, device, seed, extra)
+    elif b.protocol == "finetune":
+        folds, cam_trunk = _finetune(trunk, data, b, device, seed, extra)
+    else:
+        raise ConfigError(f"config.benchmark.protocol={b.protocol!r}: use linear or finetune")
+    cam = write_cam_grid(cam_path, cam_trunk, data, folds[0], data.folds[0], b, device) if cam_path else None
+    kept = [{k: v for k, v in f.items() if k not in ("classifier", "test_scores", "trunk")} for f in folds]
+    return {"folds": kept, "summary": summarize(kept, data.metrics), "cam": cam}
+
+
+def run_benchmark(root_cfg: DictConfig) -> Dict:
+    """The benchmark of ``root_cfg.config`` end to end: run folder, ``metrics.json``, results row, CAM grid."""
+    cfg = root_cfg.config
+    b = cfg.benchmark
+    d = b.dataset
+    data = read_benchmark_dataset(d.name, d.root, files=dict(d.files), multilabel=d.multilabel,
+                                  label_separator=d.label_separator, val_fraction=d.val_fraction,
+                                  split_fractions=list(d.split_fractions), split_seeds=list(d.split_seeds),
+                                  seed=cfg.seed)
+    trunk = benchmark_trunk(cfg.model, cfg.seed)
+    setup_logging(cfg.run_dir)
+    write_resolved_config(root_cfg, cfg.run_dir)
+    device = "cuda" if use_gpu(cfg.device) else "cpu"
+    logger.info("%s: %s protocol, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name, b.protocol,
+                len(data.paths), len(data.classes), len(data.folds), cfg.model.trunk, cfg.model.weights or "random init")
+    result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"))
+    text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
+    record = {"benchmark": cfg.name, "dataset": data.name, "protocol": b.protocol, "trunk": cfg.model.trunk,
+              "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
+              "layout": data.layout, **result}
+    append_metrics(os.path.join(cfg.run_dir, "metrics.json"), record)
+    append_table_row(b.results_table, [cfg.name, b.protocol, cfg.model.trunk, cfg.model.weights or "random init",
+                                       text, len(data.folds), cfg.run_dir])
+    logger.info("%s: %s (metrics.json and %s)", cfg.name, text, b.results_table)
+    print(f"{cfg.name}: {text}", flush=True)
+    return record

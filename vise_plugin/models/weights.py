@@ -1,0 +1,120 @@
+"""Trunk weights in and out: our checkpoints, torchvision state dicts and the official VisE hub format.
+
+The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``
+(keys ``0.weight``, ``1.running_mean``, ``4.0.conv1.weight``, ...), which is also the state dict of
+our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``.
+"""
+
+import os
+import re
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from iopath.common.file_io import g_pathmgr
+
+from ..errors import InputError
+
+# children of a torchvision ResNet, in the order nn.Sequential numbers them
+_RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+_TORCHVISION_TO_HUB = {name: str(i) for i, name in enumerate(_RESNET_CHILDREN)}
+
+
+def read_state_file(path: str) -> dict:
+    """``torch.load(weights_only=True)`` of any iopath location; one-line :class:`InputError` on failure."""
+    try:
+        with g_pathmgr.open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: weights file not found") from None
+    except Exception as e:  # unpickling refusals, truncated files, not a torch file
+        raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def checkpoint_trunk_state(checkpoint: dict) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """Trunk state dict and trunk name (when recorded) of a pretraining checkpoint of this project."""
+    model = checkpoint["classy_state_dict"]["base_model"]["model"]["trunk"]
+    state = {k[len("trunk."):]: v for k, v in model.items() if k.startswith("trunk.")}
+    trunk_name = (checkpoint.get("input_args") or {}).get("config", {}).get("config", {}).get("model", {}).get("trunk")
+    return state, trunk_name
+
+
+def to_hub_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Any supported state dict -> hub-format keys.
+
+    Accepts hub keys as they are, torchvision ResNet keys (``conv1.weight``, ``layer1.0...``; ``fc.*``
+    dropped), and either wrapped in ``state_dict``/``model`` or prefixed with ``module.``.
+    """
+    for wrapper in ("state_dict", "model"):
+        if wrapper in state and isinstance(state[wrapper], dict):
+            state = state[wrapper]
+    state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+    out = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head == "fc":
+            continue
+        out[f"{_TORCHVISION_TO_HUB.get(head, head)}.{rest}" if rest else key] = value
+    return out
+
+
+def load_trunk_state(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """Reads ``path`` (our ``checkpoint.torch``/``model_phase<N>.torch``, an exported hub file, or a
+    torchvision ResNet state dict) and returns the trunk's hub-format state dict and, for our
+    checkpoints, the trunk name recorded in it."""
+    loaded = read_state_file(path)
+    if not isinstance(loaded, dict):
+        raise InputError(f"{path}: expected a state dict, found {type(loaded).__name__}")
+    if "classy_state_dict" in loaded:
+        return checkpoint_trunk_state(loaded)
+    return to_hub_state(loaded), None
+
+
+def load_trunk_weights(trunk: nn.Module, path: str) -> nn.Module:
+    """Loads ``path`` into ``trunk`` with ``strict=True``; a mismatch is one :class:`InputError` line."""
+    return fit_trunk_state(trunk, load_trunk_state(path)[0], path)
+
+
+def fit_trunk_state(trunk: nn.Module, state: Dict[str, torch.Tensor], path: str) -> nn.Module:
+    """``trunk.load_state_dict(state, strict=True)``, a mismatch reported as one line naming ``path``."""
+    missing, unexpected = _key_mismatch(trunk, state)
+    if missing or unexpected:
+        raise InputError(f"{path}: does not fit the trunk ({len(missing)} missing keys, e.g. {missing[:2]}; "
+                         f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); check config.model.trunk")
+    try:
+        trunk.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise InputError(f"{path}: does not fit the trunk ({' '.join(str(e).split())[:300]})") from None
+    return trunk
+
+
+def _key_mismatch(module: nn.Module, state: Dict[str, torch.Tensor]):
+    expected = set(module.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], str]:
+    """Writes the trunk of ``path`` to ``output`` in exactly the official hub format.
+
+    The state dict is checked by loading it with ``strict=True`` into a fresh trunk of
+    ``trunk_name`` (default: the name recorded in the checkpoint, else ``resnet50``), then saved
+    as a plain dict of tensors, under a temporary name renamed when complete. Returns the state
+    dict and the trunk name.
+    """
+    from .trunks import build_trunk
+
+    state, recorded = load_trunk_state(path)
+    trunk_name = trunk_name or recorded or "resnet50"
+    trunk = fit_trunk_state(build_trunk(trunk_name), state, path)
+    state = {k: v.detach().clone().contiguous() for k, v in trunk.state_dict().items()}
+    tmp = output + ".tmp"
+    with g_pathmgr.open(tmp, "wb") as f:
+        torch.save(state, f)
+    if "://" in output:
+        if g_pathmgr.exists(output):
+            g_pathmgr.rm(output)
+        g_pathmgr.mv(tmp, output)
+    else:
+        os.replace(tmp, output)
+    return state, trunk_name
