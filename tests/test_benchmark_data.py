@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch.nn as nn
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
 import benchmark_layouts as layouts
+from conftest import ROOT
 from vise_plugin.benchmark import accuracy, mean_average_precision, read_benchmark_dataset, roc_auc
 from vise_plugin.benchmark.cam import class_activation_maps
 from vise_plugin.benchmark.datasets import random_split
@@ -94,6 +97,14 @@ def test_layout_errors_name_the_file_and_line(tmp_path):
         read_benchmark_dataset("politics", pol)
     with pytest.raises(InputError, match="UnbiasedEmotion layout needs images"):
         read_benchmark_dataset("unbiased_emotion", str(tmp_path))
+
+
+def test_missing_dataset_folder_names_the_config_keys():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=benchmark/linear/cub_r50",
+                             "config.benchmark.data_root=/nonexistent"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: cub dataset folder not found: /nonexistent/CUB_200_2011; set config.benchmark.data_root=<folder "
+        "holding CUB_200_2011> or config.benchmark.dataset.root=<folder>")
 
 
 def test_class_activation_map_points_at_the_evidence():

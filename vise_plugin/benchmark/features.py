@@ -95,8 +95,10 @@ class FeatureCache:
     def get(self, name: str, key: str, compute) -> np.ndarray:
         """Cached ``<name>.npy`` when its key matches, else ``compute(path)`` (which writes it)."""
         path, key_path = os.path.join(self.folder, f"{name}.npy"), os.path.join(self.folder, f"{name}.key")
-        if os.path.exists(path) and os.path.exists(key_path) and open(key_path).read() == key:
-            return np.load(path, mmap_mode="r")
+        if os.path.exists(path) and os.path.exists(key_path):
+            with open(key_path) as f:
+                if f.read() == key:
+                    return np.load(path, mmap_mode="r")
         if os.path.exists(key_path):
             os.remove(key_path)
         feats = compute(path)

@@ -61,14 +61,17 @@ def _finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, device: str
 
 def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_result: Dict, fold: Dict, b: DictConfig,
                    device: str) -> Optional[str]:
-    """CAM grid of the first ``b.cam.num_images`` test images of the fold with its chosen classifier."""
+    """CAM grid of ``b.cam.num_images`` test images of the fold, evenly spaced through the test split
+    (so several classes show), with the fold's chosen classifier."""
     n = min(b.cam.num_images, len(fold["test"]))
     if n <= 0:
         return None
-    dataset = ImageListDataset(data, fold["test"][:n], eval_transform(b.image_size, b.resize_ratio))
-    images = torch.stack([dataset[i][0] for i in range(n)])
-    predicted = fold_result["test_scores"][:n].argmax(axis=1).tolist()
-    actual = (data.targets[fold["test"][:n]].argmax(axis=1) if data.multilabel else data.targets[fold["test"][:n]])
+    rows = np.unique(np.linspace(0, len(fold["test"]) - 1, n).round().astype(np.int64))
+    picked = fold["test"][rows]
+    dataset = ImageListDataset(data, picked, eval_transform(b.image_size, b.resize_ratio))
+    images = torch.stack([dataset[i][0] for i in range(len(picked))])
+    predicted = fold_result["test_scores"][rows].argmax(axis=1).tolist()
+    actual = data.targets[picked].argmax(axis=1) if data.multilabel else data.targets[picked]
     cams = class_activation_maps(trunk.to(device), fold_result["classifier"][0], images.to(device), predicted)
     return save_cam_grid(path, images, cams, predicted, list(actual), data.classes, b.cam.columns)
 

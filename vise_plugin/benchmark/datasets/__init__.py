@@ -1,3 +1,4 @@
+import os
 from typing import Any, Callable, Dict
 
 from ...errors import ConfigError
@@ -26,6 +27,9 @@ def read_benchmark_dataset(name: str, root: str, **options: Any) -> LabelledImag
         raise ConfigError(f"config.benchmark.dataset.name={name!r}: use one of {sorted(DATASET_READERS)}")
     if not root:
         raise ConfigError(f"no dataset folder: set config.benchmark.dataset.root=<{name} folder>")
+    if "://" not in root and not os.path.isdir(root):
+        raise ConfigError(f"{name} dataset folder not found: {root}; set config.benchmark.data_root=<folder holding "
+                          f"{os.path.basename(root.rstrip('/'))}> or config.benchmark.dataset.root=<folder>")
     data = DATASET_READERS[name](root, **options)
     data.check_files()
     return data
