@@ -9,14 +9,13 @@ from iopath.common.file_io import g_pathmgr
 from omegaconf import DictConfig
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from ..data.transforms import eval_transform
 from ..engine.distributed import use_gpu
 from ..engine.run_folder import setup_logging
 from ..errors import ConfigError, InputError
-from .datasets import ImageListDataset, LabelledImages
+from .datasets import LabelledImages
 from .datasets.generic import read_csv, read_pickle
 from .features import extract_features
-from .runner import benchmark_trunk
+from .runner import benchmark_trunk, eval_images
 
 
 def list_images(images: str, root: str = None) -> Tuple[str, List[str]]:
@@ -53,7 +52,7 @@ def extract_job(root_cfg: DictConfig) -> str:
     b = cfg.benchmark
     device = "cuda" if use_gpu(cfg.device) else "cpu"
     os.makedirs(e.output, exist_ok=True)
-    dataset = ImageListDataset(data, np.arange(len(paths)), eval_transform(b.image_size, b.resize_ratio))
+    dataset = eval_images(data, np.arange(len(paths)), b)
     feats = extract_features(trunk, dataset, b.batch_size, b.num_workers, device, e.layer, e.pool,
                              out=os.path.join(e.output, "features.npy"))
     with open(os.path.join(e.output, "images.txt"), "w") as f:

@@ -35,12 +35,17 @@ def benchmark_trunk(model_cfg: DictConfig, seed: int = 0) -> nn.Module:
     return trunk
 
 
+def eval_images(data: LabelledImages, indices, b: DictConfig) -> ImageListDataset:
+    """Images ``indices`` of ``data`` through the evaluation transform of ``config.benchmark``."""
+    return ImageListDataset(data, indices, eval_transform(b.image_size, b.resize_ratio))
+
+
 def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
             extra: Optional[np.ndarray]):
     before = state_fingerprint(trunk)
     key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
                            size=b.image_size, resize=b.resize_ratio)
-    dataset = ImageListDataset(data, np.arange(len(data.paths)), eval_transform(b.image_size, b.resize_ratio))
+    dataset = eval_images(data, np.arange(len(data.paths)), b)
     feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
         trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features"))
     if state_fingerprint(trunk) != before:
@@ -68,7 +73,7 @@ def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_resul
         return None
     rows = np.unique(np.linspace(0, len(fold["test"]) - 1, n).round().astype(np.int64))
     picked = fold["test"][rows]
-    dataset = ImageListDataset(data, picked, eval_transform(b.image_size, b.resize_ratio))
+    dataset = eval_images(data, picked, b)
     images = torch.stack([dataset[i][0] for i in range(len(picked))])
     predicted = fold_result["test_scores"][rows].argmax(axis=1).tolist()
     actual = data.targets[picked].argmax(axis=1) if data.multilabel else data.targets[picked]

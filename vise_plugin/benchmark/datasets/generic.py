@@ -19,7 +19,7 @@ Entries = List[Tuple[str, List[str]]]  # (relative path, label names)
 
 
 def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel: bool, val_fraction: float,
-              seed: int, source: str) -> LabelledImages:
+             seed: int, layout: Dict[str, str]) -> LabelledImages:
     """One :class:`LabelledImages` from per-split entries; val is held out of train when absent."""
     paths, labels, parts = [], [], {}
     for split, entries in split_entries.items():
@@ -29,10 +29,10 @@ def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel
     try:
         targets, classes = encode_labels(labels, multilabel)
     except ValueError as e:
-        raise InputError(f"{source}: {e}") from None
+        raise InputError(f"{root}: {e}") from None
     fold = parts if "val" in parts else fold_with_val(parts["train"], parts["test"], val_fraction, seed, targets)
     metrics = ("map",) if multilabel else ("acc",)
-    return LabelledImages(name, root, paths, targets, classes, [fold], metrics)
+    return LabelledImages(name, root, paths, targets, classes, [fold], metrics, layout=layout)
 
 
 def read_image_folder(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
@@ -50,9 +50,7 @@ def read_image_folder(root: str, val_fraction: float = 0.1, seed: int = 0, **_) 
         except FileNotFoundError as e:
             raise InputError(f"{folder}: {e}") from None
         split_entries[split] = [(os.path.relpath(p, root), [classes[c]]) for p, c in samples]
-    data = assemble("image_folder", root, split_entries, False, val_fraction, seed, root)
-    data.layout = {"layout": "ImageFolder"}
-    return data
+    return assemble("image_folder", root, split_entries, False, val_fraction, seed, {"layout": "ImageFolder"})
 
 
 def _split_file(root: str, files: Dict, split: str, suffix: str) -> str:
@@ -105,7 +103,7 @@ def _read_lists(root: str, files: Dict, suffix: str, reader) -> Dict[str, Entrie
         path = _split_file(root, files, split, suffix)
         if g_pathmgr.exists(path):
             split_entries[split] = reader(path)
-        elif split != "val":
+        elif split != "val" or (files or {}).get("val"):
             raise InputError(f"{path}: {split} file list not found (set config.benchmark.dataset.files.{split})")
     return split_entries
 
@@ -114,15 +112,11 @@ def read_csv_list(root: str, files: Dict = None, multilabel: bool = False, label
                   val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
     """``{train,val,test}.csv`` with header ``path,label``; a multi-label cell joins names with ``label_separator``."""
     split_entries = _read_lists(root, files, ".csv", lambda p: read_csv(p, label_separator))
-    data = assemble("csv", root, split_entries, multilabel, val_fraction, seed, root)
-    data.layout = {"layout": "CSV file list"}
-    return data
+    return assemble("csv", root, split_entries, multilabel, val_fraction, seed, {"layout": "CSV file list"})
 
 
 def read_pickle_list(root: str, files: Dict = None, multilabel: bool = False, val_fraction: float = 0.1,
                      seed: int = 0, **_) -> LabelledImages:
     """``{train,val,test}.pkl``, each a list of ``[relative_path, [labels]]`` (the EmotionNet release format)."""
     split_entries = _read_lists(root, files, ".pkl", read_pickle)
-    data = assemble("pickle", root, split_entries, multilabel, val_fraction, seed, root)
-    data.layout = {"layout": "pickle file list"}
-    return data
+    return assemble("pickle", root, split_entries, multilabel, val_fraction, seed, {"layout": "pickle file list"})

@@ -16,6 +16,5 @@ def read_politics(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> L
         if not os.path.exists(path):
             raise InputError(f"{path}: not found (Politics layout: train.csv and test.csv with path,label)")
         entries[split] = read_csv(path, ";")
-    data = assemble("politics", root, entries, False, val_fraction, seed, root)
-    data.layout = {"layout": "train.csv / test.csv (path,label)", "val": f"{val_fraction:.0%} of train, seed {seed}"}
-    return data
+    return assemble("politics", root, entries, False, val_fraction, seed,
+                    {"layout": "train.csv / test.csv (path,label)", "val": f"{val_fraction:.0%} of train, seed {seed}"})
