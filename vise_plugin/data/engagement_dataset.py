@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from classy_vision.dataset import ClassyDataset, register_dataset
 
-from .images import load_rgb
+from .images import load_image
 from .label_store import LabelStore
 from .transforms import train_transform
 
@@ -21,7 +21,7 @@ class EngagementImages(torch.utils.data.Dataset):
     Args:
         store: an open :class:`LabelStore` (memory-mapped).
         image_root: folder the store's relative image paths start from.
-        transform: PIL image -> tensor.
+        transform: PIL image (lazily decoded, see :func:`open_image`) -> tensor.
         indices: optional subset of store rows (e.g. the Fig. 4 data-size ablation).
     """
 
@@ -36,9 +36,8 @@ class EngagementImages(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, Any]:
         row = int(self.indices[idx])
-        image = load_rgb(os.path.join(self.image_root, self.store.images[row]))
         return {
-            "input": self.transform(image),
+            "input": load_image(os.path.join(self.image_root, self.store.images[row]), self.transform),
             "target": {
                 "comments": torch.from_numpy(self.store.comment_histogram(row)),
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),

@@ -1,17 +1,31 @@
-"""Reading an image file through iopath."""
+"""Reading an image file through iopath; decoding is left to the transform, which knows the scale it needs."""
 
+import contextlib
+from typing import Callable, Iterator
+
+import torch
 from PIL import Image
 from iopath.common.file_io import g_pathmgr
 
 from ..errors import InputError
 
 
-def load_rgb(path: str) -> Image.Image:
-    """Opens ``path`` (any iopath location) as an RGB PIL image; :class:`InputError` names the file."""
+@contextlib.contextmanager
+def open_image(path: str) -> Iterator[Image.Image]:
+    """``path`` (any iopath location) as a lazily decoded PIL image, valid inside the ``with`` block.
+
+    Decoding happens in the block (in the transform), so a JPEG can be drafted at reduced scale
+    first. A file that cannot be read or decoded raises one :class:`InputError` naming it.
+    """
     try:
         with g_pathmgr.open(path, "rb") as f:
-            image = Image.open(f)
-            image.load()
-    except (OSError, ValueError) as e:
+            yield Image.open(f)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot read image ({e})") from None
-    return image.convert("RGB")
+
+
+def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """``transform`` applied to the lazily opened image at ``path``."""
+    with open_image(path) as image:
+        return transform(image)
+

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from ...data.images import load_rgb
+from ...data.images import load_image
 from ...errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -74,5 +74,5 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         index = int(self.indices[i])
-        image = self.transform(load_rgb(f"{self.data.root}/{self.data.paths[index]}"))
+        image = load_image(f"{self.data.root}/{self.data.paths[index]}", self.transform)
         return image, torch.as_tensor(self.data.targets[index]), index
