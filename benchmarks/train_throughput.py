@@ -1,11 +1,15 @@
-"""Images/s of a VisE pretraining step: the project's classy-vision task versus the same step written
-as a plain PyTorch loop, in the same run, on synthetic in-memory data.
+"""Images/s of a VisE pretraining step: the project's trainer versus the same step written as a plain
+PyTorch loop, in the same run, on synthetic data.
 
-    python benchmarks/train_throughput.py [--trunk tiny] [--image-size 32] [--batch 64] [--steps 30]
+    python benchmarks/train_throughput.py                       # tiny trunk, 32 px, CPU or GPU
+    python benchmarks/train_throughput.py --trunk resnet50 --image-size 224 --batch 128 \\
+        --precision bf16 --channels-last [--compile] [--workers 8]
 
-Both build the same model (trunk + comments/reactions heads), the VisE loss and SGD; the data are
-pre-made tensors, so the figure is the step itself. The last line is
-``ratio: <project images/s over plain images/s>``.
+Both build the same model (trunk + comments/reactions heads), the VisE loss and SGD with momentum,
+use the same precision and memory format, and read the same synthetic items through a DataLoader
+(pinned memory on GPU); the project side is :class:`vise_plugin.engine.trainer.Trainer` with its
+resumable sampler, per-step learning-rate schedule and logging/checkpoint hooks (checkpoints off).
+The last line is ``ratio: <project images/s over plain images/s>``.
 """
 
 import argparse
@@ -14,84 +18,126 @@ import sys
 import time
 
 import torch
-from classy_vision.dataset import ClassyDataset
-from classy_vision.hooks import ClassyHook
-from classy_vision.optim import SGD
-from classy_vision.trainer import LocalTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from vise_plugin.data.resumable_sampler import ResumableBatchSampler  # noqa: E402
+from vise_plugin.engine.model_setup import prepare_model  # noqa: E402
+from vise_plugin.engine.precision import MixedPrecision  # noqa: E402
+from vise_plugin.engine.schedule import lr_schedule  # noqa: E402
+from vise_plugin.engine.trainer import Trainer  # noqa: E402
+from vise_plugin.hooks import HookBase, TrainLogHook  # noqa: E402
 from vise_plugin.losses import VisELoss  # noqa: E402
 from vise_plugin.models import VisEModel  # noqa: E402
-from vise_plugin.tasks import VisEPretrainTask  # noqa: E402
 
 TASKS = {"comments": 1000, "reactions": 16}
+POOL = 16
 
 
 class SyntheticPosts(torch.utils.data.Dataset):
-    """``n`` items ``{"input": (3, S, S), "target": {"comments": (Kc,), "reactions": ()}}`` from a small pool."""
+    """``n`` items ``{"input": (3, S, S), "target": {"comments": (Kc,), "reactions": ()}}`` from a small pool.
+
+    Accepts plain indices and the ``(index, seed)`` pairs of :class:`ResumableBatchSampler`.
+    """
 
     def __init__(self, n: int, size: int):
         gen = torch.Generator().manual_seed(0)
         self.n = n
-        self.images = torch.randn(16, 3, size, size, generator=gen)
-        self.hists = torch.softmax(torch.randn(16, TASKS["comments"], generator=gen), dim=1)
+        self.images = torch.randn(POOL, 3, size, size, generator=gen)
+        self.hists = torch.softmax(torch.randn(POOL, TASKS["comments"], generator=gen), dim=1)
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int):
-        return {"input": self.images[i % 16], "target": {"comments": self.hists[i % 16],
-                                                        "reactions": torch.tensor(i % TASKS["reactions"])}}
+    def __getitem__(self, i):
+        i = i[0] if isinstance(i, tuple) else i
+        return {"input": self.images[i % POOL], "target": {"comments": self.hists[i % POOL],
+                                                          "reactions": torch.tensor(i % TASKS["reactions"])}}
 
 
-class StepTimes(ClassyHook):
-    on_start = on_phase_start = on_phase_end = on_end = ClassyHook._noop
+class StepClock:
+    """Wall time of steps ``warmup`` to the last, waiting for the GPU at both ends."""
 
-    def __init__(self):
-        super().__init__()
-        self.times = []
+    def __init__(self, device: torch.device, warmup: int):
+        self.device, self.warmup = device, warmup
+        self.start = self.end = 0.0
+        self.steps = 0
 
-    def on_step(self, task) -> None:
-        self.times.append(time.perf_counter())
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps == self.warmup:
+            self._sync()
+            self.start = time.perf_counter()
 
+    def stop(self) -> float:
+        self._sync()
+        self.end = time.perf_counter()
+        return self.steps - self.warmup
 
-def images_per_second(times, batch: int, warmup: int) -> float:
-    return batch * (len(times) - 1 - warmup) / (times[-1] - times[warmup])
-
-
-def project(args, device) -> float:
-    torch.manual_seed(0)
-    hook = StepTimes()
-    task = (VisEPretrainTask().set_num_epochs(1)
-            .set_dataset(ClassyDataset(SyntheticPosts(args.batch * args.steps, args.image_size), args.batch, False,
-                                       None, None), "train")
-            .set_model(VisEModel.build(args.trunk, TASKS)).set_loss(VisELoss())
-            .set_optimizer(SGD(lr=0.01, momentum=0.9, weight_decay=1e-4)).set_meters([]).set_hooks([hook]))
-    task.set_use_gpu(device == "cuda")
-    LocalTrainer().train(task)
-    return images_per_second(hook.times, args.batch, args.warmup)
-
-
-def plain(args, device) -> float:
-    torch.manual_seed(0)
-    model = VisEModel.build(args.trunk, TASKS).to(device).train()
-    loss_fn = VisELoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(SyntheticPosts(args.batch * args.steps, args.image_size), args.batch)
-    times = []
-    for batch in loader:
-        x = batch["input"].to(device, non_blocking=True)
-        target = {k: v.to(device, non_blocking=True) for k, v in batch["target"].items()}
-        loss = loss_fn(model(x), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device == "cuda":
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter())
-    return images_per_second(times, args.batch, args.warmup)
+
+
+class ClockHook(HookBase):
+    def __init__(self, clock: StepClock):
+        self.clock = clock
+
+    def after_step(self, trainer) -> None:
+        self.clock.tick()
+
+
+def _loader(args, dataset, batch_sampler=None):
+    kwargs = dict(num_workers=args.workers, pin_memory=args.device.type == "cuda",
+                  persistent_workers=args.workers > 0)
+    if batch_sampler is not None:
+        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+    return torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, **kwargs)
+
+
+def _model(args):
+    torch.manual_seed(0)
+    model = VisEModel.build(args.trunk, TASKS)
+    return model, prepare_model(model, args.device, args.channels_last, compile_model=args.compile)
+
+
+def project(args) -> float:
+    model, wrapped = _model(args)
+    dataset = SyntheticPosts(args.batch * args.steps, args.image_size)
+    loader = _loader(args, dataset, ResumableBatchSampler(len(dataset), args.batch))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, nesterov=True)
+    clock = StepClock(args.device, args.warmup)
+    trainer = Trainer(wrapped, model, VisELoss(), optimizer, lr_schedule(0.01, 1, 0), loader, 1, args.device,
+                      MixedPrecision(args.precision, args.device.type), args.channels_last,
+                      hooks=[TrainLogHook(log_freq=args.steps), ClockHook(clock)])
+    trainer.train()
+    steps = clock.stop()
+    return steps * args.batch / (clock.end - clock.start)
+
+
+def plain(args) -> float:
+    model, wrapped = _model(args)
+    wrapped.train()
+    loss_fn = VisELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, nesterov=True)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    scaler = torch.amp.GradScaler(args.device.type, enabled=args.precision == "fp16")
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    clock = StepClock(args.device, args.warmup)
+    for batch in _loader(args, SyntheticPosts(args.batch * args.steps, args.image_size)):
+        x = batch["input"].to(args.device, non_blocking=True, memory_format=memory_format)
+        target = {k: v.to(args.device, non_blocking=True) for k, v in batch["target"].items()}
+        with torch.autocast(args.device.type, dtype=dtype, enabled=dtype is not None):
+            output = wrapped(x)
+        loss = loss_fn(output, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        clock.tick()
+    steps = clock.stop()
+    return steps * args.batch / (clock.end - clock.start)
 
 
 def main() -> None:
@@ -99,16 +145,27 @@ def main() -> None:
     parser.add_argument("--trunk", default="tiny")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the two loops this many times; best of each")
     args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    plain_ips, project_ips = plain(args, device), project(args, device)
-    plain_ips = max(plain_ips, plain(args, device))
-    project_ips = max(project_ips, project(args, device))
-    print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps, {device}, fp32")
+    args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    plain_ips = project_ips = 0.0
+    for _ in range(args.repeats):
+        plain_ips = max(plain_ips, plain(args))
+        project_ips = max(project_ips, project(args))
+    name = torch.cuda.get_device_name() if args.device.type == "cuda" else "CPU"
+    print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
+          f"{name}, {args.precision}{', channels_last' if args.channels_last else ''}"
+          f"{', compiled' if args.compile else ''}, {args.workers} workers")
     print(f"plain PyTorch loop:  {plain_ips:8.1f} images/s")
-    print(f"project task step:   {project_ips:8.1f} images/s")
+    print(f"project trainer:     {project_ips:8.1f} images/s")
     print(f"ratio: {project_ips / plain_ips:.2f}")
 
 

@@ -79,4 +79,27 @@ def test_suite_runs_a_list_and_keeps_going_past_a_failure(datasets, tmp_path, ca
     assert os.path.exists(os.path.join(out, "finetune_politics_r50", "metrics.json"))
     captured = capsys.readouterr()
     assert "linear/cub_r50: error: cub dataset folder not found: " in captured.err
-    assert "2/3 benchmarks done" in captured.out
+    assert "2/3 benchmarks done or submitted" in captured.out
+
+
+def test_suite_watches_a_training_run_and_submits_each_checkpoint_through_submitit(datasets, tiny_world, tmp_path):
+    from vise_plugin.engine.pretrain import pretrain
+
+    run = str(tmp_path / "pretrain")
+    pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                             f"config.run_dir={run}"]))
+    out = str(tmp_path / "suite")
+    args = [f"watch={run}", "benchmarks=linear/politics_r50", f"output={out}", "poll_seconds=0", *TINY,
+            f"config.benchmark.data_root={os.path.dirname(datasets['politics'])}", "config.slurm.use_slurm=true",
+            "config.slurm.cluster=local", "config.slurm.wait=true"]
+    assert run_suite(args) == 0
+    for phase in (0, 1):
+        with open(os.path.join(out, f"phase{phase}", "results.md")) as f:
+            row = f.read().splitlines()[2]
+        assert f"model_phase{phase}.torch" in row and row.startswith("| linear_politics_r50 |")
+        assert os.path.isdir(os.path.join(out, f"phase{phase}", "linear_politics_r50", "slurm"))
+    with open(os.path.join(out, "checkpoints_done.txt")) as f:
+        assert f.read().split() == ["0", "1"]
+    assert run_suite(args) == 0  # a restarted watch finds nothing left to do
+    with open(os.path.join(out, "phase0", "results.md")) as f:
+        assert len(f.read().splitlines()) == 3

@@ -7,13 +7,16 @@ from omegaconf import DictConfig
 
 from .config import compose_config
 from .errors import UserError
+from .launch.preemption import Preempted
+
+PREEMPTED_EXIT_CODE = 3
 
 
 def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = None) -> int:
     """Composes the config from ``argv`` and runs ``job`` on it.
 
     A :class:`UserError` prints one line (``error: ...``) and returns 2; ``--debug`` shows the
-    traceback instead.
+    traceback instead. A run stopped by the preemption signal returns 3 after its checkpoint is saved.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -25,20 +28,32 @@ def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = Non
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        print(f"stopped: {e}; run the same command again to resume", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0
 
 
-def run_engine(root_cfg: DictConfig) -> object:
-    """Dispatches on ``config.engine``."""
+def engine_function(name: str) -> Callable[[DictConfig], object]:
+    """The function that runs ``config.engine=<name>`` on a composed root config."""
     from .benchmark import run_benchmark
     from .demo.pipeline import run_demo
     from .engine.pretrain import pretrain
 
     engines = {"pretrain": pretrain, "benchmark": run_benchmark, "demo": run_demo}
-    engine = root_cfg.config.engine
-    if engine not in engines:
-        raise UserError(f"config.engine={engine!r}: use one of {sorted(engines)}")
-    return engines[engine](root_cfg)
+    if name not in engines:
+        raise UserError(f"config.engine={name!r}: use one of {sorted(engines)}")
+    return engines[name]
+
+
+def run_engine(root_cfg: DictConfig) -> object:
+    """Runs ``config.engine`` here, or submits it through submitit when ``config.slurm.use_slurm``."""
+    function = engine_function(root_cfg.config.engine)
+    if root_cfg.config.slurm.use_slurm:
+        from .launch.submitit_launcher import submit_engine
+
+        return submit_engine(root_cfg)
+    return function(root_cfg)
 
 
 def generate_labels(root_cfg: DictConfig) -> object:

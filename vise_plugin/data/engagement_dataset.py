@@ -1,7 +1,7 @@
 """The pretraining dataset: images of a label store's posts with their VisE targets."""
 
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,6 +14,10 @@ from .transforms import train_transform
 
 class EngagementImages(torch.utils.data.Dataset):
     """Item ``i`` -> ``{"input": image tensor, "target": {"comments": (Kc,) float, "reactions": () int64}}``.
+
+    The index may also be a pair ``(i, seed)`` (what :class:`ResumableBatchSampler` yields): the
+    transform then draws its random numbers from ``seed``, so an item's crop does not depend on
+    which worker reads it or on what that worker read before.
 
     ``target["comments"]`` is the normalised histogram of post ``i``'s comment clusters (all zero
     when it has none); ``target["reactions"]`` its reaction cluster (-1 when none).
@@ -34,10 +38,18 @@ class EngagementImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, idx: int) -> Dict[str, Any]:
+    def __getitem__(self, idx: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        idx, seed = idx if isinstance(idx, tuple) else (idx, None)
         row = int(self.indices[idx])
+        path = os.path.join(self.image_root, self.store.images[row])
+        if seed is None:
+            image = load_image(path, self.transform)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = load_image(path, self.transform)
         return {
-            "input": load_image(os.path.join(self.image_root, self.store.images[row]), self.transform),
+            "input": image,
             "target": {
                 "comments": torch.from_numpy(self.store.comment_histogram(row)),
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),

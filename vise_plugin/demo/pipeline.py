@@ -38,10 +38,10 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     logger.info("2/4 generating labels into %s", cfg.labels.output)
     run_label_job(cfg)
     logger.info("3/4 VisE pretraining")
-    task = pretrain(root_cfg)
+    trainer = pretrain(root_cfg)
     logger.info("4/4 linear evaluation on the downstream emotion task")
     torch.manual_seed(cfg.seed)
-    trunks = {"random init": build_trunk(cfg.model.trunk), "VisE (demo)": task.base_model.trunk.cpu()}
+    trunks = {"random init": build_trunk(cfg.model.trunk), "VisE (demo)": trainer.base_model.trunk.cpu()}
     data = read_image_folder(downstream, seed=cfg.seed)
     results = {}
     for (name, trunk), file_name in zip(trunks.items(), ("cam_random_init.png", "cam_vise.png")):

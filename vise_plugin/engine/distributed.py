@@ -8,7 +8,7 @@ from ..errors import ConfigError
 
 
 def world_size_from_env() -> int:
-    """Processes started by ``torchrun`` (``WORLD_SIZE``), 1 for a plain ``python`` run."""
+    """Processes of the run (``WORLD_SIZE``, set by ``torchrun`` or the submitit launcher), 1 for a plain run."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -27,3 +27,27 @@ def use_gpu(device: str) -> bool:
     if device == "cpu":
         return False
     raise ConfigError(f"config.device={device!r}: use auto, cpu or cuda")
+
+
+def local_rank_from_env() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_distributed(gpu: bool, backend: str = "auto") -> None:
+    """Joins the process group described by ``torchrun``-style variables (``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``, ``MASTER_PORT``; the submitit launcher sets the same), when there is more
+    than one process. On GPU each process uses the device ``LOCAL_RANK``."""
+    if gpu:
+        torch.cuda.set_device(local_rank_from_env())
+    if world_size_from_env() <= 1 or torch.distributed.is_initialized():
+        return
+    if backend == "auto":
+        backend = "nccl" if gpu else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+
+
+def close_distributed() -> None:
+    """Waits for every rank (the first may still be writing its last checkpoint), then leaves the group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -1,29 +1,32 @@
-"""VisE pretraining: assemble the classy-vision task from the config and train it."""
+"""VisE pretraining: assemble the trainer from the config and run it."""
 
 import logging
 import os
-from typing import List
 
 import torch
-from classy_vision.hooks import ClassyHook
-from classy_vision.optim import SGD
-from classy_vision.trainer import DistributedTrainer, LocalTrainer
 from iopath.common.file_io import g_pathmgr
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.engagement_dataset import VisEEngagementDataset
+from ..data.engagement_dataset import EngagementImages, subset_indices
+from ..data.label_store import LabelStore
+from ..data.resumable_sampler import ResumableBatchSampler
+from ..data.transforms import train_transform
 from ..errors import ConfigError
-from ..hooks import PhaseCheckpointHook, TrainLogHook
+from ..hooks import PeriodicCheckpointHook, TrainLogHook
+from ..launch.preemption import PreemptionFlag
 from ..losses import VisELoss
 from ..models import VisEModel
-from ..tasks import VisEPretrainTask
-from .distributed import rank_from_env, use_gpu, world_size_from_env
+from .checkpoint import CHECKPOINT_FILE, Checkpointer
+from .distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
+from .model_setup import prepare_model
+from .precision import MixedPrecision
 from .run_folder import setup_logging, write_resolved_config
 from .schedule import lr_schedule
+from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.torch"
+__all__ = ["CHECKPOINT_FILE", "build_trainer", "pretrain", "require_label_store"]
 
 
 def require_label_store(cfg: DictConfig) -> str:
@@ -37,67 +40,83 @@ def require_label_store(cfg: DictConfig) -> str:
     return path
 
 
-def build_task(cfg: DictConfig, run_dir: str, hooks: List[ClassyHook]) -> VisEPretrainTask:
-    """The full task for ``cfg`` (the ``config`` node): dataset, model, loss, optimizer, hooks."""
-    dataset = VisEEngagementDataset(
-        labels=require_label_store(cfg),
-        image_root=cfg.data.image_root,
-        batchsize_per_replica=cfg.data.batch_size_per_gpu,
-        image_size=cfg.data.image_size,
-        crop_scale_min=cfg.data.crop_scale_min,
-        subset=cfg.data.subset,
-        seed=cfg.seed,
+def build_loader(cfg: DictConfig, store: LabelStore, gpu: bool) -> torch.utils.data.DataLoader:
+    """The training DataLoader of this rank: seeded, resumable batches of the label store's posts."""
+    data, speed = cfg.data, cfg.speed
+    images = EngagementImages(store, data.image_root or store.meta.get("image_root", ""),
+                              train_transform(data.image_size, data.crop_scale_min),
+                              subset_indices(len(store), data.subset, cfg.seed))
+    if len(images) == 0:
+        raise ConfigError(f"{cfg.data.labels}: the label store has no posts to train on")
+    sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
+                                    cfg.seed)
+    workers = int(data.num_workers)
+    return torch.utils.data.DataLoader(
+        images, batch_sampler=sampler, num_workers=workers, pin_memory=gpu and speed.pin_memory,
+        persistent_workers=workers > 0 and speed.persistent_workers,
+        prefetch_factor=speed.prefetch_factor if workers > 0 else None,
+        multiprocessing_context="fork" if workers > 0 else None,
     )
-    dataset.set_num_workers(cfg.data.num_workers)
-    tasks = {name: dataset.store.num_classes(name) for name in cfg.model.tasks}
+
+
+def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Trainer:
+    """The trainer for a composed config (``root_cfg.config``): data, model, loss, SGD, hooks."""
+    cfg = root_cfg.config
+    store = LabelStore(require_label_store(cfg))
+    gpu = use_gpu(cfg.device)
+    device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
+    primary = rank_from_env() == 0
+    loader = build_loader(cfg, store, gpu)
+    tasks = {name: store.num_classes(name) for name in cfg.model.tasks}
     torch.manual_seed(cfg.seed)
     model = VisEModel.build(cfg.model.trunk, tasks)
+    speed = cfg.speed
+    wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1,
+                            speed.compile)
     opt = cfg.optimizer
     global_batch = cfg.data.batch_size_per_gpu * world_size_from_env()
     peak_lr = opt.lr * (global_batch / opt.lr_reference_batch if opt.lr_reference_batch else 1.0)
-    task = (
-        VisEPretrainTask()
-        .set_num_epochs(opt.num_epochs)
-        .set_dataset(dataset, "train")
-        .set_model(model)
-        .set_loss(VisELoss(weights=dict(cfg.loss.weights)))
-        .set_optimizer(SGD(lr=peak_lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov))
-        .set_optimizer_schedulers({"lr": lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule)})
-        .set_meters([])
-        .set_hooks(hooks)
+    optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=opt.momentum,
+                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    hooks = [
+        TrainLogHook(cfg.logging.log_freq, os.path.join(cfg.run_dir, "stdout.json"), enabled=primary),
+        PeriodicCheckpointHook(cfg.checkpoint.period_epochs, cfg.checkpoint.period_iterations),
+    ]
+    return Trainer(
+        wrapped, model, VisELoss(weights=dict(cfg.loss.weights)), optimizer,
+        lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule), loader, opt.num_epochs, device,
+        precision=MixedPrecision(speed.precision, device.type), channels_last=speed.channels_last, hooks=hooks,
+        checkpointer=Checkpointer(cfg.run_dir, enabled=primary), preemption=preemption,
+        preemption_check_every=cfg.distributed.preemption_check_every,
+        extra_state={"trunk": cfg.model.trunk, "tasks": tasks,
+                     "config": OmegaConf.to_container(root_cfg, resolve=True)},
     )
-    task.set_use_gpu(use_gpu(cfg.device))
-    task.set_dataloader_mp_context("fork" if not task.use_gpu else "spawn")
-    if cfg.resume and g_pathmgr.exists(os.path.join(run_dir, CHECKPOINT_FILE)):
-        logger.info("resuming from %s", os.path.join(run_dir, CHECKPOINT_FILE))
-        task.set_checkpoint(run_dir)
-    return task
 
 
-def pretrain(root_cfg: DictConfig) -> VisEPretrainTask:
-    """Runs VisE pretraining for a composed config (``root_cfg.config``); returns the trained task.
+def pretrain(root_cfg: DictConfig) -> Trainer:
+    """Runs VisE pretraining for a composed config (``root_cfg.config``); returns the trainer.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DDP; otherwise in this process.
+    With several processes (``torchrun``, or SLURM through the submitit launcher) it trains with
+    DDP. It continues from the newest checkpoint of the run folder unless ``config.resume=false``.
+    On the preemption signal it saves ``checkpoint.torch`` and raises :class:`Preempted`.
     """
     cfg = root_cfg.config
     require_label_store(cfg)
-    run_dir = cfg.run_dir
     primary = rank_from_env() == 0
-    setup_logging(run_dir, primary)
+    setup_logging(cfg.run_dir, primary)
+    init_distributed(use_gpu(cfg.device), cfg.distributed.backend)
     if primary:
-        write_resolved_config(root_cfg, run_dir)
-    hooks = [
-        TrainLogHook(cfg.logging.log_freq, os.path.join(run_dir, "stdout.json")),
-        PhaseCheckpointHook(run_dir, {"config": OmegaConf.to_container(root_cfg, resolve=True)},
-                            cfg.checkpoint.period_epochs),
-    ]
-    task = build_task(cfg, run_dir, hooks)
-    trainer = DistributedTrainer() if world_size_from_env() > 1 else LocalTrainer()
-    logger.info("pretraining %s on %d posts, tasks %s, %s", cfg.model.trunk, len(task.datasets["train"]),
-                list(cfg.model.tasks), "GPU" if task.use_gpu else "CPU")
-    trainer.train(task)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # every rank waits for rank 0's last checkpoint; an implicit teardown at exit can abort gloo
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return task
+        write_resolved_config(root_cfg, cfg.run_dir)
+    preemption = PreemptionFlag().install()
+    try:
+        trainer = build_trainer(root_cfg, preemption)
+        if cfg.resume:
+            trainer.resume_or_start()
+        logger.info("pretraining %s on %d posts, tasks %s, %s, %s, from iteration %d of %d", cfg.model.trunk,
+                    trainer.sampler.num_items, list(cfg.model.tasks), trainer.device, cfg.speed.precision,
+                    trainer.iteration, trainer.max_iterations)
+        trainer.train()
+        close_distributed()
+    finally:
+        preemption.uninstall()
+    return trainer

@@ -1,6 +1,5 @@
 """Learning-rate schedule as a function of training progress (fvcore schedulers)."""
 
-from classy_vision.optim.param_scheduler import UpdateInterval
 from fvcore.common.param_scheduler import (
     CompositeParamScheduler,
     ConstantParamScheduler,
@@ -17,7 +16,7 @@ WARMUP_START_FACTOR = 0.1
 def lr_schedule(peak_lr: float, num_epochs: float, warmup_epochs: float, kind: str = "cosine") -> ParamScheduler:
     """Linear warm-up from ``0.1 * peak_lr`` over ``warmup_epochs``, then cosine to 0 or constant.
 
-    Updated every step (classy-vision reads ``update_interval``).
+    The trainer evaluates it before every step at ``iteration / max_iterations``.
     """
     if kind == "cosine":
         main = CosineParamScheduler(peak_lr, 0.0)
@@ -36,5 +35,4 @@ def lr_schedule(peak_lr: float, num_epochs: float, warmup_epochs: float, kind: s
             lengths=[warm, 1 - warm],
             interval_scaling=["rescaled", "rescaled"],
         )
-    schedule.update_interval = UpdateInterval.STEP
     return schedule

@@ -1,4 +1,5 @@
-from .checkpoint_hook import PhaseCheckpointHook
+from .base import HookBase
+from .checkpoint_hook import PeriodicCheckpointHook
 from .log_hook import TrainLogHook
 
-__all__ = ["PhaseCheckpointHook", "TrainLogHook"]
+__all__ = ["HookBase", "PeriodicCheckpointHook", "TrainLogHook"]

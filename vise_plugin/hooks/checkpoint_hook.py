@@ -1,36 +1,39 @@
-"""Checkpoints named as VISSL users expect: ``model_phase<N>.torch`` plus ``checkpoint.torch``."""
+"""Writing checkpoints every N epochs, every N iterations, at the end, and when preempted."""
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
-from classy_vision.generic.distributed_util import is_primary
-from classy_vision.hooks import CheckpointHook
+from .base import HookBase
 
 
-class PhaseCheckpointHook(CheckpointHook):
-    """classy-vision's checkpoint hook, saving every ``period`` train phases and after the last one.
+class PeriodicCheckpointHook(HookBase):
+    """Saves ``trainer.state_dict()`` through ``trainer.checkpointer``.
 
-    Each save writes ``checkpoint.torch`` (the newest, read by resume) and a copy
-    ``model_phase<N>.torch``. Loadable with ``torch.load(weights_only=True)``.
+    Args:
+        period_epochs: ``model_phase<N>.torch`` after every ``period_epochs``-th epoch and the last.
+        period_iterations: ``model_iteration<N>.torch`` every ``period_iterations`` iterations
+            (None or 0: never), which bounds the work a SIGKILL can lose.
     """
 
-    def __init__(self, folder: str, input_args: Optional[Dict[str, Any]] = None, period: int = 1):
-        super().__init__(folder, input_args, phase_types=["train"], checkpoint_period=period)
-        self._saved_phase = -1
+    def __init__(self, period_epochs: int = 1, period_iterations: Optional[int] = None):
+        self.period_epochs = max(int(period_epochs), 1)
+        self.period_iterations = int(period_iterations or 0)
+        self._saved_iteration = -1
 
-    @classmethod
-    def get_checkpoint_name(cls, phase_idx: int) -> str:
-        return f"model_phase{phase_idx}.torch"
-
-    def _save_checkpoint(self, task, filename):
-        super()._save_checkpoint(task, filename)
-        self._saved_phase = task.phase_idx
-
-    def on_phase_end(self, task) -> None:
-        if not is_primary() or task.phase_type not in self.phase_types:
+    def _save(self, trainer, name: Optional[str]) -> None:
+        if self._saved_iteration == trainer.iteration and name is None:
             return
-        if (task.train_phase_idx + 1) % self.checkpoint_period == 0:
-            self._save_checkpoint(task, self.get_checkpoint_name(task.phase_idx))
+        trainer.checkpointer.save(trainer.state_dict(), name)
+        self._saved_iteration = trainer.iteration
 
-    def on_end(self, task) -> None:
-        if is_primary() and task.train_phase_idx >= 0 and self._saved_phase != task.phase_idx:
-            self._save_checkpoint(task, self.get_checkpoint_name(task.phase_idx))
+    def after_step(self, trainer) -> None:
+        end_of_epoch = trainer.batch_in_epoch == 0  # after_epoch saves this one
+        if self.period_iterations and trainer.iteration % self.period_iterations == 0 and not end_of_epoch:
+            self._save(trainer, f"model_iteration{trainer.iteration}.torch")
+
+    def after_epoch(self, trainer) -> None:
+        last = trainer.epoch == trainer.num_epochs
+        if trainer.epoch % self.period_epochs == 0 or last:
+            self._save(trainer, f"model_phase{trainer.epoch - 1}.torch")
+
+    def on_preempt(self, trainer) -> None:
+        self._save(trainer, None)

@@ -7,8 +7,9 @@ import time
 from typing import Optional
 
 import torch
-from classy_vision.generic.distributed_util import is_primary
-from classy_vision.hooks import ClassyHook
+from iopath.common.file_io import g_pathmgr
+
+from .base import HookBase
 
 logger = logging.getLogger(__name__)
 
@@ -20,60 +21,60 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class TrainLogHook(ClassyHook):
-    """Logs iteration, loss, each task's loss, lr, images/s, ETA and peak memory.
+class TrainLogHook(HookBase):
+    """Logs iteration, loss, each task's loss, lr, images/s, ETA and peak memory (first rank only).
+
+    Reading the loss waits for the GPU, so it happens only on logged iterations.
 
     Args:
         log_freq: iterations between lines.
         json_path: file that receives one JSON object per logged iteration (VISSL's stdout.json),
-            or None.
+            or None. On a resume, lines past the resumed iteration are dropped, so each iteration
+            appears once.
+        enabled: False on every rank but the first.
     """
 
-    on_start = ClassyHook._noop
-    on_phase_end = ClassyHook._noop
-    on_end = ClassyHook._noop
-
-    def __init__(self, log_freq: int = 10, json_path: Optional[str] = None):
-        super().__init__()
-        self.log_freq = log_freq
+    def __init__(self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True):
+        self.log_freq = max(int(log_freq), 1)
         self.json_path = json_path
-        self._last_time = None
+        self.enabled = enabled
+        self._last_time = 0.0
         self._last_iteration = 0
 
-    def on_phase_start(self, task) -> None:
+    def before_train(self, trainer) -> None:
         self._last_time = time.perf_counter()
-        self._last_iteration = task.num_updates // task.get_global_batchsize()
+        self._last_iteration = trainer.iteration
+        if self.enabled and self.json_path and g_pathmgr.exists(self.json_path):
+            with g_pathmgr.open(self.json_path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["iteration"] <= trainer.iteration]
+            with g_pathmgr.open(self.json_path, "w") as f:
+                f.writelines(kept)
 
-    def on_step(self, task) -> None:
-        if not task.train or not is_primary():
-            return
-        batch = task.get_global_batchsize()
-        iteration = task.num_updates // batch
-        if iteration % self.log_freq != 0:
+    def after_step(self, trainer) -> None:
+        if not self.enabled or (trainer.iteration % self.log_freq and trainer.iteration != trainer.max_iterations):
             return
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
-        iters = iteration - self._last_iteration
-        total = task.get_total_training_phases() * task.num_batches_per_phase
+        iters = trainer.iteration - self._last_iteration
         record = {
-            "iteration": iteration,
-            "phase": task.train_phase_idx,
-            "loss": round(float(task.last_batch.loss), 5),
-            **{f"loss_{k}": round(float(v), 5) for k, v in task.base_loss.last_values.items()},
-            "lr": task.optimizer.param_groups[0]["lr"],
-            "images_per_sec": round(iters * batch / elapsed, 1),
-            "eta_seconds": round(max(total - iteration, 0) * elapsed / max(iters, 1)),
+            "iteration": trainer.iteration,
+            "epoch": trainer.epoch,
+            "loss": round(float(trainer.last_loss), 5),
+            **{f"loss_{k}": round(float(v), 5) for k, v in trainer.loss.last_values.items()},
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+            "images_per_sec": round(iters * trainer.global_batch_size / elapsed, 1),
+            "eta_seconds": round(max(trainer.max_iterations - trainer.iteration, 0) * elapsed / max(iters, 1)),
             "peak_mem_mb": round(peak_memory_mb(), 1),
         }
-        self._last_time, self._last_iteration = now, iteration
+        self._last_time, self._last_iteration = now, trainer.iteration
         tasks = " ".join(f"{k}={record[k]:.4f}" for k in record if k.startswith("loss_"))
         logger.info(
             "it %d/%d  loss %.4f (%s)  lr %.4g  %.1f img/s  eta %s  mem %.0fMB",
-            iteration, total, record["loss"], tasks, record["lr"], record["images_per_sec"],
-            _hms(record["eta_seconds"]), record["peak_mem_mb"],
+            trainer.iteration, trainer.max_iterations, record["loss"], tasks, record["lr"],
+            record["images_per_sec"], _hms(record["eta_seconds"]), record["peak_mem_mb"],
         )
         if self.json_path:
-            with open(self.json_path, "a") as f:
+            with g_pathmgr.open(self.json_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
 

@@ -5,7 +5,6 @@ The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.res
 our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``.
 """
 
-import os
 import re
 from typing import Dict, Optional, Tuple
 
@@ -14,10 +13,12 @@ import torch.nn as nn
 from iopath.common.file_io import g_pathmgr
 
 from ..errors import InputError
+from ..io_utils import torch_save_atomic
 
 # children of a torchvision ResNet, in the order nn.Sequential numbers them
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _TORCHVISION_TO_HUB = {name: str(i) for i, name in enumerate(_RESNET_CHILDREN)}
+PRETRAINING_CHECKPOINT = "vise_pretraining"  # the "kind" of our checkpoints (vise_plugin.engine.checkpoint)
 
 
 def read_state_file(path: str) -> dict:
@@ -33,11 +34,9 @@ def read_state_file(path: str) -> dict:
 
 
 def checkpoint_trunk_state(checkpoint: dict) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """Trunk state dict and trunk name (when recorded) of a pretraining checkpoint of this project."""
-    model = checkpoint["classy_state_dict"]["base_model"]["model"]["trunk"]
-    state = {k[len("trunk."):]: v for k, v in model.items() if k.startswith("trunk.")}
-    trunk_name = (checkpoint.get("input_args") or {}).get("config", {}).get("config", {}).get("model", {}).get("trunk")
-    return state, trunk_name
+    """Trunk state dict and trunk name of a pretraining checkpoint of this project."""
+    state = {k[len("trunk."):]: v for k, v in checkpoint["model"].items() if k.startswith("trunk.")}
+    return state, checkpoint.get("trunk")
 
 
 def to_hub_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -66,7 +65,7 @@ def load_trunk_state(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]
     loaded = read_state_file(path)
     if not isinstance(loaded, dict):
         raise InputError(f"{path}: expected a state dict, found {type(loaded).__name__}")
-    if "classy_state_dict" in loaded:
+    if loaded.get("kind") == PRETRAINING_CHECKPOINT:
         return checkpoint_trunk_state(loaded)
     return to_hub_state(loaded), None
 
@@ -108,13 +107,5 @@ def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None)
     trunk_name = trunk_name or recorded or "resnet50"
     trunk = fit_trunk_state(build_trunk(trunk_name), state, path)
     state = {k: v.detach().clone().contiguous() for k, v in trunk.state_dict().items()}
-    tmp = output + ".tmp"
-    with g_pathmgr.open(tmp, "wb") as f:
-        torch.save(state, f)
-    if "://" in output:
-        if g_pathmgr.exists(output):
-            g_pathmgr.rm(output)
-        g_pathmgr.mv(tmp, output)
-    else:
-        os.replace(tmp, output)
+    torch_save_atomic(state, output)
     return state, trunk_name

@@ -1,0 +1,124 @@
+"""Stopping a pretraining run anywhere and starting it again gives the weights of a run that never stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import submitit
+import torch
+
+from conftest import ROOT
+
+EPOCHS = 4
+PER_EPOCH = (90 + 7) // 8
+TOTAL = EPOCHS * PER_EPOCH
+
+
+def _command(labels, run_dir, *extra):
+    return [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny", f"config.data.labels={labels}",
+            f"config.run_dir={run_dir}", f"config.optimizer.num_epochs={EPOCHS}", *extra]
+
+
+def _run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _last_iteration(run_dir):
+    try:
+        with open(os.path.join(run_dir, "stdout.json")) as f:
+            lines = f.read().splitlines()
+        return json.loads(lines[-1])["iteration"] if lines else 0
+    except (FileNotFoundError, ValueError):
+        return 0  # not started, or a line half written
+
+
+def _start_and_signal(cmd, run_dir, signum, after_iteration):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.time() + 240
+    while _last_iteration(run_dir) < after_iteration and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=240)
+    return proc.returncode, out
+
+
+def _model(run_dir):
+    state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
+    assert state["position"]["iteration"] == TOTAL
+    return state["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+
+
+def _reference(tiny_world, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("uninterrupted") / "run")
+    code, out = _run(_command(tiny_world["labels"], run_dir))
+    assert code == 0, out[-2000:]
+    return _model(run_dir)
+
+
+def test_sigkill_then_relaunch_ends_with_the_same_weights(tiny_world, tmp_path, tmp_path_factory):
+    reference = _reference(tiny_world, tmp_path_factory)
+    run_dir = str(tmp_path / "run")
+    cmd = _command(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=5")
+    code, out = _start_and_signal(cmd, run_dir, signal.SIGKILL, after_iteration=PER_EPOCH + 8)
+    assert code == -signal.SIGKILL, out[-2000:]
+    saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]["iteration"]
+    assert 0 < saved < TOTAL
+    code, out = _run(cmd)
+    assert code == 0, out[-2000:]
+    assert f"(iteration {saved})" in out
+    _assert_same_weights(_model(run_dir), reference)
+    with open(os.path.join(run_dir, "stdout.json")) as f:
+        assert [json.loads(line)["iteration"] for line in f] == list(range(1, TOTAL + 1))
+
+
+def test_preemption_signal_mid_epoch_with_workers_ends_with_the_same_weights(tiny_world, tmp_path, tmp_path_factory):
+    """USR2 (SLURM's warning) mid-epoch: checkpoint after the current step, exit 3, resume exactly,
+    here with two data-loading workers against a reference read in the main process."""
+    reference = _reference(tiny_world, tmp_path_factory)
+    run_dir = str(tmp_path / "run")
+    cmd = _command(tiny_world["labels"], run_dir, "config.data.num_workers=2")
+    code, out = _start_and_signal(cmd, run_dir, signal.SIGUSR2, after_iteration=PER_EPOCH + 3)
+    assert code == 3, out[-2000:]
+    assert "run the same command again to resume" in out
+    position = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
+    assert 0 < position["iteration"] < TOTAL and position["batch_in_epoch"] > 0  # stopped inside an epoch
+    code, out = _run(cmd)
+    assert code == 0, out[-2000:]
+    _assert_same_weights(_model(run_dir), reference)
+
+
+def test_submitit_local_executor_two_tasks_trains_and_checkpoints(tiny_world, tmp_path):
+    run_dir = str(tmp_path / "run")
+    code, out = _run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
+                      f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
+                      "config.slurm.use_slurm=true", "config.slurm.cluster=local", "config.slurm.wait=true",
+                      "config.distributed.num_proc_per_node=2"])
+    assert code == 0, out[-3000:]
+    assert "submitted pretrain job" in out
+    per_epoch = (45 + 7) // 8  # each of the two tasks reads half of the 90 posts
+    state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
+    assert state["position"]["iteration"] == 2 * per_epoch
+    assert os.path.exists(os.path.join(run_dir, "model_phase1.torch"))
+    assert os.path.isdir(os.path.join(run_dir, "slurm"))
+    with open(os.path.join(run_dir, "train_config.yaml")) as f:
+        assert "num_proc_per_node: 2" in f.read()
+
+
+def test_requeue_hands_the_same_job_back_to_submitit():
+    from vise_plugin.launch.submitit_launcher import EngineJob, rendezvous_port
+
+    job = EngineJob("pretrain", {"config": {"run_dir": "x"}})
+    again = job.checkpoint()
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert again.function.engine == "pretrain" and again.function.config == job.config
+    assert rendezvous_port("1234") == rendezvous_port("1234") and 20000 <= rendezvous_port("99") < 60000

@@ -1,0 +1,71 @@
+"""Batches of (item, seed) pairs whose order and augmentation depend only on (seed, epoch, position).
+
+A run that stops anywhere and starts again from its checkpoint reads the same batches with the same
+random crops as a run that never stopped, whatever the number of data-loading workers.
+"""
+
+from typing import Iterator, List, Tuple
+
+import torch
+
+_SEED_STRIDE = 1_000_003  # a prime: item seeds of different epochs do not collide for epochs < stride
+
+
+class ResumableBatchSampler(torch.utils.data.Sampler):
+    """The batches one rank reads in an epoch, from any batch on.
+
+    Every epoch draws a permutation of ``range(num_items)`` from ``(seed, epoch)``, pads it by
+    repeating its start to a multiple of ``world_size`` (as ``DistributedSampler``) and gives rank
+    ``r`` positions ``r, r + world_size, ...``, cut into batches (the last may be short). Each item
+    comes with its own augmentation seed, ``(seed * 1_000_003 + epoch) * num_items + item``.
+
+    Args:
+        num_items: dataset length.
+        batch_size: items per batch on this rank.
+        rank, world_size: this process's place among the data-parallel ranks.
+        seed: the run's seed.
+        shuffle: False keeps the items in order (the seeds still vary per epoch).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 shuffle: bool = True):
+        if num_items <= 0:
+            raise ValueError("ResumableBatchSampler needs at least one item")
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """The next iteration yields batches ``start_batch, start_batch + 1, ...`` of ``epoch``."""
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    @property
+    def items_per_rank(self) -> int:
+        return -(-self.num_items // self.world_size)
+
+    def __len__(self) -> int:
+        """Batches per epoch on each rank (the same on every rank)."""
+        return -(-self.items_per_rank // self.batch_size)
+
+    def epoch_items(self) -> torch.Tensor:
+        """``(items_per_rank,)`` int64: this rank's items in the current epoch, in order."""
+        if self.shuffle:
+            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(
+                self.seed * _SEED_STRIDE + self.epoch))
+        else:
+            order = torch.arange(self.num_items)
+        total = self.items_per_rank * self.world_size
+        order = torch.cat([order, order[: total - self.num_items]]) if total > self.num_items else order
+        return order[self.rank:total:self.world_size]
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        items = self.epoch_items().tolist()
+        base = (self.seed * _SEED_STRIDE + self.epoch) * self.num_items
+        for start in range(self.start_batch * self.batch_size, len(items), self.batch_size):
+            yield [(item, base + item) for item in items[start:start + self.batch_size]]

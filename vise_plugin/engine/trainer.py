@@ -1,0 +1,176 @@
+"""The pretraining loop: one step is forward, the summed VisE loss, backward and an SGD update.
+
+Kept small on purpose (detectron2's ``SimpleTrainer``): the loop reads no value back from the GPU
+except on logged iterations, and everything that varies by run (logging, checkpoints) is a hook.
+"""
+
+import logging
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from fvcore.common.param_scheduler import ParamScheduler
+
+from ..data.resumable_sampler import ResumableBatchSampler
+from ..hooks.base import HookBase
+from ..launch.preemption import Preempted, PreemptionFlag
+from .checkpoint import CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpointer, rng_state, set_rng_state
+from .precision import MixedPrecision
+
+logger = logging.getLogger(__name__)
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    images = batch["input"].to(device, non_blocking=True, memory_format=memory_format)
+    targets = {k: v.to(device, non_blocking=True) for k, v in batch["target"].items()}
+    return images, targets
+
+
+class Trainer:
+    """Trains ``model`` on the batches of ``loader`` for ``num_epochs``.
+
+    Args:
+        model: the network to call, ``(B, 3, H, W)`` -> ``{task: logits (B, K)}``; may be wrapped in
+            DDP and/or ``torch.compile``.
+        base_model: the unwrapped model (whose state dict is saved).
+        loss: ``(output, target dict) -> scalar``, e.g. :class:`VisELoss`.
+        optimizer: a ``torch.optim`` optimizer.
+        lr_schedule: fvcore schedule of training progress in ``[0, 1)``, applied before every step.
+        loader: a DataLoader whose ``batch_sampler`` is a :class:`ResumableBatchSampler`.
+        num_epochs: epochs to train.
+        device: where the model is.
+        precision: the :class:`MixedPrecision` of forward and backward.
+        channels_last: feed images in channels-last memory format.
+        hooks: called in order (see :class:`HookBase`).
+        checkpointer: where state dicts go; None saves nothing.
+        preemption: the flag set by the preemption signal; None ignores it.
+        preemption_check_every: iterations between the all-reduce that makes ranks agree on a
+            preemption (a single process checks every step).
+        extra_state: saved with every checkpoint (trunk name, tasks, resolved config).
+    """
+
+    def __init__(self, model: nn.Module, base_model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
+                 lr_schedule: ParamScheduler, loader: Iterable, num_epochs: int, device: torch.device,
+                 precision: Optional[MixedPrecision] = None, channels_last: bool = False,
+                 hooks: Optional[List[HookBase]] = None, checkpointer: Optional[Checkpointer] = None,
+                 preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
+                 extra_state: Optional[Dict[str, Any]] = None):
+        self.model = model
+        self.base_model = base_model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.loader = loader
+        self.sampler: ResumableBatchSampler = loader.batch_sampler
+        self.num_epochs = num_epochs
+        self.device = torch.device(device)
+        self.precision = precision or MixedPrecision("fp32", self.device.type)
+        self.channels_last = channels_last
+        self.hooks = list(hooks or [])
+        self.checkpointer = checkpointer
+        self.preemption = preemption
+        self.preemption_check_every = max(int(preemption_check_every), 1)
+        self.extra_state = dict(extra_state or {})
+        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        self.iteration = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.last_loss: Optional[torch.Tensor] = None
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    @property
+    def max_iterations(self) -> int:
+        return self.num_epochs * self.iterations_per_epoch
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.sampler.batch_size * self.world_size
+
+    def summary(self) -> Dict[str, Any]:
+        """Where training stands, as plain values."""
+        return {"iteration": self.iteration, "epoch": self.epoch, "max_iterations": self.max_iterations,
+                "last_loss": None if self.last_loss is None else float(self.last_loss)}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND,
+            **self.extra_state,
+            "model": self.base_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
+            "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.base_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.precision.load_state_dict(state["grad_scaler"])
+        position = state["position"]
+        self.iteration, self.epoch, self.batch_in_epoch = (position["iteration"], position["epoch"],
+                                                           position["batch_in_epoch"])
+        set_rng_state(state["rng"])
+
+    def resume_or_start(self) -> bool:
+        """Loads the newest readable checkpoint of the run folder; returns whether there was one."""
+        state = self.checkpointer.latest() if self.checkpointer else None
+        if state is not None:
+            self.load_state_dict(state)
+        return state is not None
+
+    def run_step(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``); returns
+        the loss, still on the device."""
+        lr = self.lr_schedule(self.iteration / self.max_iterations)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images, targets = _to_device(batch, self.device, self.channels_last)
+        with self.precision.autocast():
+            output = self.model(images)
+        loss = self.loss(output, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.backward_and_step(loss, self.optimizer)
+        return loss.detach()
+
+    def _preempted(self) -> bool:
+        if self.preemption is None:
+            return False
+        if self.world_size == 1:
+            return self.preemption.requested
+        if self.iteration % self.preemption_check_every:
+            return False
+        flag = torch.tensor([float(self.preemption.requested)], device=self.device)
+        dist.all_reduce(flag)  # every rank stops after the same step
+        return bool(flag.item() > 0)
+
+    def _call(self, method: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, method)(self)
+
+    def train(self) -> None:
+        """Trains from the current position to the end; raises :class:`Preempted` after saving
+        ``checkpoint.torch`` when the preemption flag is set."""
+        self.model.train()
+        self._call("before_train")
+        while self.epoch < self.num_epochs:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            for batch in self.loader:
+                self.last_loss = self.run_step(batch)
+                self.iteration += 1
+                self.batch_in_epoch += 1
+                if self.batch_in_epoch == self.iterations_per_epoch:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    self._call("after_step")
+                    self._call("after_epoch")
+                else:
+                    self._call("after_step")
+                if self._preempted():
+                    self._call("on_preempt")
+                    raise Preempted(self.iteration, self.checkpointer.path(CHECKPOINT_FILE)
+                                    if self.checkpointer else "no checkpoint")
+        self._call("after_train")

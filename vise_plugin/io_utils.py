@@ -1,0 +1,35 @@
+"""Writing files so that a reader never sees half of one: a temporary name, flushed, then renamed."""
+
+import os
+from typing import Any
+
+import torch
+from iopath.common.file_io import g_pathmgr
+
+
+def replace_file(tmp: str, path: str) -> None:
+    """Moves ``tmp`` to ``path``; an atomic rename on local disk."""
+    if "://" in path:
+        if g_pathmgr.exists(path):
+            g_pathmgr.rm(path)
+        g_pathmgr.mv(tmp, path)
+    else:
+        os.replace(tmp, path)
+
+
+def torch_save_atomic(obj: Any, path: str) -> None:
+    """``torch.save(obj)`` to ``path`` (any iopath location) through ``<path>.tmp``, synced before the rename."""
+    tmp = path + ".tmp"
+    with g_pathmgr.open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        if hasattr(f, "fileno"):
+            os.fsync(f.fileno())
+    replace_file(tmp, path)
+
+
+def copy_atomic(src: str, path: str) -> None:
+    """Copies ``src`` to ``path`` through ``<path>.tmp``."""
+    tmp = path + ".tmp"
+    g_pathmgr.copy(src, tmp, overwrite=True)
+    replace_file(tmp, path)

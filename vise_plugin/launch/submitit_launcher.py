@@ -1,0 +1,125 @@
+"""Running an engine (pretraining, a benchmark, a suite) as a SLURM job through submitit.
+
+The job is a :class:`EngineJob`: on every task it sets the variables ``torchrun`` would set
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) from submitit's job
+environment and calls the same engine function a plain run calls. When SLURM warns of preemption
+or the time limit (USR2), pretraining saves ``checkpoint.torch`` after the current step and the
+first task requeues the job; the requeued job resumes from that checkpoint.
+"""
+
+import logging
+import os
+import signal
+import zlib
+from typing import Any, Callable, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError, UserError
+from .job_runner import slurm_parameters
+from .preemption import Preempted, preemption_signal
+
+logger = logging.getLogger(__name__)
+
+
+def rendezvous_port(job_id: str) -> int:
+    """A port in [20000, 60000) that every task of a job derives alike from its id."""
+    return 20000 + zlib.crc32(str(job_id).encode()) % 40000
+
+
+def set_distributed_env(env: Any) -> None:
+    """``torchrun``'s variables from a ``submitit.JobEnvironment``."""
+    os.environ.update(
+        RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
+        LOCAL_WORLD_SIZE=str(env.num_tasks // max(env.num_nodes, 1)),
+        MASTER_ADDR=env.hostnames[0] if env.num_nodes > 1 else "127.0.0.1",
+        MASTER_PORT=str(rendezvous_port(env.job_id)),
+    )
+
+
+class EngineJob:
+    """What submitit pickles and runs on every task: ``engine(config)``; the job's result is the
+    engine's (a trainer is summarised as a dict).
+
+    Args:
+        engine: the engine name (``config.engine``); looked up when the job starts, so the plugin
+            is imported on every node.
+        config: the composed root config as a plain dict.
+    """
+
+    def __init__(self, engine: str, config: Dict[str, Any]):
+        self.engine = engine
+        self.config = config
+
+    def __call__(self) -> Any:
+        import submitit
+
+        from ..cli import engine_function
+        from ..engine.trainer import Trainer
+
+        env = submitit.JobEnvironment()
+        set_distributed_env(env)
+        requeue = signal.getsignal(preemption_signal())  # submitit's checkpoint-and-requeue handler
+        try:
+            result = engine_function(self.engine)(OmegaConf.create(self.config))
+            return result.summary() if isinstance(result, Trainer) else result
+        except Preempted as e:
+            logger.warning("%s", e)
+            if env.global_rank == 0 and callable(requeue):
+                requeue(preemption_signal(), None)  # calls self.checkpoint(), requeues, exits
+            return None
+
+    def checkpoint(self) -> Any:
+        """Requeue with the same job: the engine resumes from the run folder's newest checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(EngineJob(self.engine, self.config))
+
+
+def executor_parameters(cfg: DictConfig, gpu: bool) -> Dict[str, Any]:
+    """``config.slurm`` and ``config.distributed`` -> ``AutoExecutor.update_parameters`` arguments."""
+    slurm, dist = cfg.slurm, cfg.distributed
+    params = slurm_parameters(OmegaConf.to_container(slurm, resolve=True), cfg.engine)
+    params.pop("slurm_array_parallelism")
+    params.update(nodes=int(dist.num_nodes), tasks_per_node=int(dist.num_proc_per_node),
+                  slurm_signal_delay_s=int(slurm.signal_delay_s))
+    if gpu:
+        params["gpus_per_node"] = int(dist.num_proc_per_node)
+    if slurm.setup:
+        params["slurm_setup"] = list(slurm.setup)
+    return params
+
+
+def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None) -> Any:
+    """Submits ``config.engine`` on ``root_cfg`` as one submitit job; returns the job, or its result
+    when ``config.slurm.wait`` is true."""
+    import submitit
+
+    cfg = root_cfg.config
+    if cfg.slurm.cluster not in ("slurm", "local"):
+        raise ConfigError(f"config.slurm.cluster={cfg.slurm.cluster!r}: use slurm or local")
+    if cfg.engine != "pretrain" and (cfg.distributed.num_nodes > 1 or cfg.distributed.num_proc_per_node > 1):
+        raise ConfigError(f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
+                          "config.distributed.num_proc_per_node=1")
+    if cfg.engine == "pretrain":
+        from ..engine.pretrain import require_label_store
+
+        require_label_store(cfg)  # fail here, not in the queue
+    folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")
+    gpu = cfg.device != "cpu"
+    executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=cfg.slurm.cluster,
+                                     slurm_max_num_timeout=int(cfg.slurm.max_num_timeout))
+    executor.update_parameters(**executor_parameters(cfg, gpu))
+    job = executor.submit(EngineJob(cfg.engine, OmegaConf.to_container(root_cfg, resolve=True)))
+    print(f"submitted {cfg.engine} job {job.job_id} ({cfg.slurm.cluster}, {cfg.distributed.num_nodes} node(s) x "
+          f"{cfg.distributed.num_proc_per_node} process(es)); logs: {job.paths.stdout.parent}", flush=True)
+    if on_submitted:
+        on_submitted(job)
+    if not cfg.slurm.wait:
+        return job
+    try:
+        return job.results()[0]  # the first task's
+    except submitit.core.utils.FailedJobError as e:
+        last = [line for line in str(e).splitlines() if line.strip()][-1:] or ["no message"]
+        raise UserError(f"{cfg.engine} job {job.job_id} failed ({last[0].strip()}); logs: {job.paths.stdout.parent}") \
+            from None
