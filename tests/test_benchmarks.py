@@ -67,6 +67,19 @@ def test_linear_eval_caches_features_and_leaves_the_trunk_unchanged(datasets, tm
         assert len(f.readlines()) == 3
 
 
+def test_bf16_extraction_and_finetuning_run_and_key_the_feature_cache(datasets, tmp_path):
+    run_dir = str(tmp_path / "run")
+    _run("linear/cub_r50", datasets["cub"], run_dir)
+    _run("linear/cub_r50", datasets["cub"], run_dir, "config.speed.precision=bf16")
+    folder = os.path.join(run_dir, "features")
+    # two caches: the key holds the precision
+    a, b = [np.load(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".npy")]
+    assert a.shape == b.shape and not np.array_equal(a, b)  # autocast did run
+    assert np.abs(a - b).mean() < 0.05 * np.abs(a).mean()
+    finetuned = _run("finetune/cub_r50", datasets["cub"], str(tmp_path / "ft"), "config.speed.precision=bf16")
+    assert 0 <= finetuned["summary"]["test_acc"]["mean"] <= 100
+
+
 def test_suite_runs_a_list_and_keeps_going_past_a_failure(datasets, tmp_path, capsys):
     out = str(tmp_path / "suite")
     # <data_root>/politics exists; <data_root>/CUB_200_2011 does not (the fixture folder is named cub)

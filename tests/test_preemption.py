@@ -97,21 +97,63 @@ def test_preemption_signal_mid_epoch_with_workers_ends_with_the_same_weights(tin
     _assert_same_weights(_model(run_dir), reference)
 
 
-def test_submitit_local_executor_two_tasks_trains_and_checkpoints(tiny_world, tmp_path):
-    run_dir = str(tmp_path / "run")
-    code, out = _run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-                      f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
-                      "config.slurm.use_slurm=true", "config.slurm.cluster=local", "config.slurm.wait=true",
-                      "config.distributed.num_proc_per_node=2"])
+def _submitit_command(labels, run_dir):
+    return _command(labels, run_dir, "config.slurm.use_slurm=true", "config.slurm.cluster=local",
+                    "config.slurm.wait=true", "config.distributed.num_proc_per_node=2",
+                    "config.distributed.preemption_check_every=1")
+
+
+def _submitit_tasks(pid):
+    """Pids of the submitit task processes below ``pid`` (tools/run.py -> controller -> tasks)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                children = [int(c) for c in f.read().split()]
+            with open(f"/proc/{current}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except FileNotFoundError:
+            continue
+        if b"submitit.core._submit" in cmdline:
+            found.append(current)
+        todo += children
+    return found
+
+
+def test_submitit_local_executor_two_tasks_trains_checkpoints_and_survives_preemption(tiny_world, tmp_path):
+    per_rank = (45 + 7) // 8  # each of the two tasks reads half of the 90 posts
+    reference = str(tmp_path / "reference")
+    code, out = _run(_submitit_command(tiny_world["labels"], reference))
     assert code == 0, out[-3000:]
     assert "submitted pretrain job" in out
-    per_epoch = (45 + 7) // 8  # each of the two tasks reads half of the 90 posts
-    state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
-    assert state["position"]["iteration"] == 2 * per_epoch
-    assert os.path.exists(os.path.join(run_dir, "model_phase1.torch"))
-    assert os.path.isdir(os.path.join(run_dir, "slurm"))
-    with open(os.path.join(run_dir, "train_config.yaml")) as f:
+    state = torch.load(os.path.join(reference, "checkpoint.torch"), weights_only=True)
+    assert state["position"]["iteration"] == EPOCHS * per_rank
+    assert os.path.exists(os.path.join(reference, f"model_phase{EPOCHS - 1}.torch"))
+    with open(os.path.join(reference, "train_config.yaml")) as f:
         assert "num_proc_per_node: 2" in f.read()
+
+    # SLURM's warning (USR2 to every task): checkpoint, requeue through submitit, resume, same weights
+    run_dir = str(tmp_path / "preempted")
+    proc = subprocess.Popen(_submitit_command(tiny_world["labels"], run_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.time() + 240
+    while _last_iteration(run_dir) < per_rank + 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    tasks = _submitit_tasks(proc.pid)
+    assert len(tasks) == 2
+    for pid in tasks:
+        os.kill(pid, signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    logs = "".join(open(os.path.join(dirpath, name)).read() for dirpath, _, names in os.walk(os.path.join(run_dir, "slurm"))
+                   for name in names if name.endswith((".out", ".err")))
+    assert "Requeued job" in logs and "resuming from" in logs
+    with open(os.path.join(run_dir, "stdout.json")) as f:
+        assert [json.loads(line)["iteration"] for line in f] == list(range(1, EPOCHS * per_rank + 1))
+    final = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
+    assert final["position"]["iteration"] == EPOCHS * per_rank
+    _assert_same_weights(final["model"], state["model"])
 
 
 def test_requeue_hands_the_same_job_back_to_submitit():

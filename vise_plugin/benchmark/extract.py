@@ -54,7 +54,7 @@ def extract_job(root_cfg: DictConfig) -> str:
     os.makedirs(e.output, exist_ok=True)
     dataset = eval_images(data, np.arange(len(paths)), b)
     feats = extract_features(trunk, dataset, b.batch_size, b.num_workers, device, e.layer, e.pool,
-                             out=os.path.join(e.output, "features.npy"))
+                             out=os.path.join(e.output, "features.npy"), precision=cfg.speed.precision)
     with open(os.path.join(e.output, "images.txt"), "w") as f:
         f.write("\n".join(paths) + "\n")
     meta = {"root": root, "num_images": len(paths), "shape": list(feats.shape), "layer": e.layer, "pool": e.pool,

@@ -11,6 +11,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..data.npy_appender import NpyAppender
+from ..engine.precision import MixedPrecision
 from ..errors import ConfigError
 
 LAYERS = ("res2", "res3", "res4", "res5")
@@ -41,20 +42,22 @@ def pool_features(out: torch.Tensor, pool: str) -> torch.Tensor:
 @torch.no_grad()
 def extract_features(trunk: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int = 128,
                      num_workers: int = 0, device: str = "cpu", layer: str = "res5", pool: str = "avg",
-                     out: Optional[str] = None, desc: str = "features") -> np.ndarray:
+                     out: Optional[str] = None, desc: str = "features", precision: str = "fp32") -> np.ndarray:
     """Features of every item of ``dataset`` (items ``(image (3, S, S), ...)``), in order.
 
     Returns ``(N, D)`` float32: in memory, or, with ``out``, streamed to that ``.npy`` file (under a
     temporary name, renamed when complete) and opened memory-mapped. The trunk runs in eval mode and
-    is put back in its previous mode afterwards.
+    is put back in its previous mode afterwards; ``precision`` bf16/fp16 runs it under autocast.
     """
     was_training = trunk.training
     net = trunk_up_to(trunk, layer).eval().to(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          pin_memory=device != "cpu")
     writer, blocks = None, []
+    amp = MixedPrecision(precision, torch.device(device).type)
     for batch in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
-        feats = pool_features(net(batch[0].to(device, non_blocking=True)), pool).float().cpu().numpy()
+        with amp.autocast():
+            feats = pool_features(net(batch[0].to(device, non_blocking=True)), pool).float().cpu().numpy()
         if out is None:
             blocks.append(feats)
             continue

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.transforms import eval_transform, train_transform
+from ..engine.precision import MixedPrecision
 from ..models.trunks import trunk_out_channels
 from .datasets import ImageListDataset, LabelledImages
 from .metrics import METRICS
@@ -48,13 +49,15 @@ class FinetuneSettings:
     image_size: int = 224
     resize_ratio: float = 256 / 224
     num_workers: int = 8
+    precision: str = "fp32"
 
     @classmethod
-    def from_config(cls, benchmark_cfg) -> "FinetuneSettings":
-        """From ``config.benchmark``: its ``finetune`` section plus the shared image settings."""
+    def from_config(cls, benchmark_cfg, precision: str = "fp32") -> "FinetuneSettings":
+        """From ``config.benchmark``: its ``finetune`` section plus the shared image settings;
+        ``precision`` is ``config.speed.precision``."""
         b = benchmark_cfg
         return cls(image_size=b.image_size, resize_ratio=b.resize_ratio, num_workers=b.num_workers,
-                   **dict(b.finetune))
+                   precision=precision, **dict(b.finetune))
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -68,6 +71,12 @@ class _Runner:
                  extra: Optional[np.ndarray]):
         self.model, self.data, self.s, self.device = model.to(device), data, settings, device
         self.extra = None if extra is None else torch.tensor(np.asarray(extra), dtype=torch.float32)
+        self.amp = MixedPrecision(settings.precision, torch.device(device).type)
+
+    def logits(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` float32 logits of a batch, under autocast when the precision asks for it."""
+        with self.amp.autocast():
+            return self.model(images.to(self.device, non_blocking=True), self.extra_for(index)).float()
 
     def extra_for(self, index: torch.Tensor) -> Optional[torch.Tensor]:
         return None if self.extra is None else self.extra[index].to(self.device)
@@ -83,8 +92,7 @@ class _Runner:
     @torch.no_grad()
     def scores(self, indices: np.ndarray) -> np.ndarray:
         self.model.eval()
-        out = [self.model(images.to(self.device), self.extra_for(index)).float().cpu()
-               for images, _, index in self.loader(indices, train=False)]
+        out = [self.logits(images, index).cpu() for images, _, index in self.loader(indices, train=False)]
         return torch.cat(out).numpy()
 
 
@@ -114,10 +122,9 @@ def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.nda
         model.train()
         seen, total = 0, 0.0
         for images, targets, index in loader:
-            loss = _loss(model(images.to(run.device), run.extra_for(index)), targets.to(run.device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss = _loss(run.logits(images, index), targets.to(run.device))
+            opt.zero_grad(set_to_none=True)
+            run.amp.backward_and_step(loss, opt)
             sched.step()
             seen, total = seen + len(images), total + loss.item() * len(images)
         val = select(run.scores(fold["val"]), data.targets[fold["val"]])

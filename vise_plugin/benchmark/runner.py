@@ -41,13 +41,14 @@ def eval_images(data: LabelledImages, indices, b: DictConfig) -> ImageListDatase
 
 
 def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
-            extra: Optional[np.ndarray]):
+            extra: Optional[np.ndarray], precision: str):
     before = state_fingerprint(trunk)
     key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
-                           size=b.image_size, resize=b.resize_ratio)
+                           size=b.image_size, resize=b.resize_ratio, precision=precision)
     dataset = eval_images(data, np.arange(len(data.paths)), b)
     feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
-        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features"))
+        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features",
+        precision=precision))
     if state_fingerprint(trunk) != before:
         raise RuntimeError("the trunk changed during linear evaluation")
     blocks = [feats] if extra is None else [feats, extra]
@@ -57,8 +58,8 @@ def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: Featur
 
 
 def _finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, device: str, seed: int,
-              extra: Optional[np.ndarray]):
-    settings = FinetuneSettings.from_config(b)
+              extra: Optional[np.ndarray], precision: str):
+    settings = FinetuneSettings.from_config(b, precision)
     folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
              for fold in data.folds]
     return folds, folds[0]["trunk"]
@@ -82,8 +83,9 @@ def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_resul
 
 
 def evaluate_trunk(trunk: nn.Module, data: LabelledImages, b: DictConfig, run_dir: str, device: str = "cpu",
-                   seed: int = 0, cam_path: Optional[str] = None) -> Dict:
-    """Runs ``b.protocol`` (``linear`` or ``finetune``) on every fold of ``data``.
+                   seed: int = 0, cam_path: Optional[str] = None, precision: str = "fp32") -> Dict:
+    """Runs ``b.protocol`` (``linear`` or ``finetune``) on every fold of ``data``; ``precision``
+    (``config.speed.precision``) applies to feature extraction and fine-tuning.
 
     Returns ``{"folds": [per-fold metrics], "summary": {"<split>_<m>": {"mean", "std"}}, "cam": path}``.
     """
@@ -92,9 +94,9 @@ def evaluate_trunk(trunk: nn.Module, data: LabelledImages, b: DictConfig, run_di
     if data.texts is not None:
         extra = text_features(data.texts, b.dataset.text_encoder, cache, device)
     if b.protocol == "linear":
-        folds, cam_trunk = _linear(trunk, data, b, cache, device, seed, extra)
+        folds, cam_trunk = _linear(trunk, data, b, cache, device, seed, extra, precision)
     elif b.protocol == "finetune":
-        folds, cam_trunk = _finetune(trunk, data, b, device, seed, extra)
+        folds, cam_trunk = _finetune(trunk, data, b, device, seed, extra, precision)
     else:
         raise ConfigError(f"config.benchmark.protocol={b.protocol!r}: use linear or finetune")
     cam = write_cam_grid(cam_path, cam_trunk, data, folds[0], data.folds[0], b, device) if cam_path else None
@@ -117,7 +119,8 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
     device = "cuda" if use_gpu(cfg.device) else "cpu"
     logger.info("%s: %s protocol, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name, b.protocol,
                 len(data.paths), len(data.classes), len(data.folds), cfg.model.trunk, cfg.model.weights or "random init")
-    result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"))
+    result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"),
+                            cfg.speed.precision)
     text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
     record = {"benchmark": cfg.name, "dataset": data.name, "protocol": b.protocol, "trunk": cfg.model.trunk,
               "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
