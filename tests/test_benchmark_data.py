@@ -71,6 +71,7 @@ class _Boom:
         return (os.system, ("echo pwned",))
 
 
+@pytest.mark.faults
 def test_pickle_file_list_refuses_code(tmp_path):
     lists = layouts.multilabel_lists(str(tmp_path / "ml"))
     with open(os.path.join(lists, "train.pkl"), "wb") as f:

@@ -57,6 +57,7 @@ KILL_AT = {
 }
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("where", sorted(KILL_AT))
 def test_killed_job_reruns_to_a_byte_identical_store(tiny_world, tmp_path, where):
     module, cls, method, condition = KILL_AT[where]
@@ -158,6 +159,7 @@ def test_damaged_store_fails_verification(tiny_world, tmp_path):
         LabelStore(copy).verify()
 
 
+@pytest.mark.faults
 def test_skip_mode_counts_bad_lines_across_shards(tiny_world, tmp_path):
     lines = open(tiny_world["posts"]).read().splitlines()
     lines[3] = lines[3][:40]

@@ -83,6 +83,7 @@ BAD_LINES = {
 }
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("kind", sorted(BAD_LINES))
 def test_each_kind_of_bad_line_names_file_and_line(tmp_path, kind):
     path = tmp_path / "posts.jsonl"

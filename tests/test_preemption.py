@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import submitit
 import torch
 
@@ -15,6 +16,8 @@ from conftest import ROOT
 EPOCHS = 4
 PER_EPOCH = (90 + 7) // 8
 TOTAL = EPOCHS * PER_EPOCH
+
+pytestmark = pytest.mark.faults
 
 
 def _command(labels, run_dir, *extra):

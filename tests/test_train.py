@@ -59,6 +59,7 @@ def test_resume_continues_from_the_saved_iteration(tiny_world, tmp_path):
         assert f"resuming from {os.path.join(run_dir, 'checkpoint.torch')} (iteration {PER_EPOCH})" in f.read()
 
 
+@pytest.mark.faults
 def test_unreadable_newest_checkpoint_falls_back_to_an_older_one(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
     pretrain(_cfg(tiny_world["labels"], run_dir, "config.optimizer.num_epochs=1"))

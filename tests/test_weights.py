@@ -72,6 +72,7 @@ class _Boom:
         return (os.system, ("echo pwned",))
 
 
+@pytest.mark.faults
 def test_weights_files_are_read_with_weights_only(tmp_path):
     path = str(tmp_path / "evil.pth")
     torch.save({"0.weight": _Boom()}, path)

@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class InputError(UserError):
     """An input file is missing, empty or malformed."""
+
+
+class NonFiniteLossError(UserError):
+    """Training stopped because the loss became NaN or infinite; the message names the iteration."""

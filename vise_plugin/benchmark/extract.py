@@ -14,6 +14,7 @@ from ..engine.run_folder import setup_logging
 from ..errors import ConfigError, InputError
 from .datasets import LabelledImages
 from .datasets.generic import read_csv, read_pickle
+from .datasets.screening import drop_unreadable
 from .features import extract_features
 from .runner import benchmark_trunk, eval_images
 
@@ -48,6 +49,9 @@ def extract_job(root_cfg: DictConfig) -> str:
         raise InputError(f"{e.images}: no images")
     data = LabelledImages("extract", root, paths, np.zeros(len(paths), np.int64), [], [])
     data.check_files()
+    listed = len(paths)
+    data = drop_unreadable(data, cfg.data.max_bad_image_fraction, cfg.benchmark.num_workers)
+    paths = data.paths
     trunk = benchmark_trunk(cfg.model, cfg.seed)
     b = cfg.benchmark
     device = "cuda" if use_gpu(cfg.device) else "cpu"
@@ -58,7 +62,8 @@ def extract_job(root_cfg: DictConfig) -> str:
     with open(os.path.join(e.output, "images.txt"), "w") as f:
         f.write("\n".join(paths) + "\n")
     meta = {"root": root, "num_images": len(paths), "shape": list(feats.shape), "layer": e.layer, "pool": e.pool,
-            "trunk": cfg.model.trunk, "weights": cfg.model.weights, "image_size": b.image_size}
+            "trunk": cfg.model.trunk, "weights": cfg.model.weights, "image_size": b.image_size,
+            "unreadable_skipped": listed - len(paths)}
     with open(os.path.join(e.output, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
     print(f"wrote {e.output}/features.npy {tuple(feats.shape)} ({e.layer}, pool {e.pool})", flush=True)

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..models import build_trunk, load_trunk_weights
 from .cam import class_activation_maps, save_cam_grid
 from .datasets import ImageListDataset, LabelledImages, read_benchmark_dataset
+from .datasets.screening import drop_unreadable
 from .features import FeatureCache, extract_features, list_digest, state_fingerprint, trunk_up_to
 from .finetune import FinetuneSettings, finetune_eval
 from .linear_classifiers import linear_eval
@@ -116,14 +117,15 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
     trunk = benchmark_trunk(cfg.model, cfg.seed)
     setup_logging(cfg.run_dir)
     write_resolved_config(root_cfg, cfg.run_dir)
+    data = drop_unreadable(data, cfg.data.max_bad_image_fraction, b.num_workers)
     device = "cuda" if use_gpu(cfg.device) else "cpu"
     logger.info("%s: %s protocol, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name, b.protocol,
                 len(data.paths), len(data.classes), len(data.folds), cfg.model.trunk, cfg.model.weights or "random init")
     result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"),
                             cfg.speed.precision)
     text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
-    record = {"benchmark": cfg.name, "dataset": data.name, "protocol": b.protocol, "trunk": cfg.model.trunk,
-              "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
+    record = {"benchmark": cfg.name, "dataset": data.name, "num_images": len(data.paths), "protocol": b.protocol,
+              "trunk": cfg.model.trunk, "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
               "layout": data.layout, **result}
     append_metrics(os.path.join(cfg.run_dir, "metrics.json"), record)
     append_table_row(b.results_table, [cfg.name, b.protocol, cfg.model.trunk, cfg.model.weights or "random init",

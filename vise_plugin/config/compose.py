@@ -14,7 +14,7 @@ from typing import Iterable, List, Optional, Sequence, Set, Tuple
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
@@ -99,7 +99,50 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
         if _unknown_key(key, known, open_prefixes):
             raise ConfigError(f"unknown key '{key}' in configs/{name}.yaml or its parents "
                               f"(nearest valid key: {_nearest(key, sorted(known))})")
+    _check_types(cfg, defaults)
     return cfg
+
+
+def _kind(value) -> Optional[str]:
+    """The kind a default value asks for: bool, int, number, list; None accepts anything."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, ListConfig):
+        return "list"
+    return None
+
+
+def _fits(value, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (ListConfig, list))
+
+
+def _check_types(cfg: DictConfig, defaults: DictConfig) -> None:
+    """Each value whose default is a bool, an integer, a number or a list must be one (or null)."""
+    for key, node in _flat_nodes(defaults):
+        if isinstance(node, DictConfig) or node._is_interpolation():
+            continue
+        kind = _kind(node if isinstance(node, ListConfig) else node._value())
+        if kind is None:
+            continue
+        try:
+            value = OmegaConf.select(cfg, key)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{key}: {' '.join(str(e).split())}") from None
+        if not _fits(value, kind):
+            expected = {"int": "an integer", "bool": "true or false", "number": "a number", "list": "a list"}[kind]
+            raise ConfigError(f"{key}={value!r}: expected {expected}, got {type(value).__name__}")
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from classy_vision.dataset import ClassyDataset, register_dataset
 
+from ..errors import InputError
+from .bad_images import SKIPPED
 from .images import load_image
 from .label_store import LabelStore
 from .transforms import train_transform
@@ -17,7 +19,8 @@ class EngagementImages(torch.utils.data.Dataset):
 
     The index may also be a pair ``(i, seed)`` (what :class:`ResumableBatchSampler` yields): the
     transform then draws its random numbers from ``seed``, so an item's crop does not depend on
-    which worker reads it or on what that worker read before.
+    which worker reads it or on what that worker read before. With ``skip_unreadable``, an image
+    that cannot be read gives ``{"skipped": path}`` instead of raising (see :func:`collate_readable`).
 
     ``target["comments"]`` is the normalised histogram of post ``i``'s comment clusters (all zero
     when it has none); ``target["reactions"]`` its reaction cluster (-1 when none).
@@ -29,8 +32,10 @@ class EngagementImages(torch.utils.data.Dataset):
         indices: optional subset of store rows (e.g. the Fig. 4 data-size ablation).
     """
 
-    def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None):
+    def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None,
+                 skip_unreadable: bool = False):
         self.store = store
+        self.skip_unreadable = skip_unreadable
         self.image_root = image_root
         self.transform = transform
         self.indices = np.arange(len(store)) if indices is None else np.asarray(indices)
@@ -42,12 +47,12 @@ class EngagementImages(torch.utils.data.Dataset):
         idx, seed = idx if isinstance(idx, tuple) else (idx, None)
         row = int(self.indices[idx])
         path = os.path.join(self.image_root, self.store.images[row])
-        if seed is None:
-            image = load_image(path, self.transform)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                image = load_image(path, self.transform)
+        try:
+            image = self._load(path, seed)
+        except InputError:
+            if not self.skip_unreadable:
+                raise
+            return {SKIPPED: path}
         return {
             "input": image,
             "target": {
@@ -55,6 +60,13 @@ class EngagementImages(torch.utils.data.Dataset):
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),
             },
         }
+
+    def _load(self, path: str, seed: Optional[int]) -> torch.Tensor:
+        if seed is None:
+            return load_image(path, self.transform)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return load_image(path, self.transform)
 
 
 def subset_indices(num_posts: int, subset: Optional[int], seed: int) -> Optional[np.ndarray]:

@@ -15,7 +15,7 @@ temporary name and renamed when complete, so a kill at any moment leaves only wh
 import logging
 import os
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ class Checkpointer:
     def __init__(self, run_dir: str, enabled: bool = True):
         self.run_dir = run_dir
         self.enabled = enabled
+        self.last_saved: Optional[Tuple[str, int]] = None  # (path, iteration) of the newest save or load
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
@@ -76,8 +77,8 @@ class Checkpointer:
         else:
             torch_save_atomic(state, self.path(name))
             copy_atomic(self.path(name), self.path(CHECKPOINT_FILE))
-        logger.info("saved checkpoint at iteration %d: %s", state["position"]["iteration"],
-                    self.path(name or CHECKPOINT_FILE))
+        self.last_saved = (self.path(name or CHECKPOINT_FILE), state["position"]["iteration"])
+        logger.info("saved checkpoint at iteration %d: %s", self.last_saved[1], self.last_saved[0])
 
     def candidates(self) -> List[str]:
         """``checkpoint.torch`` first, then the numbered checkpoints, newest first."""
@@ -104,6 +105,7 @@ class Checkpointer:
                 continue
             if isinstance(state, dict) and state.get("kind") == CHECKPOINT_KIND:
                 logger.info("resuming from %s (iteration %d)", path, state["position"]["iteration"])
+                self.last_saved = (path, state["position"]["iteration"])
                 return state
             logger.warning("%s is not a pretraining checkpoint of this project; trying an older one", path)
         return None

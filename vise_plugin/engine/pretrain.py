@@ -7,6 +7,7 @@ import torch
 from iopath.common.file_io import g_pathmgr
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.bad_images import BadImageBudget, collate_readable
 from ..data.engagement_dataset import EngagementImages, subset_indices
 from ..data.label_store import LabelStore
 from ..data.resumable_sampler import ResumableBatchSampler
@@ -45,14 +46,15 @@ def build_loader(cfg: DictConfig, store: LabelStore, gpu: bool) -> torch.utils.d
     data, speed = cfg.data, cfg.speed
     images = EngagementImages(store, data.image_root or store.meta.get("image_root", ""),
                               train_transform(data.image_size, data.crop_scale_min),
-                              subset_indices(len(store), data.subset, cfg.seed))
+                              subset_indices(len(store), data.subset, cfg.seed), skip_unreadable=True)
     if len(images) == 0:
         raise ConfigError(f"{cfg.data.labels}: the label store has no posts to train on")
     sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
                                     cfg.seed)
     workers = int(data.num_workers)
     return torch.utils.data.DataLoader(
-        images, batch_sampler=sampler, num_workers=workers, pin_memory=gpu and speed.pin_memory,
+        images, batch_sampler=sampler, collate_fn=collate_readable, num_workers=workers,
+        pin_memory=gpu and speed.pin_memory,
         persistent_workers=workers > 0 and speed.persistent_workers,
         prefetch_factor=speed.prefetch_factor if workers > 0 else None,
         multiprocessing_context="fork" if workers > 0 else None,
@@ -90,6 +92,7 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
         preemption_check_every=cfg.distributed.preemption_check_every,
         extra_state={"trunk": cfg.model.trunk, "tasks": tasks,
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
+        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction, f" under {loader.dataset.image_root}"),
     )
 
 

@@ -12,7 +12,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from fvcore.common.param_scheduler import ParamScheduler
 
+from ..data.bad_images import SKIPPED, BadImageBudget
 from ..data.resumable_sampler import ResumableBatchSampler
+from ..errors import NonFiniteLossError
 from ..hooks.base import HookBase
 from ..launch.preemption import Preempted, PreemptionFlag
 from .checkpoint import CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpointer, rng_state, set_rng_state
@@ -49,6 +51,12 @@ class Trainer:
         preemption_check_every: iterations between the all-reduce that makes ranks agree on a
             preemption (a single process checks every step).
         extra_state: saved with every checkpoint (trunk name, tasks, resolved config).
+        bad_images: counts the images the loader skipped (batches built by
+            :func:`collate_readable`); None: every batch is whole.
+
+    Each step adds whether its loss (and each task's) was finite to flags kept on the device;
+    :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
+    stops the run before a checkpoint of the damaged weights is written.
     """
 
     def __init__(self, model: nn.Module, base_model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
@@ -56,7 +64,7 @@ class Trainer:
                  precision: Optional[MixedPrecision] = None, channels_last: bool = False,
                  hooks: Optional[List[HookBase]] = None, checkpointer: Optional[Checkpointer] = None,
                  preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
-                 extra_state: Optional[Dict[str, Any]] = None):
+                 extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None):
         self.model = model
         self.base_model = base_model
         self.loss = loss
@@ -77,7 +85,9 @@ class Trainer:
         self.iteration = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.bad_images = bad_images
         self.last_loss: Optional[torch.Tensor] = None
+        self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -133,9 +143,33 @@ class Trainer:
         with self.precision.autocast():
             output = self.model(images)
         loss = self.loss(output, targets)
+        self._watch_finite(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward_and_step(loss, self.optimizer)
         return loss.detach()
+
+    def _watch_finite(self, loss: torch.Tensor) -> None:
+        """Notes, without waiting for the device, the first iteration whose loss (and each task's) is
+        not finite."""
+        values = {"": loss, **getattr(self.loss, "last_values", {})}
+        for task, value in values.items():
+            first = self._first_bad.get(task)
+            if first is None:
+                first = torch.full((), -1, dtype=torch.int64, device=loss.device)
+            self._first_bad[task] = torch.where(~torch.isfinite(value) & (first < 0), self.iteration + 1, first)
+
+    def check_finite(self) -> None:
+        """Raises :class:`NonFiniteLossError` when a loss since the start was NaN or infinite."""
+        if "" not in self._first_bad or int(self._first_bad[""]) < 0:
+            return
+        first = {task: int(it) for task, it in self._first_bad.items()}
+        bad = sorted((it, task) for task, it in first.items() if task and it >= 0)
+        tasks = "; ".join(f"{task}" if it == first[""] else f"{task} from iteration {it}" for it, task in bad)
+        saved = self.checkpointer.last_saved if self.checkpointer else None
+        raise NonFiniteLossError(
+            f"the loss became non-finite at iteration {first['']} ({tasks or 'the total'}); stopped without saving; "
+            + (f"the last good checkpoint is {saved[0]} (iteration {saved[1]})" if saved
+               else "no checkpoint was written before it"))
 
     def _preempted(self) -> bool:
         if self.preemption is None:
@@ -160,7 +194,11 @@ class Trainer:
         while self.epoch < self.num_epochs:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             for batch in self.loader:
-                self.last_loss = self.run_step(batch)
+                skipped = batch.pop(SKIPPED, [])
+                if self.bad_images is not None:
+                    self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0)
+                if "input" in batch:
+                    self.last_loss = self.run_step(batch)
                 self.iteration += 1
                 self.batch_in_epoch += 1
                 if self.batch_in_epoch == self.iterations_per_epoch:
@@ -173,4 +211,5 @@ class Trainer:
                     self._call("on_preempt")
                     raise Preempted(self.iteration, self.checkpointer.path(CHECKPOINT_FILE)
                                     if self.checkpointer else "no checkpoint")
+        self.check_finite()
         self._call("after_train")

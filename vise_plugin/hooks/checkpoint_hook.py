@@ -22,6 +22,7 @@ class PeriodicCheckpointHook(HookBase):
     def _save(self, trainer, name: Optional[str]) -> None:
         if self._saved_iteration == trainer.iteration and name is None:
             return
+        trainer.check_finite()  # never write damaged weights
         trainer.checkpointer.save(trainer.state_dict(), name)
         self._saved_iteration = trainer.iteration
 

@@ -24,7 +24,8 @@ def peak_memory_mb() -> float:
 class TrainLogHook(HookBase):
     """Logs iteration, loss, each task's loss, lr, images/s, ETA and peak memory (first rank only).
 
-    Reading the loss waits for the GPU, so it happens only on logged iterations.
+    Reading the loss waits for the GPU, so it happens only on logged iterations, which are also
+    where a non-finite loss is noticed (:meth:`Trainer.check_finite`).
 
     Args:
         log_freq: iterations between lines.
@@ -51,7 +52,10 @@ class TrainLogHook(HookBase):
                 f.writelines(kept)
 
     def after_step(self, trainer) -> None:
-        if not self.enabled or (trainer.iteration % self.log_freq and trainer.iteration != trainer.max_iterations):
+        if trainer.iteration % self.log_freq and trainer.iteration != trainer.max_iterations:
+            return
+        trainer.check_finite()  # on every rank, at the same iterations
+        if not self.enabled:
             return
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)

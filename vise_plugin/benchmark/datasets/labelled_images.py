@@ -1,6 +1,6 @@
 """A benchmark dataset: every image once, with its label(s), and the folds that index into it."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -54,6 +54,15 @@ class LabelledImages:
     @property
     def multilabel(self) -> bool:
         return self.targets.ndim == 2
+
+    def subset(self, keep: Sequence[int]) -> "LabelledImages":
+        """Only the images ``keep`` (increasing indices), with every fold re-indexed and restricted to them."""
+        keep = np.asarray(keep, dtype=np.int64)
+        new_index = np.full(len(self.paths), -1, dtype=np.int64)
+        new_index[keep] = np.arange(len(keep))
+        folds = [{split: new_index[f[split]][new_index[f[split]] >= 0] for split in SPLITS} for f in self.folds]
+        return replace(self, paths=[self.paths[i] for i in keep], targets=self.targets[keep], folds=folds,
+                       texts=None if self.texts is None else [self.texts[i] for i in keep])
 
     def check_files(self, limit: int = 3) -> None:
         """One :class:`InputError` naming up to ``limit`` image files that do not exist."""

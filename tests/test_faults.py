@@ -1,0 +1,168 @@
+"""Fault injection: corrupt and missing images, a NaN loss, a kill while a checkpoint is written, bad configs."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import benchmark_layouts as layouts
+from conftest import ROOT
+from vise_plugin.benchmark import run_benchmark
+from vise_plugin.config import compose_config
+from vise_plugin.data import LabelStore
+from vise_plugin.engine.pretrain import build_trainer, pretrain
+from vise_plugin.errors import InputError, NonFiniteLossError
+from vise_plugin.hooks import HookBase
+
+pytestmark = pytest.mark.faults
+
+
+def _world_copy(tiny_world, tmp_path):
+    """The tiny world's images in a folder of the test's own, to damage."""
+    store = LabelStore(tiny_world["labels"])
+    root = str(tmp_path / "images_root")
+    shutil.copytree(store.meta["image_root"], root)
+    return store, root
+
+
+def _damage(root, store, rows, how):
+    for row in rows:
+        path = os.path.join(root, store.images[row])
+        if how == "missing":
+            os.remove(path)
+        else:
+            with open(path, "r+b") as f:
+                data = f.read()
+                f.seek(0)
+                f.truncate()
+                f.write(data[: len(data) // 3])  # a JPEG cut short
+
+
+def _cfg(tiny_world, run_dir, *extra):
+    return compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                           f"config.run_dir={run_dir}", *extra])
+
+
+def test_corrupt_and_missing_images_are_skipped_counted_and_logged(tiny_world, tmp_path):
+    store, root = _world_copy(tiny_world, tmp_path)
+    _damage(root, store, [3], "truncate")
+    _damage(root, store, [7], "missing")
+    run_dir = str(tmp_path / "run")
+    trainer = pretrain(_cfg(tiny_world, run_dir, f"config.data.image_root={root}"))
+    assert trainer.iteration == 2 * ((90 + 7) // 8)
+    assert trainer.bad_images.skipped == 4 and trainer.bad_images.seen == 180  # 2 images x 2 epochs
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        log = f.read()
+    assert f"skipped unreadable image {os.path.join(root, store.images[3])}" in log
+    assert f"skipped unreadable image {os.path.join(root, store.images[7])}" in log
+
+
+def test_too_many_unreadable_images_stop_the_run_saying_so(tiny_world, tmp_path):
+    store, root = _world_copy(tiny_world, tmp_path)
+    _damage(root, store, range(0, 90, 3), "missing")  # a third of the posts
+    with pytest.raises(InputError, match=r"images could not be read \(3\d\.\d\d%, above the 10% allowed by "
+                                         r"config.data.max_bad_image_fraction\)"):
+        pretrain(_cfg(tiny_world, str(tmp_path / "run"), f"config.data.image_root={root}",
+                      "config.data.max_bad_image_fraction=0.1"))
+
+
+def test_benchmark_skips_an_unreadable_image_and_fails_past_the_threshold(tmp_path):
+    root = layouts.cub(str(tmp_path / "cub"))
+    images = sorted(os.path.join(d, n) for d, _, names in os.walk(os.path.join(root, "images")) for n in names)
+    with open(images[0], "wb") as f:
+        f.write(b"\xff\xd8\xff not really a jpeg")
+    base = ["config=benchmark/linear/cub_r50", "config.model.trunk=tiny", "config.device=cpu",
+            "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0",
+            "config.benchmark.linear.epochs=2", "config.benchmark.cam.num_images=0",
+            f"config.benchmark.dataset.root={root}", f"config.benchmark.results_table={tmp_path}/table.md"]
+    record = run_benchmark(compose_config([*base, f"config.run_dir={tmp_path}/run",
+                                           "config.data.max_bad_image_fraction=0.05"]))  # 1 of 30
+    assert record["num_images"] == len(images) - 1
+    with open(os.path.join(tmp_path, "run", "log.txt")) as f:
+        assert "skipped unreadable image" in f.read()
+    with pytest.raises(InputError, match=r"1 of \d+ cub images could not be read"):
+        run_benchmark(compose_config([*base, f"config.run_dir={tmp_path}/strict",
+                                      "config.data.max_bad_image_fraction=0.0"]))
+
+
+class _PoisonHead(HookBase):
+    """Sets the comments head to NaN after iteration ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_step(self, trainer):
+        if trainer.iteration == self.at:
+            with torch.no_grad():
+                trainer.base_model.head.fcs["comments"].weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkpoint(tiny_world, tmp_path):
+    run_dir = str(tmp_path / "run")
+    trainer = build_trainer(_cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=3",
+                                 "config.logging.log_freq=4"))
+    trainer.hooks.insert(0, _PoisonHead(at=4))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at iteration 5 \(comments; reactions from iteration 6\); "
+                                                 r"stopped without saving; the last good checkpoint is "
+                                                 r".*model_iteration3.torch \(iteration 3\)"):
+        trainer.train()
+    state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
+    assert state["position"]["iteration"] == 3  # iteration 6 would have saved damaged weights
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not os.path.exists(os.path.join(run_dir, "model_iteration6.torch"))
+
+
+def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tiny_world, tmp_path, monkeypatch):
+    import vise_plugin.io_utils as io_utils
+
+    run_dir = str(tmp_path / "run")
+    real_save = torch.save
+    calls = []
+
+    def dying_save(obj, f):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint: half written, then the process "dies"
+            f.write(b"\x80\x02half a checkpoint")
+            raise KeyboardInterrupt
+        real_save(obj, f)
+
+    monkeypatch.setattr(io_utils.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=4"))
+    monkeypatch.setattr(io_utils.torch, "save", real_save)
+    names = sorted(n for n in os.listdir(run_dir) if n.endswith(".torch"))
+    assert names == ["checkpoint.torch", "model_iteration4.torch"]  # the half-written one kept its .tmp name
+    for name in names:
+        assert torch.load(os.path.join(run_dir, name), weights_only=True)["position"]["iteration"] == 4
+    resumed = pretrain(_cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=4"))
+    assert resumed.iteration == 2 * ((90 + 7) // 8)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("config.optimizer.lr=abc", "error: config.optimizer.lr='abc': expected a number, got str"),
+    ("config.speed.channels_last=yes", "error: config.speed.channels_last='yes': expected true or false, got str"),
+    ("config.data.num_workers=2.5", "error: config.data.num_workers=2.5: expected an integer, got float"),
+    ("config.optimizer.lrr=0.1", "error: unknown key 'config.optimizer.lrr'"),
+    ("config.data.labels=/nowhere", "error: label store not found: /nowhere"),
+])
+def test_config_errors_exit_2_with_one_line(override, message):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_1m",
+                           override], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_empty_label_store_is_one_line(tmp_path):
+    from vise_plugin.data import write_label_store
+
+    write_label_store(str(tmp_path / "labels"), [], [], [], np.zeros(0, np.int64),
+                      {"tasks": {"comments": {"k": 2}, "reactions": {"k": 2}}, "image_root": str(tmp_path)})
+    with pytest.raises(Exception, match=r"no posts to train on"):
+        pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
+                                 f"config.run_dir={tmp_path}/run"]))

@@ -1,0 +1,57 @@
+"""Images that cannot be read: skipped and counted, until there are too many of them."""
+
+import logging
+from typing import Any, Dict, List, Sequence
+
+from torch.utils.data import default_collate
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "skipped"
+
+
+def collate_readable(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """``default_collate`` of the items that were read; ``batch["skipped"]`` lists the paths of the
+    others (items ``{"skipped": path}``). A batch with no readable item is ``{"skipped": [...]}``."""
+    good = [item for item in items if SKIPPED not in item]
+    batch = default_collate(good) if good else {}
+    batch[SKIPPED] = [item[SKIPPED] for item in items if SKIPPED in item]
+    return batch
+
+
+class BadImageBudget:
+    """Counts unreadable images among those read and stops the run when there are too many.
+
+    The fraction is judged once ``10 / max_fraction`` images have been read (1,000 for the default
+    1%), so one bad image early on does not stop a run, while a wrong image folder stops it after
+    that many reads.
+
+    Args:
+        max_fraction: the largest share of unreadable images a run accepts.
+        where: what to name in the error (the config key or folder).
+    """
+
+    def __init__(self, max_fraction: float = 0.01, where: str = ""):
+        self.max_fraction = max_fraction
+        self.where = where
+        self.seen = 0
+        self.skipped = 0
+
+    @property
+    def min_seen(self) -> int:
+        return int(10 / self.max_fraction) if self.max_fraction > 0 else 0
+
+    def record(self, skipped: List[str], read: int) -> None:
+        """``skipped`` paths failed among ``len(skipped) + read`` images; raises :class:`InputError`
+        when the share of failures so far is above ``max_fraction``."""
+        self.seen += read + len(skipped)
+        self.skipped += len(skipped)
+        for path in skipped:
+            logger.warning("skipped unreadable image %s (%d so far, %.3f%% of %d read)", path, self.skipped,
+                           100 * self.skipped / self.seen, self.seen)
+        if skipped and self.seen >= self.min_seen and self.skipped > self.max_fraction * self.seen:
+            raise InputError(f"{self.skipped} of {self.seen} images could not be read "
+                             f"({100 * self.skipped / self.seen:.2f}%, above the {100 * self.max_fraction:g}% "
+                             f"allowed by config.data.max_bad_image_fraction){self.where}; e.g. {skipped[0]}")
