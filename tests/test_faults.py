@@ -166,3 +166,23 @@ def test_empty_label_store_is_one_line(tmp_path):
     with pytest.raises(Exception, match=r"no posts to train on"):
         pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
                                  f"config.run_dir={tmp_path}/run"]))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, ("PAYLOAD_RAN", "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_on_resume(tiny_world, tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / "checkpoint.torch", "wb") as f:
+        pickle.dump({"kind": "vise_pretraining", "model": _Payload()}, f, protocol=2)
+    trainer = pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1"))
+    assert not (tmp_path / "PAYLOAD_RAN").exists()
+    assert trainer.iteration == (90 + 7) // 8  # trained from the start
+    with open(run_dir / "log.txt") as f:
+        assert "cannot read checkpoint" in f.read()
