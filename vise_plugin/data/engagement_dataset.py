@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from classy_vision.dataset import ClassyDataset, register_dataset
 
-from ..errors import InputError
 from .bad_images import SKIPPED
-from .images import load_image
+from .images import load_or_skip
 from .label_store import LabelStore
+from .tag_table import TagTable, tags_of
 from .transforms import train_transform
 
 
@@ -21,6 +21,8 @@ class EngagementImages(torch.utils.data.Dataset):
     transform then draws its random numbers from ``seed``, so an item's crop does not depend on
     which worker reads it or on what that worker read before. With ``skip_unreadable``, an image
     that cannot be read gives ``{"skipped": path}`` instead of raising (see :func:`collate_readable`).
+    With a :class:`TagTable`, ``target["tags"]`` is the post image's web tags as a ``(K,)``
+    distribution (all zero when it has none), for training VisE and web tags together.
 
     ``target["comments"]`` is the normalised histogram of post ``i``'s comment clusters (all zero
     when it has none); ``target["reactions"]`` its reaction cluster (-1 when none).
@@ -33,8 +35,9 @@ class EngagementImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None,
-                 skip_unreadable: bool = False):
+                 skip_unreadable: bool = False, tags: Optional[TagTable] = None):
         self.store = store
+        self.tags = tags
         self.skip_unreadable = skip_unreadable
         self.image_root = image_root
         self.transform = transform
@@ -47,26 +50,17 @@ class EngagementImages(torch.utils.data.Dataset):
         idx, seed = idx if isinstance(idx, tuple) else (idx, None)
         row = int(self.indices[idx])
         path = os.path.join(self.image_root, self.store.images[row])
-        try:
-            image = self._load(path, seed)
-        except InputError:
-            if not self.skip_unreadable:
-                raise
+        image = load_or_skip(path, self.transform, seed, self.skip_unreadable)
+        if image is None:
             return {SKIPPED: path}
         return {
             "input": image,
             "target": {
                 "comments": torch.from_numpy(self.store.comment_histogram(row)),
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),
+                **tags_of(self.tags, self.store.images[row]),
             },
         }
-
-    def _load(self, path: str, seed: Optional[int]) -> torch.Tensor:
-        if seed is None:
-            return load_image(path, self.transform)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return load_image(path, self.transform)
 
 
 def subset_indices(num_posts: int, subset: Optional[int], seed: int) -> Optional[np.ndarray]:

@@ -1,7 +1,7 @@
 """Reading an image file through iopath; decoding is left to the transform, which knows the scale it needs."""
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from PIL import Image
@@ -29,3 +29,25 @@ def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor]) -> t
     with open_image(path) as image:
         return transform(image)
 
+
+
+def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor],
+                      seed: Optional[int] = None) -> torch.Tensor:
+    """``load_image``, with the transform's random numbers drawn from ``seed`` when one is given
+    (the global random state is left as it was)."""
+    if seed is None:
+        return load_image(path, transform)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return load_image(path, transform)
+
+
+def load_or_skip(path: str, transform: Callable[[Image.Image], torch.Tensor], seed: Optional[int] = None,
+                 skip_unreadable: bool = False) -> Optional[torch.Tensor]:
+    """``load_seeded_image``; None instead of the :class:`InputError` when ``skip_unreadable``."""
+    try:
+        return load_seeded_image(path, transform, seed)
+    except InputError:
+        if not skip_unreadable:
+            raise
+        return None

@@ -5,16 +5,18 @@ import os
 from typing import Dict
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..benchmark import evaluate_trunk
 from ..benchmark.results import append_metrics
 from ..benchmark.datasets import read_image_folder
+from ..data import LabelStore
 from ..engine.pretrain import pretrain
+from ..errors import ConfigError
 from ..engine.run_folder import setup_logging
 from ..labels.pipeline import run_label_job
 from ..models import build_trunk
-from .world import generate_downstream, generate_posts
+from .world import generate_downstream, generate_posts, write_demo_tags
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,31 @@ def format_table(results: Dict[str, Dict]) -> str:
     lines = ["| trunk | val acc (%) | test acc (%) |", "|---|---|---|"]
     lines += [f"| {name} | {r['val_acc']['mean']:.1f} | {r['test_acc']['mean']:.1f} |" for name, r in results.items()]
     return "\n".join(lines)
+
+
+# demo source -> (table row, config.model.tasks; None: the config's own)
+SOURCES = {
+    "vise": ("VisE (demo)", None),
+    "tags": ("web tags (demo)", ["tags"]),
+    "both": ("VisE + web tags (demo)", ["comments", "reactions", "tags"]),
+}
+
+
+def _source_config(root_cfg: DictConfig, source: str, world: str) -> DictConfig:
+    """The pretraining config of one supervision source, in ``<run_dir>/pretrain_<source>``."""
+    if source not in SOURCES:
+        raise ConfigError(f"config.demo.sources: unknown source {source!r}; use {sorted(SOURCES)}")
+    resolved = OmegaConf.create(OmegaConf.to_container(root_cfg, resolve=True))
+    cfg = resolved.config
+    cfg.run_dir = os.path.join(cfg.run_dir, f"pretrain_{source}")
+    cfg.model.tasks = SOURCES[source][1] or list(cfg.model.tasks)
+    if "tags" in cfg.model.tasks:
+        store = LabelStore(cfg.data.labels)
+        store_images = {store.images[i] for i in range(len(store))}  # the images VisE pretrains on
+        cfg.data.tags.list, cfg.data.tags.vocab = write_demo_tags(os.path.join(world, "posts.jsonl"),
+                                                                  images=store_images)
+        cfg.data.tags.image_root = world
+    return resolved
 
 
 def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
@@ -37,16 +64,20 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
                                      demo.world_seed + 1, cfg.data.image_size)
     logger.info("2/4 generating labels into %s", cfg.labels.output)
     run_label_job(cfg)
-    logger.info("3/4 VisE pretraining")
-    trainer = pretrain(root_cfg)
-    logger.info("4/4 linear evaluation on the downstream emotion task")
+    sources = list(demo.get("sources", ["vise"]))
+    logger.info("3/4 pretraining: %s", ", ".join(SOURCES[s][0] for s in sources))
     torch.manual_seed(cfg.seed)
-    trunks = {"random init": build_trunk(cfg.model.trunk), "VisE (demo)": trainer.base_model.trunk.cpu()}
+    trunks = {"random init": ("random_init", build_trunk(cfg.model.trunk))}
+    for source in sources:
+        trainer = pretrain(root_cfg if sources == ["vise"] else _source_config(root_cfg, source, world))
+        trunks[SOURCES[source][0]] = (source, trainer.base_model.trunk.cpu())
+        setup_logging(cfg.run_dir)
+    logger.info("4/4 linear evaluation on the downstream emotion task")
     data = read_image_folder(downstream, seed=cfg.seed)
     results = {}
-    for (name, trunk), file_name in zip(trunks.items(), ("cam_random_init.png", "cam_vise.png")):
+    for name, (key, trunk) in trunks.items():
         run = evaluate_trunk(trunk, data, cfg.benchmark, cfg.run_dir, "cpu", cfg.seed,
-                             os.path.join(cfg.run_dir, file_name))
+                             os.path.join(cfg.run_dir, f"cam_{key}.png"))
         results[name] = run["summary"]
     table = format_table(results)
     append_metrics(os.path.join(cfg.run_dir, "metrics.json"), {"benchmark": "demo_linear", "summary": results})

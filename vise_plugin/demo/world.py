@@ -8,12 +8,16 @@ images, so a trunk that learned to predict engagement should transfer to it.
 
 import math
 import os
-from typing import Dict, List
+import pickle
+from collections import Counter
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.records import REACTION_TYPES, EngagementRecord, write_records
+from ..data.bad_records import BadRecordReport
+from ..data.shards import iter_records
 
 EMOTIONS = ("anger", "fear", "joy", "love", "sadness", "surprise")
 SCENES = ("beach", "city", "home")
@@ -139,3 +143,28 @@ def generate_downstream(folder: str, per_class: Dict[str, int], seed: int, image
                 draw_image(emotion, scene, rng, image_size).save(os.path.join(folder, split, emotion, f"{j:05d}.jpg"),
                                                                  quality=95)
     return folder
+
+
+def write_demo_tags(posts_path: str, max_tags: int = 5, images: Optional[Set[str]] = None) -> Tuple[str, str]:
+    """Web tags for the demo world, derived from its comments: each post's ``max_tags`` most
+    frequent non-generic comment words (none for a post without comments); only the posts whose
+    image is in ``images`` when given (e.g. those of the label store, for a like-for-like comparison).
+
+    Writes, beside ``posts_path``, ``tags_vocab.txt`` (every emotion and scene word) and ``tags.pkl``
+    in the EmotionNet release's format ``[[relative_path, [tag ids]], ...]``; returns both paths.
+    """
+    vocabulary = [w for name, words in VOCAB.items() if name != "generic" for w in words]
+    index = {w: i for i, w in enumerate(vocabulary)}
+    entries = []
+    for record in iter_records(posts_path, BadRecordReport()):  # the world's deliberately bad lines are left out
+        if images is not None and record.image not in images:
+            continue
+        counts = Counter(w for comment in record.comments for w in comment.split() if w in index)
+        entries.append([record.image, [index[w] for w, _ in counts.most_common(max_tags)]])
+    folder = os.path.dirname(posts_path)
+    vocab_path, list_path = os.path.join(folder, "tags_vocab.txt"), os.path.join(folder, "tags.pkl")
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocabulary) + "\n")
+    with open(list_path, "wb") as f:
+        pickle.dump(entries, f, protocol=2)
+    return list_path, vocab_path

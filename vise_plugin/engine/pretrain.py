@@ -2,6 +2,7 @@
 
 import logging
 import os
+from typing import Optional
 
 import torch
 from iopath.common.file_io import g_pathmgr
@@ -11,13 +12,16 @@ from ..data.bad_images import BadImageBudget, collate_readable
 from ..data.engagement_dataset import EngagementImages, subset_indices
 from ..data.label_store import LabelStore
 from ..data.resumable_sampler import ResumableBatchSampler
+from ..data.tag_table import TagTable
+from ..data.tagged_images import TaggedImages
 from ..data.transforms import train_transform
 from ..errors import ConfigError
 from ..hooks import PeriodicCheckpointHook, TrainLogHook
 from ..launch.preemption import PreemptionFlag
-from ..losses import VisELoss
+from ..labels.tag_embeddings import tag_text_embeddings
+from ..losses import MergedLoss, VisELoss, WebTagLoss
 from ..models import VisEModel
-from .checkpoint import CHECKPOINT_FILE, Checkpointer
+from .checkpoint import Checkpointer
 from .distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
 from .model_setup import prepare_model
 from .precision import MixedPrecision
@@ -27,7 +31,7 @@ from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_FILE", "build_trainer", "pretrain", "require_label_store"]
+__all__ = ["build_trainer", "pretrain", "require_label_store"]
 
 
 def require_label_store(cfg: DictConfig) -> str:
@@ -41,14 +45,40 @@ def require_label_store(cfg: DictConfig) -> str:
     return path
 
 
-def build_loader(cfg: DictConfig, store: LabelStore, gpu: bool) -> torch.utils.data.DataLoader:
-    """The training DataLoader of this rank: seeded, resumable batches of the label store's posts."""
+TAG_TASK = "tags"
+
+
+def vise_tasks(cfg: DictConfig) -> list:
+    """The engagement tasks of ``config.model.tasks`` (everything but ``tags``)."""
+    return [t for t in cfg.model.tasks if t != TAG_TASK]
+
+
+def read_tags(cfg: DictConfig) -> TagTable:
+    t = cfg.data.tags
+    if not t.list or not t.vocab:
+        raise ConfigError("config.model.tasks has 'tags': set config.data.tags.list=<.pkl or .jsonl> and "
+                          "config.data.tags.vocab=<one tag per line>")
+    return TagTable.read(t.list, t.vocab)
+
+
+def build_dataset(cfg: DictConfig, tags: Optional[TagTable]) -> torch.utils.data.Dataset:
+    """Engagement posts of the label store (with their web tags when ``tags`` is given), or, for a
+    tags-only run, the images of the tag list."""
+    data = cfg.data
+    transform = train_transform(data.image_size, data.crop_scale_min)
+    if not vise_tasks(cfg):
+        root = data.tags.image_root or os.path.dirname(data.tags.list)
+        return TaggedImages(tags, root, transform, skip_unreadable=True)
+    store = LabelStore(require_label_store(cfg))
+    return EngagementImages(store, data.image_root or store.meta.get("image_root", ""), transform,
+                            subset_indices(len(store), data.subset, cfg.seed), skip_unreadable=True, tags=tags)
+
+
+def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -> torch.utils.data.DataLoader:
+    """The training DataLoader of this rank: seeded, resumable batches."""
     data, speed = cfg.data, cfg.speed
-    images = EngagementImages(store, data.image_root or store.meta.get("image_root", ""),
-                              train_transform(data.image_size, data.crop_scale_min),
-                              subset_indices(len(store), data.subset, cfg.seed), skip_unreadable=True)
     if len(images) == 0:
-        raise ConfigError(f"{cfg.data.labels}: the label store has no posts to train on")
+        raise ConfigError(f"{cfg.data.labels or cfg.data.tags.list}: no posts to train on")
     sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
                                     cfg.seed)
     workers = int(data.num_workers)
@@ -61,17 +91,34 @@ def build_loader(cfg: DictConfig, store: LabelStore, gpu: bool) -> torch.utils.d
     )
 
 
+def build_model_and_loss(cfg: DictConfig, images: torch.utils.data.Dataset, tags: Optional[TagTable]):
+    """The VisE heads for the engagement tasks, the web-tag head for ``tags``, and the matching loss."""
+    store = getattr(images, "store", None)
+    tasks = {name: store.num_classes(name) for name in vise_tasks(cfg)}
+    parts, tag_head = [], None
+    if tasks:
+        parts.append((VisELoss(weights=dict(cfg.loss.weights)), list(tasks)))
+    if tags is not None:
+        embeddings = torch.from_numpy(tag_text_embeddings(tags.vocabulary, cfg.data.tags.text_encoder, cfg.run_dir))
+        tag_head = (tags.num_tags, embeddings.shape[1])
+        parts.append((WebTagLoss(embeddings, weights=dict(cfg.loss.weights)), ["tags", "tag_embedding"]))
+    torch.manual_seed(cfg.seed)
+    model = VisEModel.build(cfg.model.trunk, tasks, tag_head)
+    loss = parts[0][0] if len(parts) == 1 else MergedLoss(parts)
+    heads = {**tasks, **({TAG_TASK: tags.num_tags} if tags is not None else {})}
+    return model, loss, heads
+
+
 def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Trainer:
     """The trainer for a composed config (``root_cfg.config``): data, model, loss, SGD, hooks."""
     cfg = root_cfg.config
-    store = LabelStore(require_label_store(cfg))
     gpu = use_gpu(cfg.device)
     device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
     primary = rank_from_env() == 0
-    loader = build_loader(cfg, store, gpu)
-    tasks = {name: store.num_classes(name) for name in cfg.model.tasks}
-    torch.manual_seed(cfg.seed)
-    model = VisEModel.build(cfg.model.trunk, tasks)
+    tags = read_tags(cfg) if TAG_TASK in cfg.model.tasks else None
+    images = build_dataset(cfg, tags)
+    loader = build_loader(cfg, images, gpu)
+    model, loss, heads = build_model_and_loss(cfg, images, tags)
     speed = cfg.speed
     wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1,
                             speed.compile)
@@ -85,14 +132,14 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
         PeriodicCheckpointHook(cfg.checkpoint.period_epochs, cfg.checkpoint.period_iterations),
     ]
     return Trainer(
-        wrapped, model, VisELoss(weights=dict(cfg.loss.weights)), optimizer,
+        wrapped, model, loss, optimizer,
         lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule), loader, opt.num_epochs, device,
         precision=MixedPrecision(speed.precision, device.type), channels_last=speed.channels_last, hooks=hooks,
         checkpointer=Checkpointer(cfg.run_dir, enabled=primary), preemption=preemption,
         preemption_check_every=cfg.distributed.preemption_check_every,
-        extra_state={"trunk": cfg.model.trunk, "tasks": tasks,
+        extra_state={"trunk": cfg.model.trunk, "tasks": heads,
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
-        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction, f" under {loader.dataset.image_root}"),
+        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction, f" under {images.image_root}"),
     )
 
 
@@ -104,7 +151,8 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     On the preemption signal it saves ``checkpoint.torch`` and raises :class:`Preempted`.
     """
     cfg = root_cfg.config
-    require_label_store(cfg)
+    if vise_tasks(cfg):
+        require_label_store(cfg)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
     init_distributed(use_gpu(cfg.device), cfg.distributed.backend)
@@ -115,7 +163,7 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
         trainer = build_trainer(root_cfg, preemption)
         if cfg.resume:
             trainer.resume_or_start()
-        logger.info("pretraining %s on %d posts, tasks %s, %s, %s, from iteration %d of %d", cfg.model.trunk,
+        logger.info("pretraining %s on %d images, tasks %s, %s, %s, from iteration %d of %d", cfg.model.trunk,
                     trainer.sampler.num_items, list(cfg.model.tasks), trainer.device, cfg.speed.precision,
                     trainer.iteration, trainer.max_iterations)
         trainer.train()

@@ -1,6 +1,6 @@
 """Trunk + multi-head, the network trained by VisE pretraining."""
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,6 +8,7 @@ from classy_vision.models import ClassyModel, register_model
 
 from .multi_head import VisEMultiHead
 from .trunks import build_trunk, trunk_out_channels
+from .web_tag_head import MergedHeads, WebTagHead
 
 
 @register_model("vise_model")
@@ -27,12 +28,21 @@ class VisEModel(ClassyModel):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "VisEModel":
-        return cls.build(config["trunk"], config["tasks"])
+        tags = config.get("tags")
+        return cls.build(config["trunk"], config["tasks"], (tags["num_tags"], tags["embed_dim"]) if tags else None)
 
     @classmethod
-    def build(cls, trunk_name: str, tasks: Mapping[str, int]) -> "VisEModel":
+    def build(cls, trunk_name: str, tasks: Mapping[str, int],
+              tag_head: Optional[Tuple[int, int]] = None) -> "VisEModel":
+        """``tasks``: the VisE heads ``{name: K}`` (may be empty); ``tag_head``: ``(num_tags, embed_dim)``
+        adds a :class:`WebTagHead` (EmotionNet supervision), merged with the VisE heads when both are given."""
         trunk = build_trunk(trunk_name)
-        return cls(trunk, VisEMultiHead(trunk_out_channels(trunk), tasks))
+        channels = trunk_out_channels(trunk)
+        heads = ([VisEMultiHead(channels, tasks)] if tasks else []) + (
+            [WebTagHead(channels, *tag_head)] if tag_head else [])
+        if not heads:
+            raise ValueError("VisEModel needs VisE tasks, a tag head, or both")
+        return cls(trunk, heads[0] if len(heads) == 1 else MergedHeads(*heads))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.head(self.trunk(x))

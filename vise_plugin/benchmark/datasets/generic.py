@@ -1,21 +1,19 @@
 """Generic layouts for any task: ImageFolder, a CSV file list and the EmotionNet pickle file list."""
 
 import csv
-import io
 import os
-import pickle
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import numpy as np
 from iopath.common.file_io import g_pathmgr
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from ...data.file_lists import Entries, read_pickle
 from ...errors import InputError
 from .label_table import encode_labels
 from .labelled_images import SPLITS, LabelledImages
 from .splits import fold_with_val
 
-Entries = List[Tuple[str, List[str]]]  # (relative path, label names)
 
 
 def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel: bool, val_fraction: float,
@@ -70,30 +68,6 @@ def read_csv(path: str, separator: str) -> Entries:
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise InputError(f"{path}:{line}: expected 'path,label' with both set, found {row!r}")
         entries.append((row[0].strip(), [n.strip() for n in row[1].split(separator) if n.strip()]))
-    return entries
-
-
-class _ListsOnly(pickle.Unpickler):
-    """Unpickles plain lists, tuples, strings and numbers only; anything else is refused, not run."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a file list holds only lists, strings "
-                                     "and numbers")
-
-
-def read_pickle(path: str) -> Entries:
-    try:
-        with g_pathmgr.open(path, "rb") as f:
-            items = _ListsOnly(io.BytesIO(f.read())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise InputError(f"{path}: not a [relative_path, [labels]] pickle ({e})") from None
-    entries = []
-    for i, item in enumerate(items):
-        if (not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str)
-                or not isinstance(item[1], (list, tuple, int, str))):
-            raise InputError(f"{path}: entry {i} is {item!r}, expected [relative_path, [labels]]")
-        labels = item[1] if isinstance(item[1], (list, tuple)) else [item[1]]
-        entries.append((item[0], [str(n) for n in labels]))
     return entries
 
 

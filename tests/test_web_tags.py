@@ -1,0 +1,117 @@
+"""Web-tag supervision (EmotionNet style): tag lists, the two-branch head and loss, a tiny run."""
+
+import json
+import math
+import os
+import pickle
+
+import pytest
+import torch
+
+from vise_plugin.config import compose_config
+from vise_plugin.data.tag_table import TagTable, read_vocabulary
+from vise_plugin.demo.world import write_demo_tags
+from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.errors import InputError
+from vise_plugin.losses import MergedLoss, VisELoss, WebTagLoss, embedding_distance
+from vise_plugin.models import MergedHeads, VisEModel, WebTagHead
+
+
+def test_web_tag_loss_matches_hand_computed_values():
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])  # (K=3, D=2), unit rows
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    target = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])  # the second image has no tags
+    loss = WebTagLoss(embeddings, weights={"tags": 2.0, "tag_embedding": 3.0})
+    value = loss({"tags": logits, "tag_embedding": image}, {"tags": target})
+    log_z = math.log(math.exp(2) + 2)
+    ce = -(0.5 * (2 - log_z) + 0.5 * (0 - log_z))  # only the first image counts
+    distance = 1 - 1 / math.sqrt(2)  # its tags' mean (0.5, 0.5) normalised, against (1, 0)
+    assert loss.last_values["tags"].item() == pytest.approx(ce, rel=1e-6)
+    assert loss.last_values["tag_embedding"].item() == pytest.approx(distance, rel=1e-6)
+    assert value.item() == pytest.approx(2 * ce + 3 * distance, rel=1e-6)
+
+
+def test_embedding_distance_is_zero_on_the_target_and_attached_without_tags():
+    embeddings = torch.eye(3)
+    target = torch.tensor([[0.0, 0.5, 0.5]])
+    image = torch.nn.functional.normalize(torch.tensor([[0.0, 1.0, 1.0]]), dim=1)
+    assert embedding_distance(image, target, embeddings).item() == pytest.approx(0.0, abs=1e-6)
+    image.requires_grad_(True)
+    empty = embedding_distance(image, torch.zeros(1, 3), embeddings)
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_heads_shapes_and_merged_loss_routes_each_output_to_its_loss():
+    model = VisEModel.build("tiny", {"comments": 5, "reactions": 3}, tag_head=(4, 6))
+    assert isinstance(model.head, MergedHeads)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"comments": (2, 5), "reactions": (2, 3), "tags": (2, 4),
+                                                            "tag_embedding": (2, 6)}
+    assert torch.allclose(out["tag_embedding"].norm(dim=1), torch.ones(2))
+    target = {"comments": torch.softmax(torch.randn(2, 5), 1), "reactions": torch.tensor([0, -1]),
+              "tags": torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0, 1.0]])}
+    vise, tags = VisELoss(), WebTagLoss(torch.nn.functional.normalize(torch.randn(4, 6), dim=1))
+    merged = MergedLoss([(vise, ["comments", "reactions"]), (tags, ["tags", "tag_embedding"])])
+    total = merged(out, target)
+    expected = vise({k: out[k] for k in ("comments", "reactions")}, target) + tags(out, target)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert set(merged.last_values) == {"comments", "reactions", "tags", "tag_embedding"}
+    with pytest.raises(ValueError, match="two heads predict"):
+        MergedHeads(WebTagHead(256, 4, 6), WebTagHead(256, 4, 6))(torch.randn(1, 256))
+
+
+def test_tag_lists_in_the_release_pickle_and_jsonl(tmp_path):
+    (tmp_path / "vocab.txt").write_text("beach\nhappy\nsunset\n")
+    with open(tmp_path / "train.pkl", "wb") as f:
+        pickle.dump([["a.jpg", [0, 2]], ["b.jpg", ["happy"]], ["c.jpg", []]], f, protocol=2)
+    table = TagTable.read(str(tmp_path / "train.pkl"), str(tmp_path / "vocab.txt"))
+    assert table.target("a.jpg").tolist() == [0.5, 0.0, 0.5] and table.target("b.jpg").tolist() == [0, 1, 0]
+    assert table.target("c.jpg").sum() == 0 and table.target("unknown.jpg").sum() == 0
+    lines = [{"image": "a.jpg", "tags": ["sunset"]}, {"image": "b.jpg", "tags": ["beach", "happy"]}]
+    (tmp_path / "tags.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    table = TagTable.read(str(tmp_path / "tags.jsonl"), str(tmp_path / "vocab.txt"))
+    assert table.target("b.jpg").tolist() == [0.5, 0.5, 0.0]
+    (tmp_path / "bad.jsonl").write_text('{"image": "a.jpg", "tags": ["moon"]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl: entry 0 \(a.jpg\) has tag 'moon', not in the vocabulary"):
+        TagTable.read(str(tmp_path / "bad.jsonl"), str(tmp_path / "vocab.txt"))
+    (tmp_path / "dup.txt").write_text("beach\nhappy\nbeach\n")
+    with pytest.raises(InputError, match=r"dup.txt:3: tag 'beach' repeats line 1"):
+        read_vocabulary(str(tmp_path / "dup.txt"))
+
+
+@pytest.mark.parametrize("tasks", [["tags"], ["comments", "reactions", "tags"]])
+def test_tiny_web_tag_pretraining_alone_and_with_vise(tiny_world, tmp_path, tasks):
+    tag_list, vocab = write_demo_tags(tiny_world["posts"])
+    run_dir = str(tmp_path / "run")
+    trainer = pretrain(compose_config([
+        "config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
+        f"config.model.tasks=[{','.join(tasks)}]", f"config.data.tags.list={tag_list}",
+        f"config.data.tags.vocab={vocab}", "config.optimizer.num_epochs=1"]))
+    with open(tag_list, "rb") as f:
+        tagged = len(pickle.load(f))  # the world's well-formed posts
+    images = tagged if tasks == ["tags"] else 90  # or the posts of the label store
+    assert trainer.iteration == (images + 7) // 8
+    state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
+    assert state["tasks"]["tags"] == len(read_vocabulary(vocab))
+    assert any(k.endswith("projection.weight") for k in state["model"])
+    with open(os.path.join(run_dir, "stdout.json")) as f:
+        record = json.loads(f.readline())
+    assert {"loss_tags", "loss_tag_embedding"} <= set(record) and math.isfinite(record["loss"])
+    assert ("loss_comments" in record) == ("comments" in tasks)
+    assert [n for n in os.listdir(run_dir) if n.startswith("tag_embeddings_")]
+
+
+def test_demo_comparison_configs_use_the_label_store_images(tiny_world, tmp_path):
+    from vise_plugin.demo.pipeline import _source_config
+
+    root = compose_config(["config=demo/vise_vs_tags", f"config.run_dir={tmp_path}",
+                           f"config.data.labels={tiny_world['labels']}"])
+    assert list(root.config.demo.sources) == ["vise", "tags", "both"]
+    both = _source_config(root, "both", tiny_world["folder"]).config
+    assert list(both.model.tasks) == ["comments", "reactions", "tags"]
+    assert both.run_dir == os.path.join(str(tmp_path), "pretrain_both") and both.data.labels == tiny_world["labels"]
+    with open(both.data.tags.list, "rb") as f:
+        entries = pickle.load(f)
+    assert len(entries) == 90  # the label store's posts, not the 30 held out for clustering
+    assert list(_source_config(root, "tags", tiny_world["folder"]).config.model.tasks) == ["tags"]

@@ -1,0 +1,32 @@
+"""Several objectives in one run, each on the model outputs it owns (VisE + web tags)."""
+
+from typing import Dict, Mapping, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+
+class MergedLoss(nn.Module):
+    """The sum of losses, each given only its own output keys.
+
+    Args:
+        parts: ``(loss, output keys)`` pairs, e.g. ``(VisELoss(), ["comments", "reactions"])`` and
+            ``(WebTagLoss(E), ["tags", "tag_embedding"])``. Every loss sees the whole target dict.
+
+    ``last_values`` merges the parts' per-task values, for logging.
+    """
+
+    def __init__(self, parts: Sequence[Tuple[nn.Module, Sequence[str]]]):
+        super().__init__()
+        self.losses = nn.ModuleList(loss for loss, _ in parts)
+        self.keys = [list(keys) for _, keys in parts]
+        self.last_values: Dict[str, torch.Tensor] = {}
+
+    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total, values = None, {}
+        for loss, keys in zip(self.losses, self.keys):
+            value = loss({k: output[k] for k in keys}, target)
+            values.update(getattr(loss, "last_values", {}))
+            total = value if total is None else total + value
+        self.last_values = values
+        return total
