@@ -103,15 +103,32 @@ def test_tiny_web_tag_pretraining_alone_and_with_vise(tiny_world, tmp_path, task
 
 
 def test_demo_comparison_configs_use_the_label_store_images(tiny_world, tmp_path):
-    from vise_plugin.demo.pipeline import _source_config
+    from vise_plugin.demo.pipeline import _demo_tags, _source_config
 
     root = compose_config(["config=demo/vise_vs_tags", f"config.run_dir={tmp_path}",
                            f"config.data.labels={tiny_world['labels']}"])
     assert list(root.config.demo.sources) == ["vise", "tags", "both"]
-    both = _source_config(root, "both", tiny_world["folder"]).config
+    tag_files = _demo_tags(root.config, tiny_world["folder"])
+    both = _source_config(root, "both", tiny_world["folder"], tag_files).config
     assert list(both.model.tasks) == ["comments", "reactions", "tags"]
     assert both.run_dir == os.path.join(str(tmp_path), "pretrain_both") and both.data.labels == tiny_world["labels"]
     with open(both.data.tags.list, "rb") as f:
         entries = pickle.load(f)
     assert len(entries) == 90  # the label store's posts, not the 30 held out for clustering
-    assert list(_source_config(root, "tags", tiny_world["folder"]).config.model.tasks) == ["tags"]
+    assert list(_source_config(root, "tags", tiny_world["folder"], tag_files).config.model.tasks) == ["tags"]
+
+
+def test_missing_tag_inputs_fail_before_any_work(tmp_path):
+    from vise_plugin.engine.pretrain import require_inputs
+    from vise_plugin.errors import ConfigError
+
+    base = ["config=pretrain/emotionnet_r50_tags", f"config.run_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"config.data.tags.list: /datasets/emotionnet/train.pkl not found"):
+        require_inputs(compose_config(base).config)
+    with pytest.raises(ConfigError, match=r"set config.data.tags.list=<.pkl or .jsonl>"):
+        require_inputs(compose_config(base + ["config.data.tags.list=null"]).config)
+    (tmp_path / "tags.pkl").write_bytes(pickle.dumps([["a.jpg", [0]]]))
+    with pytest.raises(ConfigError, match=r"config.data.tags.vocab: /datasets/emotionnet/tags.txt not found"):
+        require_inputs(compose_config(base + [f"config.data.tags.list={tmp_path / 'tags.pkl'}"]).config)
+    with pytest.raises(ConfigError, match="label store not found"):  # VisE tasks with tags still need the store
+        require_inputs(compose_config(base + ["config.model.tasks=[comments,tags]"]).config)

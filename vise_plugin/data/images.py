@@ -30,7 +30,6 @@ def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor]) -> t
         return transform(image)
 
 
-
 def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor],
                       seed: Optional[int] = None) -> torch.Tensor:
     """``load_image``, with the transform's random numbers drawn from ``seed`` when one is given

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -35,19 +35,21 @@ SOURCES = {
 }
 
 
-def _source_config(root_cfg: DictConfig, source: str, world: str) -> DictConfig:
-    """The pretraining config of one supervision source, in ``<run_dir>/pretrain_<source>``."""
-    if source not in SOURCES:
-        raise ConfigError(f"config.demo.sources: unknown source {source!r}; use {sorted(SOURCES)}")
+def _demo_tags(cfg: DictConfig, world: str) -> Tuple[str, str]:
+    """The demo world's web tags over the images of the label store (those VisE pretrains on)."""
+    store = LabelStore(cfg.data.labels)
+    return write_demo_tags(os.path.join(world, "posts.jsonl"), images={store.images[i] for i in range(len(store))})
+
+
+def _source_config(root_cfg: DictConfig, source: str, world: str, tag_files: Tuple[str, str]) -> DictConfig:
+    """The pretraining config of one supervision source, in ``<run_dir>/pretrain_<source>``;
+    ``tag_files``: the tag list and vocabulary of :func:`_demo_tags`."""
     resolved = OmegaConf.create(OmegaConf.to_container(root_cfg, resolve=True))
     cfg = resolved.config
     cfg.run_dir = os.path.join(cfg.run_dir, f"pretrain_{source}")
     cfg.model.tasks = SOURCES[source][1] or list(cfg.model.tasks)
     if "tags" in cfg.model.tasks:
-        store = LabelStore(cfg.data.labels)
-        store_images = {store.images[i] for i in range(len(store))}  # the images VisE pretrains on
-        cfg.data.tags.list, cfg.data.tags.vocab = write_demo_tags(os.path.join(world, "posts.jsonl"),
-                                                                  images=store_images)
+        cfg.data.tags.list, cfg.data.tags.vocab = tag_files
         cfg.data.tags.image_root = world
     return resolved
 
@@ -55,21 +57,25 @@ def _source_config(root_cfg: DictConfig, source: str, world: str) -> DictConfig:
 def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     """Runs the whole demo for ``config=demo/vise_demo``; returns ``{trunk name: {"<split>_acc": {"mean", "std"}}}``."""
     cfg = root_cfg.config
+    demo = cfg.demo
+    sources = list(demo.get("sources", ["vise"]))
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ConfigError(f"config.demo.sources: unknown {unknown}; use some of {sorted(SOURCES)}")
     setup_logging(cfg.run_dir)
     world = os.path.join(cfg.run_dir, "world")
-    demo = cfg.demo
     logger.info("1/4 generating the demo world in %s", world)
     generate_posts(world, demo.num_posts, demo.world_seed, cfg.data.image_size)
     downstream = generate_downstream(os.path.join(world, "downstream"), dict(demo.downstream_per_class),
                                      demo.world_seed + 1, cfg.data.image_size)
     logger.info("2/4 generating labels into %s", cfg.labels.output)
     run_label_job(cfg)
-    sources = list(demo.get("sources", ["vise"]))
     logger.info("3/4 pretraining: %s", ", ".join(SOURCES[s][0] for s in sources))
     torch.manual_seed(cfg.seed)
     trunks = {"random init": ("random_init", build_trunk(cfg.model.trunk))}
+    tag_files = _demo_tags(cfg, world) if any("tags" in (SOURCES[s][1] or []) for s in sources) else None
     for source in sources:
-        trainer = pretrain(root_cfg if sources == ["vise"] else _source_config(root_cfg, source, world))
+        trainer = pretrain(root_cfg if sources == ["vise"] else _source_config(root_cfg, source, world, tag_files))
         trunks[SOURCES[source][0]] = (source, trainer.base_model.trunk.cpu())
         setup_logging(cfg.run_dir)
     logger.info("4/4 linear evaluation on the downstream emotion task")

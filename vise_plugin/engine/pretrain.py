@@ -31,7 +31,7 @@ from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_trainer", "pretrain", "require_label_store"]
+__all__ = ["build_trainer", "pretrain", "require_inputs", "require_label_store"]
 
 
 def require_label_store(cfg: DictConfig) -> str:
@@ -53,12 +53,19 @@ def vise_tasks(cfg: DictConfig) -> list:
     return [t for t in cfg.model.tasks if t != TAG_TASK]
 
 
-def read_tags(cfg: DictConfig) -> TagTable:
-    t = cfg.data.tags
-    if not t.list or not t.vocab:
-        raise ConfigError("config.model.tasks has 'tags': set config.data.tags.list=<.pkl or .jsonl> and "
-                          "config.data.tags.vocab=<one tag per line>")
-    return TagTable.read(t.list, t.vocab)
+def require_inputs(cfg: DictConfig) -> None:
+    """Fails in one line, before any work or queueing, when the tasks' inputs are not there: the label
+    store for VisE tasks, the tag list and vocabulary for ``tags``."""
+    if vise_tasks(cfg):
+        require_label_store(cfg)
+    if TAG_TASK in cfg.model.tasks:
+        t = cfg.data.tags
+        if not t.list or not t.vocab:
+            raise ConfigError("config.model.tasks has 'tags': set config.data.tags.list=<.pkl or .jsonl> and "
+                              "config.data.tags.vocab=<one tag per line>")
+        for key in ("list", "vocab"):
+            if not g_pathmgr.exists(t[key]):
+                raise ConfigError(f"config.data.tags.{key}: {t[key]} not found")
 
 
 def build_dataset(cfg: DictConfig, tags: Optional[TagTable]) -> torch.utils.data.Dataset:
@@ -78,7 +85,7 @@ def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -
     """The training DataLoader of this rank: seeded, resumable batches."""
     data, speed = cfg.data, cfg.speed
     if len(images) == 0:
-        raise ConfigError(f"{cfg.data.labels or cfg.data.tags.list}: no posts to train on")
+        raise ConfigError(f"{cfg.data.labels if vise_tasks(cfg) else cfg.data.tags.list}: no posts to train on")
     sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
                                     cfg.seed)
     workers = int(data.num_workers)
@@ -115,7 +122,7 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
     gpu = use_gpu(cfg.device)
     device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
     primary = rank_from_env() == 0
-    tags = read_tags(cfg) if TAG_TASK in cfg.model.tasks else None
+    tags = TagTable.read(cfg.data.tags.list, cfg.data.tags.vocab) if TAG_TASK in cfg.model.tasks else None
     images = build_dataset(cfg, tags)
     loader = build_loader(cfg, images, gpu)
     model, loss, heads = build_model_and_loss(cfg, images, tags)
@@ -151,8 +158,7 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     On the preemption signal it saves ``checkpoint.torch`` and raises :class:`Preempted`.
     """
     cfg = root_cfg.config
-    if vise_tasks(cfg):
-        require_label_store(cfg)
+    require_inputs(cfg)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
     init_distributed(use_gpu(cfg.device), cfg.distributed.backend)

@@ -102,10 +102,9 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
         raise ConfigError(f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
                           "config.distributed.num_proc_per_node=1")
     if cfg.engine == "pretrain":
-        from ..engine.pretrain import require_label_store, vise_tasks
+        from ..engine.pretrain import require_inputs
 
-        if vise_tasks(cfg):
-            require_label_store(cfg)  # fail here, not in the queue
+        require_inputs(cfg)  # fail here, not in the queue
     folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")
     gpu = cfg.device != "cpu"
     executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=cfg.slurm.cluster,
