@@ -132,3 +132,13 @@ def test_missing_tag_inputs_fail_before_any_work(tmp_path):
         require_inputs(compose_config(base + [f"config.data.tags.list={tmp_path / 'tags.pkl'}"]).config)
     with pytest.raises(ConfigError, match="label store not found"):  # VisE tasks with tags still need the store
         require_inputs(compose_config(base + ["config.model.tasks=[comments,tags]"]).config)
+
+
+def test_a_text_encoder_that_is_not_installed_names_the_key(tmp_path):
+    from vise_plugin.errors import ConfigError
+    from vise_plugin.labels.tag_embeddings import tag_text_embeddings
+
+    with pytest.raises(ConfigError, match=r"config.data.tags.text_encoder=no_such_encoder: the sentence encoder "
+                                          r"needs the no_such_encoder package"):
+        tag_text_embeddings(["beach", "happy"], "no_such_encoder", str(tmp_path))
+    assert not list(tmp_path.iterdir())

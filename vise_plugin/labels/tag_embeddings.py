@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from .sentence_encoder import SentenceCommentEncoder
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,11 @@ def tag_text_embeddings(vocabulary: Sequence[str], package: str, cache_dir: str)
     if os.path.exists(path):
         return np.load(path)
     logger.info("embedding %d tags with %s", len(vocabulary), package)
-    embeddings = SentenceCommentEncoder(package).transform(list(vocabulary))
+    try:
+        encoder = SentenceCommentEncoder(package)
+    except ConfigError as e:
+        raise ConfigError(f"config.data.tags.text_encoder={package}: {e}") from None
+    embeddings = encoder.transform(list(vocabulary))
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp.npy"
     np.save(tmp, embeddings)
