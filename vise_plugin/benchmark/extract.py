@@ -9,11 +9,12 @@ from iopath.common.file_io import g_pathmgr
 from omegaconf import DictConfig
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ..data.file_lists import read_pickle
 from ..engine.distributed import use_gpu
 from ..engine.run_folder import setup_logging
 from ..errors import ConfigError, InputError
 from .datasets import LabelledImages
-from .datasets.generic import read_csv, read_pickle
+from .datasets.generic import read_csv
 from .datasets.screening import drop_unreadable
 from .features import extract_features
 from .runner import benchmark_trunk, eval_images

@@ -1,7 +1,7 @@
 """Frozen text features for image + text tasks (Hateful Memes), from an installed sentence-encoder package."""
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -9,8 +9,9 @@ from .features import FeatureCache, list_digest
 
 
 def text_features(texts: Sequence[str], package: str, cache: FeatureCache, device: str = "cpu",
-                  batch_size: int = 256) -> np.ndarray:
-    """``(N, E)`` float32 L2-normalised sentence embeddings of ``texts``, cached.
+                  batch_size: int = 256, name: Optional[str] = None) -> np.ndarray:
+    """``(N, E)`` float32 L2-normalised sentence embeddings of ``texts``, cached as ``<name>.npy``
+    (default ``text_<package>``) while the texts and the encoder's weights are unchanged.
 
     The paper uses RoBERTa sentence embeddings; here the encoder is any package that ships its
     weights (default all-MiniLM-L6-v2, E = 384), so nothing is downloaded.
@@ -25,4 +26,4 @@ def text_features(texts: Sequence[str], package: str, cache: FeatureCache, devic
         os.replace(path + ".tmp.npy", path)
         return np.load(path, mmap_mode="r")
 
-    return cache.get(f"text_{package}", key, compute)
+    return cache.get(name or f"text_{package}", key, compute)

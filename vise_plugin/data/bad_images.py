@@ -12,6 +12,12 @@ logger = logging.getLogger(__name__)
 SKIPPED = "skipped"
 
 
+def over_budget(skipped: int, seen: int, max_fraction: float) -> str:
+    """``"(2.50%, above the 1% allowed by config.data.max_bad_image_fraction)"``, for the errors that stop a run."""
+    return (f"({100 * skipped / seen:.2f}%, above the {100 * max_fraction:g}% allowed by "
+            "config.data.max_bad_image_fraction)")
+
+
 def collate_readable(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """``default_collate`` of the items that were read; ``batch["skipped"]`` lists the paths of the
     others (items ``{"skipped": path}``). A batch with no readable item is ``{"skipped": [...]}``."""
@@ -53,5 +59,4 @@ class BadImageBudget:
                            100 * self.skipped / self.seen, self.seen)
         if skipped and self.seen >= self.min_seen and self.skipped > self.max_fraction * self.seen:
             raise InputError(f"{self.skipped} of {self.seen} images could not be read "
-                             f"({100 * self.skipped / self.seen:.2f}%, above the {100 * self.max_fraction:g}% "
-                             f"allowed by config.data.max_bad_image_fraction){self.where}; e.g. {skipped[0]}")
+                             f"{over_budget(self.skipped, self.seen, self.max_fraction)}{self.where}; e.g. {skipped[0]}")

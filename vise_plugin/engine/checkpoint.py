@@ -22,7 +22,8 @@ import torch
 from iopath.common.file_io import g_pathmgr
 
 from ..io_utils import copy_atomic, torch_save_atomic
-from ..models.weights import PRETRAINING_CHECKPOINT
+from ..errors import InputError
+from ..models.weights import PRETRAINING_CHECKPOINT, read_state_file
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +99,9 @@ class Checkpointer:
         """
         for path in self.candidates():
             try:
-                with g_pathmgr.open(path, "rb") as f:
-                    state = torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as e:  # any unreadable file: fall back to an older one
-                logger.warning("cannot read checkpoint %s (%s: %s); trying an older one", path, type(e).__name__, e)
+                state = read_state_file(path)
+            except InputError as e:  # any unreadable file: fall back to an older one
+                logger.warning("cannot read checkpoint (%s); trying an older one", e)
                 continue
             if isinstance(state, dict) and state.get("kind") == CHECKPOINT_KIND:
                 logger.info("resuming from %s (iteration %d)", path, state["position"]["iteration"])

@@ -1,4 +1,4 @@
-"""The pretraining loop: one step is forward, the summed VisE loss, backward and an SGD update.
+"""The pretraining loop: one step is forward, the loss (VisE, web tags or both), backward and an SGD update.
 
 Kept small on purpose (detectron2's ``SimpleTrainer``): the loop reads no value back from the GPU
 except on logged iterations, and everything that varies by run (logging, checkpoints) is a hook.

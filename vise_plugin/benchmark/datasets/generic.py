@@ -15,7 +15,6 @@ from .labelled_images import SPLITS, LabelledImages
 from .splits import fold_with_val
 
 
-
 def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel: bool, val_fraction: float,
              seed: int, layout: Dict[str, str]) -> LabelledImages:
     """One :class:`LabelledImages` from per-split entries; val is held out of train when absent."""

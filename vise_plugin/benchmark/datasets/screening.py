@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ...data.bad_images import over_budget
 from ...data.images import open_image
 from ...errors import InputError
 from .labelled_images import LabelledImages
@@ -52,7 +53,6 @@ def drop_unreadable(data: LabelledImages, max_fraction: float, num_workers: int 
         logger.warning("skipped unreadable image %s/%s", data.root, data.paths[i])
     if len(bad) > max_fraction * len(data.paths):
         raise InputError(f"{data.root}: {len(bad)} of {len(data.paths)} {data.name} images could not be read "
-                         f"({100 * len(bad) / len(data.paths):.2f}%, above the {100 * max_fraction:g}% allowed by "
-                         f"config.data.max_bad_image_fraction), e.g. {data.paths[bad[0]]}")
+                         f"{over_budget(len(bad), len(data.paths), max_fraction)}, e.g. {data.paths[bad[0]]}")
     logger.warning("%s: skipped %d unreadable image(s) of %d", data.name, len(bad), len(data.paths))
     return data.subset(np.setdiff1d(np.arange(len(data.paths)), bad))
