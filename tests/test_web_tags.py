@@ -142,3 +142,41 @@ def test_a_text_encoder_that_is_not_installed_names_the_key(tmp_path):
                                           r"needs the no_such_encoder package"):
         tag_text_embeddings(["beach", "happy"], "no_such_encoder", str(tmp_path))
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("with_vise", [False, True])
+def test_classy_trainer_trains_web_tags_from_registered_components(tiny_world, with_vise):
+    from classy_vision.dataset import build_dataset
+    from classy_vision.losses import build_loss
+    from classy_vision.models import build_model
+    from classy_vision.optim import SGD
+    from classy_vision.trainer import LocalTrainer
+
+    from vise_plugin.tasks import VisEPretrainTask
+
+    tag_list, vocab = write_demo_tags(tiny_world["posts"])
+    num_tags = len(read_vocabulary(vocab))
+    data = {"tag_list": tag_list, "tag_vocab": vocab, "batchsize_per_replica": 16, "image_size": 32}
+    if with_vise:
+        dataset = build_dataset({"name": "vise_engagement", "labels": tiny_world["labels"], **data})
+        tasks = {name: dataset.store.num_classes(name) for name in ("comments", "reactions")}
+    else:
+        dataset = build_dataset({"name": "web_tag_images", **data})
+        tasks = {}
+    dataset.set_num_workers(0)
+    assert dataset.dataset[0]["target"]["tags"].shape == (num_tags,)
+    model = build_model({"name": "vise_model", "trunk": "tiny", "tasks": tasks,
+                         "tags": {"num_tags": num_tags, "embed_dim": 8}})
+    tag_part = {"loss": {"name": "web_tag_loss", "tag_embeddings": torch.nn.functional.normalize(
+        torch.randn(num_tags, 8), dim=1)}, "keys": ["tags", "tag_embedding"]}
+    vise_part = {"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]}
+    loss = build_loss({"name": "merged_loss", "parts": [vise_part, tag_part] if with_vise else [tag_part]})
+    before = model.head.state_dict() if not with_vise else model.head.heads[1].state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    task = (VisEPretrainTask().set_num_epochs(1).set_dataset(dataset, "train").set_model(model).set_loss(loss)
+            .set_optimizer(SGD(lr=0.05)).set_meters([]).set_hooks([]))
+    LocalTrainer().train(task)
+    assert task.num_updates == math.ceil(len(dataset.dataset) / 16) * 16  # classy counts whole batches of images
+    assert set(loss.last_values) == ({"comments", "reactions"} if with_vise else set()) | {"tags", "tag_embedding"}
+    after = model.head.state_dict() if not with_vise else model.head.heads[1].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the tag head learned

@@ -1,7 +1,8 @@
 """VisE (Jia et al. 2021) as a classy-vision plugin: labels, heads, loss, pretraining, evaluation.
 
-Importing the package registers dataset ``vise_engagement``, head ``vise_multi_head``,
-loss ``vise_loss``, model ``vise_model`` and task ``vise_pretraining`` with classy-vision.
+Importing the package registers with classy-vision the datasets ``vise_engagement`` and
+``web_tag_images``, the heads ``vise_multi_head`` and ``web_tag_head``, the losses ``vise_loss``,
+``web_tag_loss`` and ``merged_loss``, the model ``vise_model`` and the task ``vise_pretraining``.
 """
 
 import warnings

@@ -3,6 +3,8 @@ from .engagement_dataset import EngagementImages, VisEEngagementDataset, subset_
 from .label_store import LabelStore, LabelStoreWriter, write_label_store
 from .records import BAD_RECORD_KINDS, REACTION_TYPES, BadRecord, EngagementRecord, parse_record, write_records
 from .shards import Shard, expand_inputs, iter_records, plan_shards, read_shard
+from .tag_table import TagTable
+from .tagged_images import TaggedImages, WebTagImagesDataset
 
 __all__ = [
     "BadRecordReport",
@@ -23,4 +25,7 @@ __all__ = [
     "iter_records",
     "plan_shards",
     "read_shard",
+    "TagTable",
+    "TaggedImages",
+    "WebTagImagesDataset",
 ]

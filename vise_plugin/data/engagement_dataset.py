@@ -81,6 +81,8 @@ class VisEEngagementDataset(ClassyDataset):
         image_size, crop_scale_min: random-resized-crop settings.
         subset: train on this many randomly chosen posts (None: all), drawn with ``seed``.
         shuffle: reshuffle every epoch.
+        tag_list, tag_vocab: a web-tag list and its vocabulary (see :class:`TagTable`); items then
+            also carry ``target["tags"]``, matched to the store's image paths, for VisE + web tags.
     """
 
     def __init__(
@@ -93,14 +95,19 @@ class VisEEngagementDataset(ClassyDataset):
         subset: Optional[int] = None,
         seed: int = 0,
         shuffle: bool = True,
+        tag_list: Optional[str] = None,
+        tag_vocab: Optional[str] = None,
     ):
         store = LabelStore(labels)
         root = image_root or store.meta.get("image_root", "")
-        images = EngagementImages(
-            store, root, train_transform(image_size, crop_scale_min), subset_indices(len(store), subset, seed)
-        )
+        if bool(tag_list) != bool(tag_vocab):
+            raise ValueError("VisEEngagementDataset: give tag_list and tag_vocab together")
+        tags = TagTable.read(tag_list, tag_vocab) if tag_list else None
+        images = EngagementImages(store, root, train_transform(image_size, crop_scale_min),
+                                  subset_indices(len(store), subset, seed), tags=tags)
         super().__init__(images, batchsize_per_replica, shuffle, transform=None, num_samples=None)
         self.store = store
+        self.tags = tags
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "VisEEngagementDataset":
@@ -113,4 +120,6 @@ class VisEEngagementDataset(ClassyDataset):
             subset=config.get("subset"),
             seed=config.get("seed", 0),
             shuffle=config.get("shuffle", True),
+            tag_list=config.get("tag_list"),
+            tag_vocab=config.get("tag_vocab"),
         )

@@ -1,19 +1,22 @@
 """Several objectives in one run, each on the model outputs it owns (VisE + web tags)."""
 
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from classy_vision.losses import ClassyLoss, build_loss, register_loss
 
 
-class MergedLoss(nn.Module):
+@register_loss("merged_loss")
+class MergedLoss(ClassyLoss):
     """The sum of losses, each given only its own output keys.
 
     Args:
         parts: ``(loss, output keys)`` pairs, e.g. ``(VisELoss(), ["comments", "reactions"])`` and
             ``(WebTagLoss(E), ["tags", "tag_embedding"])``. Every loss sees the whole target dict.
 
-    ``last_values`` merges the parts' per-task values, for logging.
+    ``last_values`` merges the parts' per-task values, for logging. From a config:
+    ``{"name": "merged_loss", "parts": [{"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]}, ...]}``.
     """
 
     def __init__(self, parts: Sequence[Tuple[nn.Module, Sequence[str]]]):
@@ -21,6 +24,10 @@ class MergedLoss(nn.Module):
         self.losses = nn.ModuleList(loss for loss, _ in parts)
         self.keys = [list(keys) for _, keys in parts]
         self.last_values: Dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "MergedLoss":
+        return cls([(build_loss(part["loss"]), part["keys"]) for part in config["parts"]])
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total, values = None, {}
