@@ -1,5 +1,7 @@
 import os
+import socket
 import sys
+from typing import List
 
 import pytest
 
@@ -10,6 +12,15 @@ import vise_plugin  # noqa: E402,F401  (registers components)
 from vise_plugin.demo.world import generate_posts  # noqa: E402
 from vise_plugin.labels import LabelPipeline, LabelSettings  # noqa: E402
 from vise_plugin.launch import JobRunner  # noqa: E402
+
+def torchrun_command(script: str, *args: str) -> List[str]:
+    """``torchrun`` with two processes on this machine, on a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", script,
+            *args]
+
 
 TINY_LABELS = {
     "comments": {"k": 8, "algorithm": "minibatch", "tfidf": {"max_features": 500, "min_df": 1}},

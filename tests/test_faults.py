@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import benchmark_layouts as layouts
-from conftest import ROOT
+from conftest import ROOT, torchrun_command
+from poison import PoisonHead
 from vise_plugin.benchmark import run_benchmark
 from vise_plugin.config import compose_config
 from vise_plugin.data import LabelStore
 from vise_plugin.engine.pretrain import build_trainer, pretrain
 from vise_plugin.errors import InputError, NonFiniteLossError
-from vise_plugin.hooks import HookBase
 
 pytestmark = pytest.mark.faults
 
@@ -89,23 +89,11 @@ def test_benchmark_skips_an_unreadable_image_and_fails_past_the_threshold(tmp_pa
                                       "config.data.max_bad_image_fraction=0.0"]))
 
 
-class _PoisonHead(HookBase):
-    """Sets the comments head to NaN after iteration ``at``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_step(self, trainer):
-        if trainer.iteration == self.at:
-            with torch.no_grad():
-                trainer.base_model.head.fcs["comments"].weight.fill_(float("nan"))
-
-
 def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkpoint(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
     trainer = build_trainer(_cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=3",
                                  "config.logging.log_freq=4"))
-    trainer.hooks.insert(0, _PoisonHead(at=4))
+    trainer.hooks.insert(0, PoisonHead(at=4))
     with pytest.raises(NonFiniteLossError, match=r"non-finite at iteration 5 \(comments; reactions from iteration 6\); "
                                                  r"stopped without saving; the last good checkpoint is "
                                                  r".*model_iteration3.torch \(iteration 3\)"):
@@ -114,6 +102,15 @@ def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkp
     assert state["position"]["iteration"] == 3  # iteration 6 would have saved damaged weights
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not os.path.exists(os.path.join(run_dir, "model_iteration6.torch"))
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_world, tmp_path):
+    cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), tiny_world["labels"], str(tmp_path / "run"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "rank 1: the loss became non-finite at iteration 4 (comments)" in out, out[-3000:]
+    assert "rank 0: the loss became non-finite at iteration 4 (on another rank)" in out, out[-3000:]
 
 
 def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tiny_world, tmp_path, monkeypatch):

@@ -1,14 +1,12 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, torchrun_command
 from vise_plugin.config import compose_config
 from vise_plugin.engine.pretrain import pretrain
 
@@ -90,17 +88,10 @@ def test_mixed_precision_and_channels_last_train_and_resume(tiny_world, tmp_path
     assert resumed.iteration == 2 * PER_EPOCH
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gloo_ddp(tiny_world, tmp_path):
     run_dir = str(tmp_path / "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-           f"config.run_dir={run_dir}"]
+    cmd = torchrun_command(os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
+                           f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     per_epoch = (45 + 7) // 8  # each rank reads half of the 90 posts

@@ -56,7 +56,7 @@ class Trainer:
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
-    stops the run before a checkpoint of the damaged weights is written.
+    stops the run, on every rank at once, before a checkpoint of the damaged weights is written.
     """
 
     def __init__(self, model: nn.Module, base_model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
@@ -158,16 +158,32 @@ class Trainer:
                 first = torch.full((), -1, dtype=torch.int64, device=loss.device)
             self._first_bad[task] = torch.where(~torch.isfinite(value) & (first < 0), self.iteration + 1, first)
 
+    def _first_bad_iteration(self) -> int:
+        """The first iteration whose total loss was not finite on any rank, -1 if none. With several
+        processes every rank must call this at the same iterations (it all-reduces), so that all of
+        them stop together even when only one saw the bad loss."""
+        first = self._first_bad.get("")
+        if first is None:
+            first = torch.full((), -1, dtype=torch.int64, device=self.device)
+        if self.world_size == 1:
+            return int(first)
+        never = torch.iinfo(torch.int64).max
+        first = torch.where(first < 0, never, first)
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        return -1 if int(first) == never else int(first)
+
     def check_finite(self) -> None:
-        """Raises :class:`NonFiniteLossError` when a loss since the start was NaN or infinite."""
-        if "" not in self._first_bad or int(self._first_bad[""]) < 0:
+        """Raises :class:`NonFiniteLossError` when a loss since the start was NaN or infinite (on any rank)."""
+        first = self._first_bad_iteration()
+        if first < 0:
             return
-        first = {task: int(it) for task, it in self._first_bad.items()}
-        bad = sorted((it, task) for task, it in first.items() if task and it >= 0)
-        tasks = "; ".join(f"{task}" if it == first[""] else f"{task} from iteration {it}" for it, task in bad)
+        local = {task: int(it) for task, it in self._first_bad.items()}
+        bad = sorted((it, task) for task, it in local.items() if task and it >= 0)
+        tasks = "; ".join(f"{task}" if it == first else f"{task} from iteration {it}" for it, task in bad)
+        where = tasks or ("the total" if local.get("", -1) >= 0 else "on another rank")
         saved = self.checkpointer.last_saved if self.checkpointer else None
         raise NonFiniteLossError(
-            f"the loss became non-finite at iteration {first['']} ({tasks or 'the total'}); stopped without saving; "
+            f"the loss became non-finite at iteration {first} ({where}); stopped without saving; "
             + (f"the last good checkpoint is {saved[0]} (iteration {saved[1]})" if saved
                else "no checkpoint was written before it"))
 
