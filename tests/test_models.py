@@ -52,3 +52,15 @@ def test_vise_model_end_to_end_and_registered():
     assert isinstance(model, VisEModel)
     out = model(torch.randn(2, 3, 32, 32))
     assert out["comments"].shape == (2, 7) and out["reactions"].shape == (2, 3)
+
+
+def test_heads_run_in_fp32_under_fp16_autocast():
+    model = VisEModel.build("tiny", TASKS, tag_head=(4, 6))
+    with torch.no_grad():
+        model.head.heads[0].fcs["comments"].weight.mul_(1e6)  # logits far past fp16's 65504
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = model(torch.randn(2, 3, 32, 32))
+        trunk_dtype = model.trunk(torch.randn(2, 3, 32, 32)).dtype
+    assert trunk_dtype == torch.float16  # the trunk still gets the speed-up
+    assert all(v.dtype == torch.float32 for v in out.values())
+    assert torch.isfinite(out["comments"]).all() and out["comments"].abs().max() > 65504

@@ -13,7 +13,7 @@ from .web_tag_head import MergedHeads, WebTagHead
 
 @register_model("vise_model")
 class VisEModel(ClassyModel):
-    """``(B, 3, H, W)`` -> ``{task: logits (B, K_task)}``.
+    """``(B, 3, H, W)`` -> ``{task: logits (B, K_task)}``, float32 even under autocast.
 
     ``trunk`` is exported as is (see ``vise_plugin.models.export``); ``head`` is a
     :class:`VisEMultiHead`. The model is not wrapped by classy-vision's head executor.
@@ -45,4 +45,7 @@ class VisEModel(ClassyModel):
         return cls(trunk, heads[0] if len(heads) == 1 else MergedHeads(*heads))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.head(self.trunk(x))
+        features = self.trunk(x)
+        # Heads run in fp32 under autocast: fp16 logits overflow to inf past 65504.
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float())
