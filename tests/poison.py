@@ -1,8 +1,9 @@
-"""A hook that damages the model mid-run, and (run as a script under ``torchrun``) a two-rank run
-where only one rank's loss turns NaN.
+"""Damage injected into a run: a hook that turns a head NaN, a loader whose batch has no readable
+image, and (run as a script under ``torchrun``) a two-rank run where only rank 1 is damaged.
 
-``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <label store> <run dir>``
-prints ``rank <r>: <error>`` for each rank that stopped on the non-finite loss.
+``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py nan|unreadable <label store> <run dir>``
+writes ``<run dir>/rank<r>.txt`` on each rank: the error when it stopped on a non-finite loss,
+otherwise ``finished at iteration <n>, weights <sum of all weights>``.
 """
 
 import datetime
@@ -13,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from vise_plugin.config import compose_config
+from vise_plugin.data.bad_images import SKIPPED
 from vise_plugin.engine.pretrain import build_trainer
 from vise_plugin.errors import NonFiniteLossError
 from vise_plugin.hooks import HookBase
@@ -30,21 +32,38 @@ class PoisonHead(HookBase):
                 trainer.base_model.head.fcs["comments"].weight.fill_(float("nan"))
 
 
-def main(labels: str, run_dir: str) -> None:
+class UnreadableBatch:
+    """The loader's batches, but in each epoch batch ``at`` has no readable image."""
+
+    def __init__(self, loader, at: int):
+        self.loader = loader
+        self.at = at
+
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            yield {SKIPPED: ["unreadable.jpg"] * len(batch["input"])} if i == self.at else batch
+
+
+def main(mode: str, labels: str, run_dir: str) -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails soon
     rank = dist.get_rank()
     os.makedirs(run_dir, exist_ok=True)
     trainer = build_trainer(compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}",
                                             f"config.run_dir={run_dir}", "config.logging.log_freq=4"]))
-    if rank == 1:
+    if rank == 1 and mode == "nan":
         trainer.hooks.insert(0, PoisonHead(at=3))  # rank 1's loss is NaN at iteration 4, a checked one
+    if rank == 1 and mode == "unreadable":
+        trainer.loader = UnreadableBatch(trainer.loader, at=2)
     try:
         trainer.train()
-        print(f"rank {rank}: finished", flush=True)
+        weights = sum(float(p.detach().double().sum()) for p in trainer.base_model.parameters())
+        result = f"finished at iteration {trainer.iteration}, weights {weights:.12e}"
     except NonFiniteLossError as e:
-        print(f"rank {rank}: {e}", flush=True)
+        result = str(e)
+    with open(os.path.join(run_dir, f"rank{rank}.txt"), "w") as f:
+        f.write(result)
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -104,13 +104,27 @@ def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkp
     assert not os.path.exists(os.path.join(run_dir, "model_iteration6.torch"))
 
 
-def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_world, tmp_path):
-    cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), tiny_world["labels"], str(tmp_path / "run"))
+def _two_ranks_with_rank_1_damaged(mode, tiny_world, tmp_path):
+    """Runs ``tests/poison.py <mode>`` on two gloo ranks; returns its output and what each rank wrote."""
+    run_dir = tmp_path / "run"
+    cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), mode, tiny_world["labels"], str(run_dir))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "rank 1: the loss became non-finite at iteration 4 (comments)" in out, out[-3000:]
-    assert "rank 0: the loss became non-finite at iteration 4 (on another rank)" in out, out[-3000:]
+    return out, *[(run_dir / f"rank{r}.txt").read_text() for r in (0, 1)]
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_world, tmp_path):
+    _, rank0, rank1 = _two_ranks_with_rank_1_damaged("nan", tiny_world, tmp_path)
+    assert rank1.startswith("the loss became non-finite at iteration 4 (comments)"), rank1
+    assert rank0.startswith("the loss became non-finite at iteration 4 (on another rank)"), rank0
+
+
+def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path):
+    out, rank0, rank1 = _two_ranks_with_rank_1_damaged("unreadable", tiny_world, tmp_path)
+    assert "skipped unreadable image unreadable.jpg (8 so far" in out
+    assert rank0.startswith(f"finished at iteration {2 * ((45 + 7) // 8)},"), rank0  # 2 epochs of 6 steps
+    assert rank1 == rank0  # the same iteration and the same weights: DDP kept the replicas identical
 
 
 def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tiny_world, tmp_path, monkeypatch):

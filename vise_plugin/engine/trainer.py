@@ -88,6 +88,7 @@ class Trainer:
         self.bad_images = bad_images
         self.last_loss: Optional[torch.Tensor] = None
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
+        self._last_batch: Optional[Mapping[str, Any]] = None
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -133,9 +134,10 @@ class Trainer:
             self.load_state_dict(state)
         return state is not None
 
-    def run_step(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def run_step(self, batch: Mapping[str, Any], weight: float = 1.0) -> torch.Tensor:
         """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``); returns
-        the loss, still on the device."""
+        the loss, still on the device. ``weight=0`` takes part in the step (and DDP's gradient
+        all-reduce) while adding nothing to the gradients."""
         lr = self.lr_schedule(self.iteration / self.max_iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -145,7 +147,7 @@ class Trainer:
         loss = self.loss(output, targets)
         self._watch_finite(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
+        self.precision.backward_and_step(loss * weight if weight != 1.0 else loss, self.optimizer)
         return loss.detach()
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
@@ -214,7 +216,12 @@ class Trainer:
                 if self.bad_images is not None:
                     self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0)
                 if "input" in batch:
+                    self._last_batch = batch
                     self.last_loss = self.run_step(batch)
+                elif self.world_size > 1 and self._last_batch is not None:
+                    # Every image of this rank's batch was unreadable; the other ranks still step, and
+                    # their gradient all-reduce needs this rank, so it joins with a zero-weight step.
+                    self.run_step(self._last_batch, weight=0.0)
                 self.iteration += 1
                 self.batch_in_epoch += 1
                 if self.batch_in_epoch == self.iterations_per_epoch:
