@@ -171,12 +171,12 @@ def test_classy_trainer_trains_web_tags_from_registered_components(tiny_world, w
         torch.randn(num_tags, 8), dim=1)}, "keys": ["tags", "tag_embedding"]}
     vise_part = {"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]}
     loss = build_loss({"name": "merged_loss", "parts": [vise_part, tag_part] if with_vise else [tag_part]})
-    before = model.head.state_dict() if not with_vise else model.head.heads[1].state_dict()
-    before = {k: v.clone() for k, v in before.items()}
+    tag_head = model.head.heads[1] if with_vise else model.head
+    before = {k: v.clone() for k, v in tag_head.state_dict().items()}
     task = (VisEPretrainTask().set_num_epochs(1).set_dataset(dataset, "train").set_model(model).set_loss(loss)
             .set_optimizer(SGD(lr=0.05)).set_meters([]).set_hooks([]))
     LocalTrainer().train(task)
     assert task.num_updates == math.ceil(len(dataset.dataset) / 16) * 16  # classy counts whole batches of images
     assert set(loss.last_values) == ({"comments", "reactions"} if with_vise else set()) | {"tags", "tag_embedding"}
-    after = model.head.state_dict() if not with_vise else model.head.heads[1].state_dict()
+    after = tag_head.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the tag head learned

@@ -4,7 +4,18 @@ from typing import Any, Dict, Mapping
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from classy_vision.heads import ClassyHead, register_head
+
+
+def pooled_features(x: torch.Tensor, in_features: int) -> torch.Tensor:
+    """Trunk features ``(B, C, H, W)`` (globally average-pooled) or ``(B, C)`` -> ``(B, C)``; any
+    other shape, or ``C != in_features``, is a ValueError."""
+    if x.dim() == 4:
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    if x.dim() != 2 or x.shape[1] != in_features:
+        raise ValueError(f"expected features (B, {in_features}[, H, W]), got {tuple(x.shape)}")
+    return x
 
 
 @register_head("vise_multi_head")
@@ -25,7 +36,6 @@ class VisEMultiHead(ClassyHead):
             raise ValueError("VisEMultiHead needs at least one task")
         self.in_features = in_features
         self.tasks = dict(tasks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.fcs = nn.ModuleDict({name: nn.Linear(in_features, k) for name, k in self.tasks.items()})
 
     @classmethod
@@ -38,11 +48,7 @@ class VisEMultiHead(ClassyHead):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` or ``(B, C)`` -> ``(B, C)``."""
-        if x.dim() == 4:
-            x = self.pool(x).flatten(1)
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"expected features (B, {self.in_features}[, H, W]), got {tuple(x.shape)}")
-        return x
+        return pooled_features(x, self.in_features)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         features = self.pooled(x)

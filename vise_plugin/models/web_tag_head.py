@@ -7,6 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from classy_vision.heads import ClassyHead, register_head
 
+from .multi_head import pooled_features
+
 
 @register_head("web_tag_head")
 class WebTagHead(ClassyHead):
@@ -33,9 +35,7 @@ class WebTagHead(ClassyHead):
                    config.get("unique_id", "web_tag_head"))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        features = x.mean(dim=(2, 3)) if x.dim() == 4 else x
-        if features.dim() != 2 or features.shape[1] != self.in_features:
-            raise ValueError(f"expected features (B, {self.in_features}[, H, W]), got {tuple(x.shape)}")
+        features = pooled_features(x, self.in_features)
         return {"tags": self.classifier(features), "tag_embedding": F.normalize(self.projection(features), dim=1)}
 
 
