@@ -77,3 +77,52 @@ def test_registered_with_classy_vision():
 def test_missing_target_names_the_task():
     with pytest.raises(KeyError, match="reactions"):
         VisELoss()({"reactions": torch.zeros(1, 2)}, {"comments": torch.zeros(1, 2)})
+
+
+def _web_tag_case():
+    from vise_plugin.losses import WebTagLoss
+
+    embeddings = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    output = {"tags": torch.randn(3, 5, requires_grad=True),
+              "tag_embedding": torch.nn.functional.normalize(torch.randn(3, 8), dim=1).requires_grad_()}
+    target = {"tags": torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0]])}
+    return WebTagLoss(embeddings), output, target
+
+
+def _vise_case():
+    output = {"comments": torch.randn(3, 4, requires_grad=True), "reactions": torch.randn(3, 5, requires_grad=True)}
+    target = {"comments": torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0.5, 0]]),
+              "reactions": torch.tensor([-1, 2, -1])}
+    return VisELoss(), output, target
+
+
+@pytest.mark.parametrize("case", [_vise_case, _web_tag_case])
+def test_losses_make_no_host_sync_forward_or_backward(case):
+    from host_sync import HostSyncRecorder
+
+    loss_fn, output, target = case()
+    with HostSyncRecorder() as recorder:
+        loss = loss_fn(output, target)
+        loss.backward()
+    assert recorder.calls == []
+    assert torch.isfinite(loss) and all(torch.isfinite(t.grad).all() for t in output.values())
+
+
+def test_the_host_sync_recorder_sees_item_and_mask_indexing():
+    from host_sync import HostSyncRecorder
+
+    x = torch.randn(4)
+    with HostSyncRecorder() as recorder:
+        bool((x > 0).any())
+        x[x > 0].sum()
+    assert len(recorder.calls) == 2, recorder.calls
+
+
+def test_web_tag_loss_leaves_out_images_without_tags_and_is_zero_without_any():
+    loss_fn, output, target = _web_tag_case()
+    full = loss_fn(output, target)
+    kept = loss_fn({k: v[[0, 2]] for k, v in output.items()}, {"tags": target["tags"][[0, 2]]})
+    assert full.item() == pytest.approx(kept.item(), rel=1e-6)
+    empty = loss_fn(output, {"tags": torch.zeros(3, 5)})
+    empty.backward()
+    assert empty.item() == 0.0 and all(torch.isfinite(t.grad).all() for t in output.values())

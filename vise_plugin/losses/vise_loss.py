@@ -9,6 +9,14 @@ from classy_vision.losses import ClassyLoss, register_loss
 SOFT_TARGET_TASKS = ("comments",)
 
 
+def masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` ``(B,)`` over the rows where ``keep`` ``(B,)`` bool is true; 0 (with finite,
+    zero gradients) when none is. No data-dependent shape and no Python branch on a tensor, so the
+    GPU is never waited for."""
+    kept = torch.where(keep, values, torch.zeros_like(values))
+    return kept.sum() / keep.sum().clamp_min(1)
+
+
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean soft-target CE over posts whose target row is non-zero.
 
@@ -18,11 +26,9 @@ def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tor
     Returns:
         Scalar; 0 (still attached to ``logits``) when no row is non-zero.
     """
-    keep = target.sum(dim=1) > 0
-    if not bool(keep.any()):
-        return logits.sum() * 0.0
-    log_probs = F.log_softmax(logits[keep].float(), dim=1)
-    return -(target[keep].float() * log_probs).sum(dim=1).mean()
+    target = target.float()
+    per_post = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return masked_mean(per_post, target.sum(dim=1) > 0)
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,9 +41,8 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
         Scalar; 0 (still attached to ``logits``) when every post is left out.
     """
     keep = target >= 0
-    if not bool(keep.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[keep].float(), target[keep])
+    per_post = F.cross_entropy(logits.float(), target.clamp_min(0), reduction="none")
+    return masked_mean(per_post, keep)
 
 
 @register_loss("vise_loss")

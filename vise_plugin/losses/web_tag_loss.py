@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from classy_vision.losses import ClassyLoss, register_loss
 
-from .vise_loss import soft_target_cross_entropy
+from .vise_loss import masked_mean, soft_target_cross_entropy
 
 
 def embedding_distance(image_embedding: torch.Tensor, tag_target: torch.Tensor,
@@ -22,11 +22,9 @@ def embedding_distance(image_embedding: torch.Tensor, tag_target: torch.Tensor,
     Returns:
         Scalar; 0 (still attached) when no image has tags.
     """
-    keep = tag_target.sum(dim=1) > 0
-    if not bool(keep.any()):
-        return image_embedding.sum() * 0.0
-    text = F.normalize(tag_target[keep].float() @ tag_embeddings.float(), dim=1)
-    return (1.0 - (image_embedding[keep].float() * text).sum(dim=1)).mean()
+    text = F.normalize(tag_target.float() @ tag_embeddings.float(), dim=1)
+    per_image = 1.0 - (image_embedding.float() * text).sum(dim=1)
+    return masked_mean(per_image, tag_target.sum(dim=1) > 0)
 
 
 @register_loss("web_tag_loss")
