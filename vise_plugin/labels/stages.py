@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -113,13 +113,21 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
     return selection
 
 
-_LABELERS: Dict[str, EngagementLabeler] = {}
+_LABELERS: Dict[Tuple[str, str], EngagementLabeler] = {}
 
 
 def _labeler(folder: str) -> EngagementLabeler:
-    if folder not in _LABELERS:  # one load per worker process, however many shards it runs
-        _LABELERS[folder] = EngagementLabeler.load(folder)
-    return _LABELERS[folder]
+    """The fitted labeler in ``folder``, loaded once per worker process however many shards it runs.
+
+    The cache is keyed by ``labeler.json``, which holds the checksums of the model files, so a refit
+    into the same folder within one process (one worker, a notebook, the demo run twice) is loaded anew.
+    """
+    with open(os.path.join(folder, "labeler.json"), encoding="utf-8") as f:
+        key = (folder, f.read())
+    if key not in _LABELERS:
+        _LABELERS.clear()
+        _LABELERS[key] = EngagementLabeler.load(folder)
+    return _LABELERS[key]
 
 
 def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
