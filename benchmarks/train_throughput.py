@@ -9,13 +9,17 @@ Both build the same model (trunk + comments/reactions heads), the VisE loss and 
 use the same precision and memory format, and read the same synthetic items through a DataLoader
 (pinned memory on GPU); the project side is :class:`vise_plugin.engine.trainer.Trainer` with its
 resumable sampler, per-step learning-rate schedule and logging/checkpoint hooks (checkpoints off).
-The last line is ``ratio: <project images/s over plain images/s>``.
+The loops run in A B B A rounds (plain, project, project, plain), so a warm-up effect cannot favour
+either; each loop's median is reported, and the last line is ``ratio: <median project images/s over
+median plain images/s>``.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import time
+from typing import List, Tuple
 
 import torch
 
@@ -140,6 +144,12 @@ def plain(args) -> float:
     return steps * args.batch / (clock.end - clock.start)
 
 
+def abba(rounds: int) -> List[Tuple[str, str]]:
+    """The order of the runs: each round is plain, project, project, plain, so neither loop always runs
+    first (warm-up, clocks and caches favour whichever runs later)."""
+    return [("plain", "project"), ("project", "plain")] * rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trunk", default="tiny")
@@ -151,21 +161,26 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=2, help="alternate the two loops this many times; best of each")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="rounds of A B B A (plain, project, project, plain); the median of each loop is reported")
     args = parser.parse_args()
     args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    plain_ips = project_ips = 0.0
-    for _ in range(args.repeats):
-        plain_ips = max(plain_ips, plain(args))
-        project_ips = max(project_ips, project(args))
+    runs = {"plain": [], "project": []}
+    loops = {"plain": plain, "project": project}
+    for order in abba(args.repeats):
+        for which in order:
+            runs[which].append(loops[which](args))
+    plain_ips, project_ips = (statistics.median(runs[k]) for k in ("plain", "project"))
     name = torch.cuda.get_device_name() if args.device.type == "cuda" else "CPU"
     print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
           f"{name}, {args.precision}{', channels_last' if args.channels_last else ''}"
           f"{', compiled' if args.compile else ''}, {args.workers} workers")
-    print(f"plain PyTorch loop:  {plain_ips:8.1f} images/s")
-    print(f"project trainer:     {project_ips:8.1f} images/s")
+    for which, median in (("plain PyTorch loop", plain_ips), ("project trainer", project_ips)):
+        key = "plain" if which.startswith("plain") else "project"
+        print(f"{which + ':':20s} {median:8.1f} images/s (median of {len(runs[key])}: "
+              f"{', '.join(f'{v:.1f}' for v in runs[key])})")
     print(f"ratio: {project_ips / plain_ips:.2f}")
 
 

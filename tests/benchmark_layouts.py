@@ -1,4 +1,4 @@
-"""Tiny benchmark datasets written in each dataset's published layout (32 px images whose shape
+"""Tiny benchmark datasets written in each dataset's published layout (32 px images whose colour
 depends on the class, so a trunk can learn them)."""
 
 import csv
@@ -8,12 +8,27 @@ import pickle
 
 import numpy as np
 
-from vise_plugin.demo.world import EMOTIONS, SCENES, draw_image
+from PIL import Image, ImageDraw
+
+from vise_plugin.demo.world import EMOTIONS
+
+
+# One colour per class: the class is plain to any trunk, random or trained, so a protocol that
+# learns from the image must beat chance on these fixtures by a wide margin.
+PALETTE = ((220, 40, 40), (40, 180, 40), (40, 60, 220), (230, 200, 30), (200, 40, 200), (30, 200, 210))
 
 
 def _image(path: str, label: int, rng, size: int = 32) -> None:
+    """The class's shape in the class's colour on a grey noisy background, at a random place and size."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    draw_image(EMOTIONS[label % len(EMOTIONS)], SCENES[rng.integers(len(SCENES))], rng, size).save(path)
+    s = 2 * size
+    background = np.clip(128 + rng.normal(0, 30, (s, s, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(background)
+    r = rng.uniform(0.25, 0.4) * s
+    cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
+    color = tuple(int(np.clip(c + rng.normal(0, 15), 0, 255)) for c in PALETTE[label % len(PALETTE)])
+    ImageDraw.Draw(image).ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+    image.resize((size, size), Image.BILINEAR).save(path)
 
 
 def unbiased_emotion(root: str, per_class: int = 8, seed: int = 0) -> str:

@@ -22,6 +22,17 @@ def torchrun_command(script: str, *args: str) -> List[str]:
             *args]
 
 
+def two_ranks(mode: str, labels: str, run_dir) -> tuple:
+    """Runs ``tests/poison.py <mode>`` on two gloo ranks; returns its output and what each rank wrote."""
+    import subprocess
+
+    cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), mode, labels, str(run_dir))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return (out, *[open(os.path.join(str(run_dir), f"rank{r}.txt")).read() for r in (0, 1)])
+
+
 TINY_LABELS = {
     "comments": {"k": 8, "algorithm": "minibatch", "tfidf": {"max_features": 500, "min_df": 1}},
     "reactions": {"k": 4, "algorithm": "full"},
@@ -46,3 +57,16 @@ def tiny_world(tmp_path_factory):
     labels = os.path.join(folder, "labels")
     tiny_generator(labels).run(posts, labels)
     return {"folder": folder, "posts": posts, "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_world, tmp_path_factory):
+    """One finished ``demo/vise_tiny`` pretraining run on the tiny world (2 epochs), shared read-only:
+    its folder, checkpoints and trainer."""
+    from vise_plugin.config import compose_config
+    from vise_plugin.engine.pretrain import pretrain
+
+    run_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+    trainer = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                       f"config.run_dir={run_dir}"]))
+    return {"run_dir": run_dir, "trainer": trainer}

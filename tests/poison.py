@@ -1,9 +1,11 @@
 """Damage injected into a run: a hook that turns a head NaN, a loader whose batch has no readable
 image, and (run as a script under ``torchrun``) a two-rank run where only rank 1 is damaged.
 
-``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py nan|unreadable <label store> <run dir>``
+``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <mode> <label store> <run dir>``
 writes ``<run dir>/rank<r>.txt`` on each rank: the error when it stopped on a non-finite loss,
-otherwise ``finished at iteration <n>, weights <sum of all weights>``.
+otherwise ``finished at iteration <n>, weights <sum of all weights>``. Modes: ``clean`` (no damage,
+through the pretraining engine), ``nan``, ``unreadable`` (rank 1's third batch of each epoch) and
+``first_unreadable`` (rank 1's first batch of each epoch, before it has read any).
 """
 
 import datetime
@@ -15,7 +17,7 @@ import torch.distributed as dist
 
 from vise_plugin.config import compose_config
 from vise_plugin.data.bad_images import SKIPPED
-from vise_plugin.engine.pretrain import build_trainer
+from vise_plugin.engine.pretrain import build_trainer, pretrain
 from vise_plugin.errors import NonFiniteLossError
 from vise_plugin.hooks import HookBase
 
@@ -44,24 +46,42 @@ class UnreadableBatch:
             yield {SKIPPED: ["unreadable.jpg"] * len(batch["input"])} if i == self.at else batch
 
 
+def weights_line(trainer) -> str:
+    weights = sum(float(p.detach().double().sum()) for p in trainer.base_model.parameters())
+    return f"finished at iteration {trainer.iteration}, weights {weights:.12e}"
+
+
+def _write(run_dir: str, rank: int, result: str) -> None:
+    with open(os.path.join(run_dir, f"rank{rank}.txt"), "w") as f:
+        f.write(result)
+
+
+def _config(labels: str, run_dir: str):
+    return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
+                           "config.logging.log_freq=4"])
+
+
 def main(mode: str, labels: str, run_dir: str) -> None:
+    os.makedirs(run_dir, exist_ok=True)
+    if mode == "clean":  # the engine function tools/run.py calls, which joins and leaves the process group
+        trainer = pretrain(_config(labels, run_dir))
+        _write(run_dir, int(os.environ["RANK"]), weights_line(trainer))
+        return
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails soon
     rank = dist.get_rank()
-    os.makedirs(run_dir, exist_ok=True)
-    trainer = build_trainer(compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}",
-                                            f"config.run_dir={run_dir}", "config.logging.log_freq=4"]))
+    trainer = build_trainer(_config(labels, run_dir))
     if rank == 1 and mode == "nan":
         trainer.hooks.insert(0, PoisonHead(at=3))  # rank 1's loss is NaN at iteration 4, a checked one
     if rank == 1 and mode == "unreadable":
         trainer.loader = UnreadableBatch(trainer.loader, at=2)
+    if rank == 1 and mode == "first_unreadable":  # no batch read yet on this rank
+        trainer.loader = UnreadableBatch(trainer.loader, at=0)
     try:
         trainer.train()
-        weights = sum(float(p.detach().double().sum()) for p in trainer.base_model.parameters())
-        result = f"finished at iteration {trainer.iteration}, weights {weights:.12e}"
+        result = weights_line(trainer)
     except NonFiniteLossError as e:
         result = str(e)
-    with open(os.path.join(run_dir, f"rank{rank}.txt"), "w") as f:
-        f.write(result)
+    _write(run_dir, rank, result)
     dist.destroy_process_group()
 
 

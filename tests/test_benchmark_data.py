@@ -2,8 +2,6 @@
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ import torch.nn as nn
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
 import benchmark_layouts as layouts
-from conftest import ROOT
 from vise_plugin.benchmark import accuracy, mean_average_precision, read_benchmark_dataset, roc_auc
 from vise_plugin.benchmark.cam import class_activation_maps
 from vise_plugin.benchmark.datasets import random_split
@@ -100,10 +97,11 @@ def test_layout_errors_name_the_file_and_line(tmp_path):
         read_benchmark_dataset("unbiased_emotion", str(tmp_path))
 
 
-def test_missing_dataset_folder_names_the_config_keys():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=benchmark/linear/cub_r50",
-                             "config.benchmark.data_root=/nonexistent"], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 2 and result.stderr.strip() == (
+def test_missing_dataset_folder_names_the_config_keys(capsys):
+    from vise_plugin.cli import run_cli, run_engine
+
+    assert run_cli(run_engine, ["config=benchmark/linear/cub_r50", "config.benchmark.data_root=/nonexistent"]) == 2
+    assert capsys.readouterr().err.strip() == (
         "error: cub dataset folder not found: /nonexistent/CUB_200_2011; set config.benchmark.data_root=<folder "
         "holding CUB_200_2011> or config.benchmark.dataset.root=<folder>")
 
@@ -118,3 +116,62 @@ def test_class_activation_map_points_at_the_evidence():
     assert cams.shape == (2, 32, 32) and cams.min() >= 0 and cams.max() <= 1
     assert cams[0, :8, :8].mean() > 0.8 and cams[0, 24:, 24:].mean() < 0.1
     assert cams[1, 24:, 24:].mean() > 0.8 and cams[1, :8, :8].mean() < 0.1
+
+
+def _csv(path, rows):
+    with open(path, "w") as f:
+        f.write("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
+
+
+def test_val_and_test_read_from_one_file_or_sharing_images_stop_naming_both(tmp_path, caplog):
+    root = layouts.politics(str(tmp_path / "pol"))
+    os.replace(os.path.join(root, "test.csv"), os.path.join(root, "val.csv"))
+    # A new user's override: test from val.csv, with val.csv also in the folder (the default val file).
+    with pytest.raises(InputError, match=r"^the val and test splits are both read from .*val.csv; point "
+                                         r"config.benchmark.dataset.files.test at its own file$"):
+        read_benchmark_dataset("csv", root, files={"test": "val.csv"})
+    with open(os.path.join(root, "val.csv")) as f:
+        rows = [line.strip().split(",") for line in f][1:]
+    _csv(os.path.join(root, "test.csv"), rows[:3] + [("images/train/0.jpg", "left")])
+    with pytest.raises(InputError, match=r"the val and test splits of csv share 3 image\(s\), e.g. images/test/0.jpg "
+                                         r"\(val: .*val.csv; test: .*test.csv\)"):
+        read_benchmark_dataset("csv", root)
+    _csv(os.path.join(root, "test.csv"), [("images/train/0.jpg", "left")])
+    with pytest.raises(InputError, match=r"the train and test splits of csv share 1 image\(s\), e.g. images/train/0.jpg"):
+        read_benchmark_dataset("csv", root)
+
+
+def test_the_benchmark_log_names_the_file_of_each_split(tmp_path):
+    from vise_plugin.benchmark import run_benchmark
+    from vise_plugin.config import compose_config
+
+    root = layouts.politics(str(tmp_path / "pol"))
+    run_benchmark(compose_config([
+        "config=benchmark/linear/politics_r50", "config.model.trunk=tiny", "config.device=cpu",
+        "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0",
+        "config.benchmark.linear.epochs=1", "config.benchmark.cam.num_images=0", f"config.benchmark.dataset.root={root}",
+        f"config.run_dir={tmp_path}/run", f"config.benchmark.results_table={tmp_path}/table.md"]))
+    with open(os.path.join(tmp_path, "run", "log.txt")) as f:
+        log = f.read()
+    assert (f"splits: train 21 images from {root}/train.csv; val 3 images from 0.1 of train held out (seed 0); "
+            f"test 10 images from {root}/test.csv") in log
+
+
+def test_every_missing_image_is_found_not_only_the_first_and_last(tmp_path):
+    root = layouts.image_folder(str(tmp_path / "if"))
+    data = read_benchmark_dataset("image_folder", root)
+    os.remove(os.path.join(root, data.paths[5]))
+    os.remove(os.path.join(root, data.paths[9]))
+    with pytest.raises(InputError, match=rf"2 of {len(data.paths)} image files listed by the image_folder layout do "
+                                         rf"not exist, e.g. \['{data.paths[5]}', '{data.paths[9]}'\]"):
+        data.check_files()
+
+
+def test_a_stratified_val_split_that_cannot_be_says_which_classes_are_too_small(caplog):
+    from vise_plugin.benchmark.datasets import hold_out
+
+    labels = np.array([0] * 10 + [1] * 10 + [2])
+    with caplog.at_level("WARNING"):
+        kept, held = hold_out(np.arange(21), 0.2, 0, labels)
+    assert len(held) == 5 and not set(kept) & set(held)
+    assert "val split not stratified (class id(s) [2] have a single image)" in caplog.text

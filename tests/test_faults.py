@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import benchmark_layouts as layouts
-from conftest import ROOT, torchrun_command
+from conftest import ROOT, two_ranks
 from poison import PoisonHead
 from vise_plugin.benchmark import run_benchmark
 from vise_plugin.config import compose_config
@@ -104,24 +104,15 @@ def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkp
     assert not os.path.exists(os.path.join(run_dir, "model_iteration6.torch"))
 
 
-def _two_ranks_with_rank_1_damaged(mode, tiny_world, tmp_path):
-    """Runs ``tests/poison.py <mode>`` on two gloo ranks; returns its output and what each rank wrote."""
-    run_dir = tmp_path / "run"
-    cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), mode, tiny_world["labels"], str(run_dir))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    return out, *[(run_dir / f"rank{r}.txt").read_text() for r in (0, 1)]
-
-
 def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_world, tmp_path):
-    _, rank0, rank1 = _two_ranks_with_rank_1_damaged("nan", tiny_world, tmp_path)
+    _, rank0, rank1 = two_ranks("nan", tiny_world["labels"], tmp_path / "run")
     assert rank1.startswith("the loss became non-finite at iteration 4 (comments)"), rank1
     assert rank0.startswith("the loss became non-finite at iteration 4 (on another rank)"), rank0
 
 
-def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path):
-    out, rank0, rank1 = _two_ranks_with_rank_1_damaged("unreadable", tiny_world, tmp_path)
+@pytest.mark.parametrize("mode", ["unreadable", "first_unreadable"])
+def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path, mode):
+    out, rank0, rank1 = two_ranks(mode, tiny_world["labels"], tmp_path / "run")
     assert "skipped unreadable image unreadable.jpg (8 so far" in out
     assert rank0.startswith(f"finished at iteration {2 * ((45 + 7) // 8)},"), rank0  # 2 epochs of 6 steps
     assert rank1 == rank0  # the same iteration and the same weights: DDP kept the replicas identical
@@ -153,30 +144,46 @@ def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     assert resumed.iteration == 2 * ((90 + 7) // 8)
 
 
-@pytest.mark.parametrize("override, message", [
+CONFIG_ERRORS = [
     ("config.optimizer.lr=abc", "error: config.optimizer.lr='abc': expected a number, got str"),
     ("config.speed.channels_last=yes", "error: config.speed.channels_last='yes': expected true or false, got str"),
     ("config.data.num_workers=2.5", "error: config.data.num_workers=2.5: expected an integer, got float"),
     ("config.optimizer.lrr=0.1", "error: unknown key 'config.optimizer.lrr'"),
     ("config.data.labels=/nowhere", "error: label store not found: /nowhere"),
-])
-def test_config_errors_exit_2_with_one_line(override, message):
+]
+
+
+def test_a_config_error_from_tools_run_py_is_one_line_and_exit_code_2():
+    override, message = CONFIG_ERRORS[-1]
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_1m",
                            override], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
-def test_empty_label_store_is_one_line(tmp_path):
+def _cli(capsys, *argv):
+    """``tools/run.py`` in this process (the same ``run_cli(run_engine)`` call); exit code and stderr lines."""
+    from vise_plugin.cli import run_cli, run_engine
+
+    code = run_cli(run_engine, list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("override, message", CONFIG_ERRORS[:-1])
+def test_config_errors_exit_2_with_one_line(capsys, override, message):
+    code, lines = _cli(capsys, "config=pretrain/vise_r50_1m", override)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_empty_label_store_is_one_line(tmp_path, capsys):
     from vise_plugin.data import write_label_store
 
     write_label_store(str(tmp_path / "labels"), [], [], [], np.zeros(0, np.int64),
                       {"tasks": {"comments": {"k": 2}, "reactions": {"k": 2}}, "image_root": str(tmp_path)})
-    with pytest.raises(Exception, match=r"no posts to train on"):
-        pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
-                                 f"config.run_dir={tmp_path}/run"]))
+    code, lines = _cli(capsys, "config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
+                       f"config.run_dir={tmp_path}/run")
+    assert code == 2 and lines == [f"error: {tmp_path}/labels: no posts to train on"]
 
 
 class _Payload:
@@ -187,13 +194,18 @@ class _Payload:
 def test_a_checkpoint_that_would_run_code_is_refused_on_resume(tiny_world, tmp_path, monkeypatch):
     import pickle
 
+    from vise_plugin.engine.checkpoint import CheckpointsUnreadable
+
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with open(run_dir / "checkpoint.torch", "wb") as f:
         pickle.dump({"kind": "vise_pretraining", "model": _Payload()}, f, protocol=2)
-    trainer = pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1"))
+    with pytest.raises(CheckpointsUnreadable, match=r"none of its checkpoint files loads \(checkpoint.torch; first: "
+                                                    r".*cannot read weights with torch.load\(weights_only=True\)"):
+        pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1"))
     assert not (tmp_path / "PAYLOAD_RAN").exists()
-    assert trainer.iteration == (90 + 7) // 8  # trained from the start
-    with open(run_dir / "log.txt") as f:
-        assert "cannot read checkpoint" in f.read()
+    trainer = pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1", "config.resume=false"))
+    assert not (tmp_path / "PAYLOAD_RAN").exists()
+    assert trainer.iteration == (90 + 7) // 8  # trained from the start, the refused file kept aside
+    assert len(list(run_dir.glob("set_aside_*/checkpoint.torch"))) == 1

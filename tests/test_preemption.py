@@ -13,7 +13,7 @@ import torch
 
 from conftest import ROOT
 
-EPOCHS = 4
+EPOCHS = 3
 PER_EPOCH = (90 + 7) // 8
 TOTAL = EPOCHS * PER_EPOCH
 
@@ -61,15 +61,16 @@ def _assert_same_weights(a, b):
     assert not different, different[:5]
 
 
-def _reference(tiny_world, tmp_path_factory):
+@pytest.fixture(scope="module")
+def reference(tiny_world, tmp_path_factory):
+    """The weights of the run that never stopped."""
     run_dir = str(tmp_path_factory.mktemp("uninterrupted") / "run")
     code, out = _run(_command(tiny_world["labels"], run_dir))
     assert code == 0, out[-2000:]
     return _model(run_dir)
 
 
-def test_sigkill_then_relaunch_ends_with_the_same_weights(tiny_world, tmp_path, tmp_path_factory):
-    reference = _reference(tiny_world, tmp_path_factory)
+def test_sigkill_then_relaunch_ends_with_the_same_weights(tiny_world, tmp_path, reference):
     run_dir = str(tmp_path / "run")
     cmd = _command(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=5")
     code, out = _start_and_signal(cmd, run_dir, signal.SIGKILL, after_iteration=PER_EPOCH + 8)
@@ -84,10 +85,9 @@ def test_sigkill_then_relaunch_ends_with_the_same_weights(tiny_world, tmp_path, 
         assert [json.loads(line)["iteration"] for line in f] == list(range(1, TOTAL + 1))
 
 
-def test_preemption_signal_mid_epoch_with_workers_ends_with_the_same_weights(tiny_world, tmp_path, tmp_path_factory):
+def test_preemption_signal_mid_epoch_with_workers_ends_with_the_same_weights(tiny_world, tmp_path, reference):
     """USR2 (SLURM's warning) mid-epoch: checkpoint after the current step, exit 3, resume exactly,
     here with two data-loading workers against a reference read in the main process."""
-    reference = _reference(tiny_world, tmp_path_factory)
     run_dir = str(tmp_path / "run")
     cmd = _command(tiny_world["labels"], run_dir, "config.data.num_workers=2")
     code, out = _start_and_signal(cmd, run_dir, signal.SIGUSR2, after_iteration=PER_EPOCH + 3)

@@ -82,11 +82,9 @@ def test_weights_files_are_read_with_weights_only(tmp_path):
         load_trunk_weights(build_trunk("tiny"), str(tmp_path / "missing.pth"))
 
 
-def test_benchmark_and_extraction_with_our_checkpoint(tiny_world, tmp_path):
-    run_dir = str(tmp_path / "pre")
-    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                    f"config.run_dir={run_dir}", "config.optimizer.num_epochs=1"]))
-    checkpoint = os.path.join(run_dir, "model_phase0.torch")
+def test_benchmark_and_extraction_with_our_checkpoint(tiny_run, tmp_path, capsys):
+    task = tiny_run["trainer"]
+    checkpoint = os.path.join(tiny_run["run_dir"], "model_phase1.torch")  # the last: the trainer's final weights
     folder = layouts.image_folder(str(tmp_path / "if"))
     record = run_benchmark(compose_config([
         "config=benchmark/linear/cub_r50", "config.benchmark.dataset.name=image_folder",
@@ -116,6 +114,9 @@ def test_benchmark_and_extraction_with_our_checkpoint(tiny_world, tmp_path):
     image = ImageListDataset(data, [first], eval_transform(32, 1.0))[0][0]
     expected = trunk_up_to(task.base_model.trunk.eval(), "res4")(image[None]).mean(dim=(2, 3))[0]
     assert np.allclose(feats[0], expected.detach().numpy(), atol=1e-4)
-    bad = _tool("extract_features.py", "config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope",
-                f"config.extract.output={out}")
-    assert bad.returncode == 2 and bad.stderr.strip().endswith("nope: image folder or list not found")
+    from vise_plugin.benchmark.extract import extract_job
+    from vise_plugin.cli import run_cli
+
+    code = run_cli(extract_job, ["config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope",
+                                     f"config.extract.output={out}"])
+    assert code == 2 and capsys.readouterr().err.strip().endswith("nope: image folder or list not found")

@@ -9,12 +9,9 @@ from iopath.common.file_io import g_pathmgr
 
 def replace_file(tmp: str, path: str) -> None:
     """Moves ``tmp`` to ``path``; an atomic rename on local disk."""
-    if "://" in path:
-        if g_pathmgr.exists(path):
-            g_pathmgr.rm(path)
-        g_pathmgr.mv(tmp, path)
-    else:
-        os.replace(tmp, path)
+    if "://" in path and g_pathmgr.exists(path):
+        g_pathmgr.rm(path)
+    move(tmp, path)
 
 
 def torch_save_atomic(obj: Any, path: str) -> None:
@@ -33,3 +30,12 @@ def copy_atomic(src: str, path: str) -> None:
     tmp = path + ".tmp"
     g_pathmgr.copy(src, tmp, overwrite=True)
     replace_file(tmp, path)
+
+
+def move(src: str, dst: str) -> None:
+    """Moves ``src`` to ``dst`` (any iopath locations); ``OSError`` when it did not happen (iopath's
+    ``mv`` only logs)."""
+    if "://" not in src and "://" not in dst:
+        os.replace(src, dst)
+    elif not g_pathmgr.mv(src, dst):
+        raise OSError(f"cannot move {src} to {dst}")

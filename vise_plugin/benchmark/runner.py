@@ -3,7 +3,7 @@
 import copy
 import logging
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -83,26 +83,49 @@ def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_resul
     return save_cam_grid(path, images, cams, predicted, list(actual), data.classes, b.cam.columns)
 
 
-def evaluate_trunk(trunk: nn.Module, data: LabelledImages, b: DictConfig, run_dir: str, device: str = "cpu",
+def benchmark_inputs(b: DictConfig, data: LabelledImages) -> List[str]:
+    """``config.benchmark.inputs`` checked against the dataset: ``["image"]``, ``["text"]`` or both;
+    null is everything the dataset has (image + meme text for Hateful Memes, image elsewhere)."""
+    has = ["image"] + (["text"] if data.texts is not None else [])
+    inputs = list(b.inputs) if b.get("inputs") else has
+    unknown = [i for i in inputs if i not in has]
+    if unknown or not inputs:
+        raise ConfigError(f"config.benchmark.inputs={inputs}: {data.name} offers {has}")
+    return inputs
+
+
+def _text_only(data: LabelledImages, b: DictConfig, extra: np.ndarray, seed: int):
+    le = b.linear
+    return [linear_eval([extra], data.targets, fold, list(le.lrs), list(le.weight_decays), le.epochs, le.batch_size,
+                        seed, data.metrics) for fold in data.folds]
+
+
+def evaluate_trunk(trunk: Optional[nn.Module], data: LabelledImages, b: DictConfig, run_dir: str, device: str = "cpu",
                    seed: int = 0, cam_path: Optional[str] = None, precision: str = "fp32") -> Dict:
     """Runs ``b.protocol`` (``linear`` or ``finetune``) on every fold of ``data``; ``precision``
-    (``config.speed.precision``) applies to feature extraction and fine-tuning.
+    (``config.speed.precision``) applies to feature extraction and fine-tuning. ``b.inputs`` picks
+    image features, text features or both where the dataset has texts; text alone trains the linear
+    classifier grid on the frozen text features and needs no trunk (``trunk`` may be None).
 
     Returns ``{"folds": [per-fold metrics], "summary": {"<split>_<m>": {"mean", "std"}}, "cam": path}``.
     """
-    cache = FeatureCache(b.feature_cache or os.path.join(run_dir, "features"))
-    extra = None
-    if data.texts is not None:
-        extra = text_features(data.texts, b.dataset.text_encoder, cache, device)
-    if b.protocol == "linear":
-        folds, cam_trunk = _linear(trunk, data, b, cache, device, seed, extra, precision)
-    elif b.protocol == "finetune":
-        folds, cam_trunk = _finetune(trunk, data, b, device, seed, extra, precision)
-    else:
+    if b.protocol not in ("linear", "finetune"):
         raise ConfigError(f"config.benchmark.protocol={b.protocol!r}: use linear or finetune")
-    cam = write_cam_grid(cam_path, cam_trunk, data, folds[0], data.folds[0], b, device) if cam_path else None
+    inputs = benchmark_inputs(b, data)
+    cache = FeatureCache(b.feature_cache or os.path.join(run_dir, "features"))
+    extra = text_features(data.texts, b.dataset.text_encoder, cache, device) if "text" in inputs else None
+    cam = None
+    if "image" not in inputs:
+        folds = _text_only(data, b, extra, seed)
+    else:
+        if b.protocol == "linear":
+            folds, cam_trunk = _linear(trunk, data, b, cache, device, seed, extra, precision)
+        else:
+            folds, cam_trunk = _finetune(trunk, data, b, device, seed, extra, precision)
+        if cam_path:
+            cam = write_cam_grid(cam_path, cam_trunk, data, folds[0], data.folds[0], b, device)
     kept = [{k: v for k, v in f.items() if k not in ("classifier", "test_scores", "trunk")} for f in folds]
-    return {"folds": kept, "summary": summarize(kept, data.metrics), "cam": cam}
+    return {"folds": kept, "summary": summarize(kept, data.metrics), "cam": cam, "inputs": inputs}
 
 
 def run_benchmark(root_cfg: DictConfig) -> Dict:
@@ -114,13 +137,17 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
                                   label_separator=d.label_separator, val_fraction=d.val_fraction,
                                   split_fractions=list(d.split_fractions), split_seeds=list(d.split_seeds),
                                   seed=cfg.seed)
-    trunk = benchmark_trunk(cfg.model, cfg.seed)
+    trunk = benchmark_trunk(cfg.model, cfg.seed) if "image" in benchmark_inputs(b, data) else None
     setup_logging(cfg.run_dir)
     write_resolved_config(root_cfg, cfg.run_dir)
     data = drop_unreadable(data, cfg.data.max_bad_image_fraction, b.num_workers)
     device = "cuda" if use_gpu(cfg.device) else "cpu"
-    logger.info("%s: %s protocol, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name, b.protocol,
-                len(data.paths), len(data.classes), len(data.folds), cfg.model.trunk, cfg.model.weights or "random init")
+    logger.info("%s: %s protocol on %s, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name,
+                b.protocol, " + ".join(benchmark_inputs(b, data)), len(data.paths), len(data.classes), len(data.folds),
+                cfg.model.trunk if trunk is not None else "none", cfg.model.weights or "random init")
+    fold = data.folds[0]
+    logger.info("%s splits: %s", cfg.name, "; ".join(f"{split} {len(fold[split])} images from {data.source(split)}"
+                                                      for split in ("train", "val", "test")))
     result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"),
                             cfg.speed.precision)
     text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
@@ -128,7 +155,8 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
               "trunk": cfg.model.trunk, "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
               "layout": data.layout, **result}
     append_metrics(os.path.join(cfg.run_dir, "metrics.json"), record)
-    append_table_row(b.results_table, [cfg.name, b.protocol, cfg.model.trunk, cfg.model.weights or "random init",
+    protocol = b.protocol if b.get("inputs") is None else f"{b.protocol} ({' + '.join(result['inputs'])})"
+    append_table_row(b.results_table, [cfg.name, protocol, cfg.model.trunk, cfg.model.weights or "random init",
                                        text, len(data.folds), cfg.run_dir])
     logger.info("%s: %s (metrics.json and %s)", cfg.name, text, b.results_table)
     print(f"{cfg.name}: {text}", flush=True)

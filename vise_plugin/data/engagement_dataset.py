@@ -8,7 +8,7 @@ import torch
 from classy_vision.dataset import ClassyDataset, register_dataset
 
 from .bad_images import SKIPPED
-from .images import load_or_skip
+from .images import blank_input, load_or_skip
 from .label_store import LabelStore
 from .tag_table import TagTable, tags_of
 from .transforms import train_transform
@@ -61,6 +61,14 @@ class EngagementImages(torch.utils.data.Dataset):
                 **tags_of(self.tags, self.store.images[row]),
             },
         }
+
+    def placeholder_item(self) -> Dict[str, Any]:
+        """An item of this dataset's shapes with nothing to learn: a black image, no comment
+        cluster, no reaction cluster and no tag (every loss leaves it out)."""
+        tags = {} if self.tags is None else {"tags": torch.zeros(self.tags.num_tags)}
+        return {"input": blank_input(self.transform),
+                "target": {"comments": torch.zeros(self.store.num_classes("comments")),
+                           "reactions": torch.tensor(-1, dtype=torch.int64), **tags}}
 
 
 def subset_indices(num_posts: int, subset: Optional[int], seed: int) -> Optional[np.ndarray]:

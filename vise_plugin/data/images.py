@@ -50,3 +50,11 @@ def load_or_skip(path: str, transform: Callable[[Image.Image], torch.Tensor], se
         if not skip_unreadable:
             raise
         return None
+
+
+def blank_input(transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """``transform`` of a black image, with its random numbers drawn from a fixed seed (the global
+    random state is left as it was): an input of the shape the dataset's items have."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return transform(Image.new("RGB", (64, 64)))

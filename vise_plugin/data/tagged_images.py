@@ -7,7 +7,7 @@ import torch
 from classy_vision.dataset import ClassyDataset, register_dataset
 
 from .bad_images import SKIPPED
-from .images import load_or_skip
+from .images import blank_input, load_or_skip
 from .tag_table import TagTable
 from .transforms import train_transform
 
@@ -43,6 +43,10 @@ class TaggedImages(torch.utils.data.Dataset):
         if image is None:
             return {SKIPPED: path}
         return {"input": image, "target": {"tags": self.table.target(rel)}}
+
+    def placeholder_item(self) -> Dict[str, Any]:
+        """An item of this dataset's shapes with nothing to learn: a black image without tags."""
+        return {"input": blank_input(self.transform), "target": {"tags": torch.zeros(self.table.num_tags)}}
 
 
 @register_dataset("web_tag_images")

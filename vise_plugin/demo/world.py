@@ -156,7 +156,7 @@ def write_demo_tags(posts_path: str, max_tags: int = 5, images: Optional[Set[str
     vocabulary = [w for name, words in VOCAB.items() if name != "generic" for w in words]
     index = {w: i for i, w in enumerate(vocabulary)}
     entries = []
-    for record in iter_records(posts_path, BadRecordReport()):  # the world's deliberately bad lines are left out
+    for record in iter_records(posts_path, BadRecordReport()):  # the world writes no bad line; the reader wants a report
         if images is not None and record.image not in images:
             continue
         counts = Counter(w for comment in record.comments for w in comment.split() if w in index)

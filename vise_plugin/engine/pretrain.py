@@ -16,7 +16,7 @@ from ..data.tag_table import TagTable
 from ..data.tagged_images import TaggedImages
 from ..data.transforms import train_transform
 from ..errors import ConfigError
-from ..hooks import PeriodicCheckpointHook, TrainLogHook
+from ..hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from ..launch.preemption import PreemptionFlag
 from ..labels.tag_embeddings import tag_text_embeddings
 from ..losses import MergedLoss, VisELoss, WebTagLoss
@@ -27,6 +27,7 @@ from .model_setup import prepare_model
 from .precision import MixedPrecision
 from .run_folder import setup_logging, write_resolved_config
 from .schedule import lr_schedule
+from .training_curves import STDOUT_JSON
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -134,15 +135,19 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
     peak_lr = opt.lr * (global_batch / opt.lr_reference_batch if opt.lr_reference_batch else 1.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=opt.momentum,
                                 weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    tensorboard = tensorboard_writer(os.path.join(cfg.run_dir, "tb_logs"), cfg.logging.tensorboard) if primary else None
     hooks = [
-        TrainLogHook(cfg.logging.log_freq, os.path.join(cfg.run_dir, "stdout.json"), enabled=primary),
+        TrainLogHook(cfg.logging.log_freq, os.path.join(cfg.run_dir, STDOUT_JSON), enabled=primary,
+                     writers=[tensorboard] if tensorboard else []),
         PeriodicCheckpointHook(cfg.checkpoint.period_epochs, cfg.checkpoint.period_iterations),
+        TrainingCurvesHook(cfg.run_dir, enabled=primary, min_interval_s=cfg.logging.curves_min_interval_s),
     ]
     return Trainer(
         wrapped, model, loss, optimizer,
         lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule), loader, opt.num_epochs, device,
         precision=MixedPrecision(speed.precision, device.type), channels_last=speed.channels_last, hooks=hooks,
-        checkpointer=Checkpointer(cfg.run_dir, enabled=primary), preemption=preemption,
+        checkpointer=Checkpointer(cfg.run_dir, enabled=primary, read_attempts=cfg.checkpoint.read_attempts,
+                                  retry_delay_s=cfg.checkpoint.read_retry_delay_s), preemption=preemption,
         preemption_check_every=cfg.distributed.preemption_check_every,
         extra_state={"trunk": cfg.model.trunk, "tasks": heads,
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
@@ -169,6 +174,8 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
         trainer = build_trainer(root_cfg, preemption)
         if cfg.resume:
             trainer.resume_or_start()
+        else:
+            trainer.start_over()
         logger.info("pretraining %s on %d images, tasks %s, %s, %s, from iteration %d of %d", cfg.model.trunk,
                     trainer.sampler.num_items, list(cfg.model.tasks), trainer.device, cfg.speed.precision,
                     trainer.iteration, trainer.max_iterations)

@@ -5,19 +5,21 @@ except on logged iterations, and everything that varies by run (logging, checkpo
 """
 
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from fvcore.common.param_scheduler import ParamScheduler
+from torch.utils.data import default_collate
 
 from ..data.bad_images import SKIPPED, BadImageBudget
 from ..data.resumable_sampler import ResumableBatchSampler
 from ..errors import NonFiniteLossError
 from ..hooks.base import HookBase
 from ..launch.preemption import Preempted, PreemptionFlag
-from .checkpoint import CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpointer, rng_state, set_rng_state
+from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpointer, CheckpointsUnreadable, rng_state,
+                         set_rng_state)
 from .precision import MixedPrecision
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ class Trainer:
         extra_state: saved with every checkpoint (trunk name, tasks, resolved config).
         bad_images: counts the images the loader skipped (batches built by
             :func:`collate_readable`); None: every batch is whole.
+        placeholder: returns one item with the dataset's shapes and nothing to learn (default: the
+            loader's ``dataset.placeholder_item``); a rank whose whole batch is unreadable steps on
+            two of them with weight 0, so it still joins the other ranks' gradient all-reduce.
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
@@ -64,7 +69,8 @@ class Trainer:
                  precision: Optional[MixedPrecision] = None, channels_last: bool = False,
                  hooks: Optional[List[HookBase]] = None, checkpointer: Optional[Checkpointer] = None,
                  preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
-                 extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None):
+                 extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None,
+                 placeholder: Optional[Callable[[], Mapping[str, Any]]] = None):
         self.model = model
         self.base_model = base_model
         self.loss = loss
@@ -82,13 +88,14 @@ class Trainer:
         self.preemption_check_every = max(int(preemption_check_every), 1)
         self.extra_state = dict(extra_state or {})
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.iteration = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.bad_images = bad_images
         self.last_loss: Optional[torch.Tensor] = None
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
-        self._last_batch: Optional[Mapping[str, Any]] = None
+        self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -128,11 +135,38 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def resume_or_start(self) -> bool:
-        """Loads the newest readable checkpoint of the run folder; returns whether there was one."""
-        state = self.checkpointer.latest() if self.checkpointer else None
-        if state is not None:
-            self.load_state_dict(state)
-        return state is not None
+        """Loads the newest readable checkpoint of the run folder; returns whether there was one.
+
+        The first rank chooses the file and every rank loads that one, so a read error on one rank
+        cannot make the replicas start from different places. When the folder has checkpoint files
+        and none loads, every rank raises :class:`CheckpointsUnreadable` (nothing is overwritten).
+        """
+        if self.checkpointer is None:
+            return False
+        found, error = None, None
+        if self.rank == 0:
+            try:
+                found = self.checkpointer.latest(self.iterations_per_epoch)
+            except CheckpointsUnreadable as e:
+                error = str(e)
+        if self.world_size > 1:
+            agreed = [found[0] if found else None, error]
+            dist.broadcast_object_list(agreed, src=0)
+            chosen, error = agreed
+            if self.rank != 0 and chosen is not None:
+                found = (chosen, self.checkpointer.read(chosen))
+        if error is not None:
+            raise CheckpointsUnreadable(error)
+        if found is not None:
+            self.load_state_dict(found[1])
+        return found is not None
+
+    def start_over(self) -> None:
+        """Trains from iteration 0 (``config.resume=false``); checkpoint files already in the run
+        folder are moved aside first, so none of them is overwritten."""
+        if self.checkpointer is not None and self.rank == 0:
+            self.checkpointer.set_aside(self.checkpointer.existing(self.iterations_per_epoch),
+                                        "config.resume=false starts over")
 
     def run_step(self, batch: Mapping[str, Any], weight: float = 1.0) -> torch.Tensor:
         """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``); returns
@@ -149,6 +183,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward_and_step(loss * weight if weight != 1.0 else loss, self.optimizer)
         return loss.detach()
+
+    def placeholder_batch(self) -> Mapping[str, Any]:
+        """A batch of two placeholder items (a single image would break BatchNorm on a 1 x 1 map)."""
+        if self._placeholder is None:
+            raise RuntimeError("a rank's whole batch was unreadable and the dataset has no placeholder_item() "
+                               "to keep the ranks in step")
+        return default_collate([self._placeholder()] * 2)
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         """Notes, without waiting for the device, the first iteration whose loss (and each task's) is
@@ -216,12 +257,11 @@ class Trainer:
                 if self.bad_images is not None:
                     self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0)
                 if "input" in batch:
-                    self._last_batch = batch
                     self.last_loss = self.run_step(batch)
-                elif self.world_size > 1 and self._last_batch is not None:
+                elif self.world_size > 1:
                     # Every image of this rank's batch was unreadable; the other ranks still step, and
                     # their gradient all-reduce needs this rank, so it joins with a zero-weight step.
-                    self.run_step(self._last_batch, weight=0.0)
+                    self.run_step(self.placeholder_batch(), weight=0.0)
                 self.iteration += 1
                 self.batch_in_epoch += 1
                 if self.batch_in_epoch == self.iterations_per_epoch:

@@ -4,7 +4,7 @@ import json
 import logging
 import resource
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from iopath.common.file_io import g_pathmgr
@@ -33,12 +33,16 @@ class TrainLogHook(HookBase):
             or None. On a resume, lines past the resumed iteration are dropped, so each iteration
             appears once.
         enabled: False on every rank but the first.
+        writers: more sinks for each logged record (e.g. :class:`TensorboardWriter`): ``open(start
+            iteration)`` before training, ``write(record)``, ``close()`` at the end.
     """
 
-    def __init__(self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True):
+    def __init__(self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True,
+                 writers: Sequence = ()):
         self.log_freq = max(int(log_freq), 1)
         self.json_path = json_path
         self.enabled = enabled
+        self.writers = list(writers) if enabled else []
         self._last_time = 0.0
         self._last_iteration = 0
 
@@ -50,6 +54,8 @@ class TrainLogHook(HookBase):
                 kept = [line for line in f if line.strip() and json.loads(line)["iteration"] <= trainer.iteration]
             with g_pathmgr.open(self.json_path, "w") as f:
                 f.writelines(kept)
+        for writer in self.writers:
+            writer.open(trainer.iteration)
 
     def after_step(self, trainer) -> None:
         if trainer.iteration % self.log_freq and trainer.iteration != trainer.max_iterations:
@@ -80,6 +86,15 @@ class TrainLogHook(HookBase):
         if self.json_path:
             with g_pathmgr.open(self.json_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        for writer in self.writers:
+            writer.write(record)
+
+    def after_train(self, trainer) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def on_preempt(self, trainer) -> None:
+        self.after_train(trainer)
 
 
 def _hms(seconds: float) -> str:

@@ -15,8 +15,9 @@ from .web_tag_head import MergedHeads, WebTagHead
 class VisEModel(ClassyModel):
     """``(B, 3, H, W)`` -> ``{task: logits (B, K_task)}``, float32 even under autocast.
 
-    ``trunk`` is exported as is (see ``vise_plugin.models.export``); ``head`` is a
-    :class:`VisEMultiHead`. The model is not wrapped by classy-vision's head executor.
+    ``trunk`` is exported as is (see :func:`vise_plugin.models.weights.export_hub_weights`); ``head`` is a
+    :class:`VisEMultiHead`, a :class:`WebTagHead` or both merged (:class:`MergedHeads`). The model is not
+    wrapped by classy-vision's head executor.
     """
 
     wrapper_cls = None

@@ -5,7 +5,9 @@ The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.res
 our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``.
 """
 
+import logging
 import re
+import time
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -18,19 +20,39 @@ from ..io_utils import torch_save_atomic
 # children of a torchvision ResNet, in the order nn.Sequential numbers them
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _TORCHVISION_TO_HUB = {name: str(i) for i, name in enumerate(_RESNET_CHILDREN)}
+logger = logging.getLogger(__name__)
+
 PRETRAINING_CHECKPOINT = "vise_pretraining"  # the "kind" of our checkpoints (vise_plugin.engine.checkpoint)
 
 
-def read_state_file(path: str) -> dict:
-    """``torch.load(weights_only=True)`` of any iopath location; one-line :class:`InputError` on failure."""
-    try:
-        with g_pathmgr.open(path, "rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: weights file not found") from None
-    except Exception as e:  # unpickling refusals, truncated files, not a torch file
-        raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) -> dict:
+    """``torch.load(weights_only=True)`` of any iopath location; one-line :class:`InputError` on failure.
+
+    An I/O error (``OSError``: a storage hiccup, a stale mount) is retried up to ``attempts`` times in
+    all, waiting ``retry_delay_s``, then twice as long, ...; a file that is not there, cannot be
+    unpickled safely or is cut short fails at once. ``MemoryError`` is not about the file and is
+    raised as it is.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with g_pathmgr.open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise InputError(f"{path}: weights file not found") from None
+        except MemoryError:
+            raise
+        except OSError as e:
+            if attempt == attempts:
+                raise InputError(f"{path}: cannot read ({_reason(e)}; tried {attempts} time(s))") from None
+            delay = retry_delay_s * 2 ** (attempt - 1)
+            logger.warning("%s: read failed (%s); trying again in %.1f s", path, _reason(e), delay)
+            time.sleep(delay)
+        except Exception as e:  # unpickling refusals, truncated files, not a torch file
+            raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({_reason(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def checkpoint_trunk_state(checkpoint: dict) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:

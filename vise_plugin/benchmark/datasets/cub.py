@@ -41,4 +41,7 @@ def read_cub(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> Labell
     test = np.array([k for k, i in enumerate(ids) if is_train[i] != "1"], np.int64)
     return LabelledImages("cub", root, [f"images/{images[i]}" for i in ids], targets,
                           [classes[c] for c in sorted(classes)], [fold_with_val(train, test, val_fraction, seed, targets)],
-                          layout={"layout": "CUB_200_2011 release files", "val": f"{val_fraction:.0%} of train"})
+                          layout={"layout": "CUB_200_2011 release files",
+                                  "train": "train_test_split.txt (is_training_image 1)",
+                                  "val": f"{val_fraction:g} of train held out (seed {seed})",
+                                  "test": "train_test_split.txt (is_training_image 0)"})

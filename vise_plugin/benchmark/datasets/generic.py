@@ -2,7 +2,7 @@
 
 import csv
 import os
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 from iopath.common.file_io import g_pathmgr
@@ -27,7 +27,11 @@ def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel
         targets, classes = encode_labels(labels, multilabel)
     except ValueError as e:
         raise InputError(f"{root}: {e}") from None
-    fold = parts if "val" in parts else fold_with_val(parts["train"], parts["test"], val_fraction, seed, targets)
+    if "val" in parts:
+        fold = parts
+    else:
+        fold = fold_with_val(parts["train"], parts["test"], val_fraction, seed, targets)
+        layout = {**layout, "val": f"{val_fraction:g} of train held out (seed {seed})"}
     metrics = ("map",) if multilabel else ("acc",)
     return LabelledImages(name, root, paths, targets, classes, [fold], metrics, layout=layout)
 
@@ -47,7 +51,8 @@ def read_image_folder(root: str, val_fraction: float = 0.1, seed: int = 0, **_) 
         except FileNotFoundError as e:
             raise InputError(f"{folder}: {e}") from None
         split_entries[split] = [(os.path.relpath(p, root), [classes[c]]) for p, c in samples]
-    return assemble("image_folder", root, split_entries, False, val_fraction, seed, {"layout": "ImageFolder"})
+    sources = {split: os.path.join(root, split) for split in split_entries}
+    return assemble("image_folder", root, split_entries, False, val_fraction, seed, {"layout": "ImageFolder", **sources})
 
 
 def _split_file(root: str, files: Dict, split: str, suffix: str) -> str:
@@ -70,26 +75,32 @@ def read_csv(path: str, separator: str) -> Entries:
     return entries
 
 
-def _read_lists(root: str, files: Dict, suffix: str, reader) -> Dict[str, Entries]:
-    split_entries = {}
+def _read_lists(root: str, files: Dict, suffix: str, reader) -> Tuple[Dict[str, Entries], Dict[str, str]]:
+    """Each split's entries and the file that fed it; two splits read from one file fail in one line."""
+    split_entries, sources = {}, {}
     for split in SPLITS:
         path = _split_file(root, files, split, suffix)
         if g_pathmgr.exists(path):
-            split_entries[split] = reader(path)
+            same = [s for s, p in sources.items() if os.path.normpath(p) == os.path.normpath(path)]
+            if same:
+                raise InputError(f"the {same[0]} and {split} splits are both read from {path}; point "
+                                 f"config.benchmark.dataset.files.{split} at its own file")
+            split_entries[split], sources[split] = reader(path), path
         elif split != "val" or (files or {}).get("val"):
             raise InputError(f"{path}: {split} file list not found (set config.benchmark.dataset.files.{split})")
-    return split_entries
+    return split_entries, sources
 
 
 def read_csv_list(root: str, files: Dict = None, multilabel: bool = False, label_separator: str = ";",
                   val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
     """``{train,val,test}.csv`` with header ``path,label``; a multi-label cell joins names with ``label_separator``."""
-    split_entries = _read_lists(root, files, ".csv", lambda p: read_csv(p, label_separator))
-    return assemble("csv", root, split_entries, multilabel, val_fraction, seed, {"layout": "CSV file list"})
+    split_entries, sources = _read_lists(root, files, ".csv", lambda p: read_csv(p, label_separator))
+    return assemble("csv", root, split_entries, multilabel, val_fraction, seed, {"layout": "CSV file list", **sources})
 
 
 def read_pickle_list(root: str, files: Dict = None, multilabel: bool = False, val_fraction: float = 0.1,
                      seed: int = 0, **_) -> LabelledImages:
     """``{train,val,test}.pkl``, each a list of ``[relative_path, [labels]]`` (the EmotionNet release format)."""
-    split_entries = _read_lists(root, files, ".pkl", read_pickle)
-    return assemble("pickle", root, split_entries, multilabel, val_fraction, seed, {"layout": "pickle file list"})
+    split_entries, sources = _read_lists(root, files, ".pkl", read_pickle)
+    return assemble("pickle", root, split_entries, multilabel, val_fraction, seed,
+                    {"layout": "pickle file list", **sources})

@@ -39,4 +39,6 @@ def read_hateful_memes(root: str, val_fraction: float = 0.1, seed: int = 0, **_)
     return LabelledImages("hateful_memes", root, [r[0] for r in rows], targets,
                           ["not hateful", "hateful"], [fold], metrics=("roc_auc", "acc"), texts=[r[2] for r in rows],
                           report_split=dev.removesuffix(".jsonl"),
-                          layout={"layout": f"img/ + train.jsonl + {dev}", "val": f"{val_fraction:.0%} of train"})
+                          layout={"layout": f"img/ + train.jsonl + {dev}", "train": os.path.join(root, "train.jsonl"),
+                                  "val": f"{val_fraction:g} of train held out (seed {seed})",
+                                  "test": os.path.join(root, dev)})

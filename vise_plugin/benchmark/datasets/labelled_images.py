@@ -1,5 +1,6 @@
 """A benchmark dataset: every image once, with its label(s), and the folds that index into it."""
 
+import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -50,6 +51,22 @@ class LabelledImages:
             for split in SPLITS:
                 if not len(fold.get(split, ())):
                     raise InputError(f"{self.root}: {self.name} fold {i} has no {split} images")
+            self._check_disjoint(i, fold)
+
+    def _check_disjoint(self, i: int, fold: Dict[str, np.ndarray]) -> None:
+        """Model selection on reported images would go unnoticed: splits sharing an image fail in one line."""
+        paths = {split: {posixpath.normpath(self.paths[j]) for j in fold[split]} for split in SPLITS}
+        for a, b in (("val", "test"), ("train", "test"), ("train", "val")):
+            shared = paths[a] & paths[b]
+            if shared:
+                raise InputError(
+                    f"{self.root}: the {a} and {b} splits of {self.name}{f' fold {i}' if len(self.folds) > 1 else ''} "
+                    f"share {len(shared)} image(s), e.g. {sorted(shared)[0]} ({a}: {self.source(a)}; {b}: "
+                    f"{self.source(b)}); give each split its own images")
+
+    def source(self, split: str) -> str:
+        """Where a split's images were listed (a file, a folder or how it was drawn), for logs and errors."""
+        return self.layout.get(split, self.layout.get("splits", self.layout.get("layout", "?")))
 
     @property
     def multilabel(self) -> bool:
@@ -65,11 +82,27 @@ class LabelledImages:
                        texts=None if self.texts is None else [self.texts[i] for i in keep])
 
     def check_files(self, limit: int = 3) -> None:
-        """One :class:`InputError` naming up to ``limit`` image files that do not exist."""
-        missing = [p for p in self.paths[:1] + self.paths[-1:] if not g_pathmgr.exists(f"{self.root}/{p}")]
+        """One :class:`InputError` naming how many listed image files do not exist and up to ``limit``
+        of them. Every path is checked, with one directory listing per folder rather than one look-up
+        per file."""
+        missing = missing_files(self.root, self.paths)
         if missing:
-            raise InputError(f"{self.root}: image files listed by the {self.name} layout do not exist, e.g. "
-                             f"{missing[:limit]}")
+            raise InputError(f"{self.root}: {len(missing)} of {len(self.paths)} image files listed by the {self.name} "
+                             f"layout do not exist, e.g. {missing[:limit]}")
+
+
+def missing_files(root: str, paths: Sequence[str]) -> List[str]:
+    """The ``paths`` (relative to ``root``, any iopath location) not found in their folder, in list order."""
+    by_folder: Dict[str, List[str]] = {}
+    for path in paths:
+        folder, name = posixpath.split(path)
+        by_folder.setdefault(folder, []).append(path)
+    missing = set()
+    for folder, members in by_folder.items():
+        full = posixpath.join(root, folder) if folder else root
+        names = set(g_pathmgr.ls(full)) if g_pathmgr.isdir(full) else set()
+        missing.update(p for p in members if posixpath.basename(p) not in names)
+    return [p for p in paths if p in missing]
 
 
 class ImageListDataset(torch.utils.data.Dataset):

@@ -10,11 +10,11 @@ from .labelled_images import LabelledImages
 def read_politics(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
     """``root/train.csv`` and ``root/test.csv`` (header ``path,label``, label ``left`` or ``right``,
     paths relative to ``root``); val is a seeded 10% of train (Sec. 4.3), test is the official split."""
-    entries = {}
+    entries, sources = {}, {}
     for split in ("train", "test"):
         path = os.path.join(root, f"{split}.csv")
         if not os.path.exists(path):
             raise InputError(f"{path}: not found (Politics layout: train.csv and test.csv with path,label)")
-        entries[split] = read_csv(path, ";")
+        entries[split], sources[split] = read_csv(path, ";"), path
     return assemble("politics", root, entries, False, val_fraction, seed,
-                    {"layout": "train.csv / test.csv (path,label)", "val": f"{val_fraction:.0%} of train, seed {seed}"})
+                    {"layout": "train.csv / test.csv (path,label)", **sources})

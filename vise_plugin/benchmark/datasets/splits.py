@@ -1,9 +1,12 @@
 """Seeded random splits; the same seed gives the same split on every machine."""
 
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+logger = logging.getLogger(__name__)
 
 
 def random_split(n: int, fractions: Sequence[float], seed: int) -> List[np.ndarray]:
@@ -20,11 +23,20 @@ def hold_out(indices: np.ndarray, fraction: float, seed: int,
     """``(kept, held_out)``, both sorted: a seeded ``fraction`` of ``indices`` held out (e.g. val from train).
 
     With ``labels`` (one class id per index) the hold-out is stratified, so a small val split still
-    sees every class; where a class has a single image it falls back to a plain random hold-out.
+    sees every class. Where that is impossible (a class with a single image, or fewer held-out images
+    than classes) it is a plain random hold-out, and the log says why.
     """
     try:
         kept, held = train_test_split(indices, test_size=fraction, random_state=seed, stratify=labels)
-    except ValueError:
+    except ValueError as e:
+        if labels is None:
+            raise
+        classes, counts = np.unique(labels, return_counts=True)
+        small = classes[counts < 2].tolist()
+        why = (f"class id(s) {small[:10]}{' ...' if len(small) > 10 else ''} have a single image" if small
+               else str(e).splitlines()[0])
+        logger.warning("val split not stratified (%s); holding out %g of %d images at random", why, fraction,
+                       len(indices))
         kept, held = train_test_split(indices, test_size=fraction, random_state=seed)
     return np.sort(kept), np.sort(held)
 
