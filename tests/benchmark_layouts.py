@@ -7,11 +7,9 @@ import os
 import pickle
 
 import numpy as np
-
 from PIL import Image, ImageDraw
 
 from vise_plugin.demo.world import EMOTIONS
-
 
 # One colour per class: the class is plain to any trunk, random or trained, so a protocol that
 # learns from the image must beat chance on these fixtures by a wide margin.

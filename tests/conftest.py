@@ -10,8 +10,9 @@ sys.path.insert(0, ROOT)
 
 import vise_plugin  # noqa: E402,F401  (registers components)
 from vise_plugin.demo.world import generate_posts  # noqa: E402
-from vise_plugin.labels import LabelPipeline, LabelSettings  # noqa: E402
+from vise_plugin.labels.job import LabelPipeline, LabelSettings  # noqa: E402
 from vise_plugin.launch import JobRunner  # noqa: E402
+
 
 def torchrun_command(script: str, *args: str) -> List[str]:
     """``torchrun`` with two processes on this machine, on a free port."""

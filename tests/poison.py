@@ -17,9 +17,9 @@ import torch.distributed as dist
 
 from vise_plugin.config import compose_config
 from vise_plugin.data.bad_images import SKIPPED
+from vise_plugin.engine.hooks import HookBase
 from vise_plugin.engine.pretrain import build_trainer, pretrain
 from vise_plugin.errors import NonFiniteLossError
-from vise_plugin.hooks import HookBase
 
 
 class PoisonHead(HookBase):

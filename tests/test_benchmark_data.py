@@ -3,17 +3,22 @@
 import os
 import pickle
 
+import benchmark_layouts as layouts
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
-import benchmark_layouts as layouts
-from vise_plugin.benchmark import accuracy, mean_average_precision, read_benchmark_dataset, roc_auc
-from vise_plugin.benchmark.cam import class_activation_maps
-from vise_plugin.benchmark.datasets import random_split
 from vise_plugin.errors import InputError
+from vise_plugin.evaluation import (
+    accuracy,
+    mean_average_precision,
+    read_benchmark_dataset,
+    roc_auc,
+)
+from vise_plugin.evaluation.cam import class_activation_maps
+from vise_plugin.evaluation.datasets import random_split
 
 
 def test_unbiased_emotion_splits_are_deterministic_disjoint_and_cover_every_image(tmp_path):
@@ -142,8 +147,8 @@ def test_val_and_test_read_from_one_file_or_sharing_images_stop_naming_both(tmp_
 
 
 def test_the_benchmark_log_names_the_file_of_each_split(tmp_path):
-    from vise_plugin.benchmark import run_benchmark
     from vise_plugin.config import compose_config
+    from vise_plugin.evaluation import run_benchmark
 
     root = layouts.politics(str(tmp_path / "pol"))
     run_benchmark(compose_config([
@@ -168,7 +173,7 @@ def test_every_missing_image_is_found_not_only_the_first_and_last(tmp_path):
 
 
 def test_a_stratified_val_split_that_cannot_be_says_which_classes_are_too_small(caplog):
-    from vise_plugin.benchmark.datasets import hold_out
+    from vise_plugin.evaluation.datasets import hold_out
 
     labels = np.array([0] * 10 + [1] * 10 + [2])
     with caplog.at_level("WARNING"):

@@ -3,13 +3,13 @@
 import json
 import os
 
+import benchmark_layouts as layouts
 import numpy as np
 import pytest
 
-import benchmark_layouts as layouts
-from vise_plugin.benchmark import run_benchmark
-from vise_plugin.benchmark.suite import run_suite
 from vise_plugin.config import compose_config
+from vise_plugin.evaluation import run_benchmark
+from vise_plugin.evaluation.suite import run_suite
 
 TASKS = ("unbiased_emotion", "politics", "hateful_memes", "cub")
 CHANCE = {"unbiased_emotion": 100 / 6, "politics": 50, "cub": 100 / 3}

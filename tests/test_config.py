@@ -4,8 +4,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError
 
@@ -19,17 +19,25 @@ def test_experiment_files_state_only_what_differs():
     cfg = compose_config(["config=pretrain/vise_rx101_32x16d_250m"]).config
     assert cfg.model.trunk == "resnext101_32x16d"
     assert cfg.data.batch_size_per_gpu * 32 == 1536  # the paper's mini-batch on 32 GPUs
-    assert list(cfg.model.tasks) == ["comments", "reactions"]
+    assert list(cfg.model.heads) == ["vise_multi_head"] and list(cfg.data.sources) == ["engagement_labels"]
 
 
-@pytest.mark.parametrize("name,tasks,subset", [
-    ("pretrain/ablations/comments_only", ["comments"], None),
-    ("pretrain/ablations/reactions_only", ["reactions"], None),
-    ("pretrain/ablations/data_123k", ["comments", "reactions"], 123000),
+@pytest.mark.parametrize("name,heads,subset", [
+    ("pretrain/ablations/comments_only", [{"name": "vise_multi_head", "tasks": ["comments"]}], None),
+    ("pretrain/ablations/reactions_only", [{"name": "vise_multi_head", "tasks": ["reactions"]}], None),
+    ("pretrain/ablations/data_123k", ["vise_multi_head"], 123000),
 ])
-def test_ablations(name, tasks, subset):
+def test_ablations(name, heads, subset):
+    from omegaconf import OmegaConf
+
     cfg = compose_config([f"config={name}"]).config
-    assert list(cfg.model.tasks) == tasks and cfg.data.subset == subset
+    assert OmegaConf.to_container(cfg.model.heads) == heads and cfg.data.subset == subset
+
+
+def test_an_old_key_says_what_replaced_it():
+    with pytest.raises(ConfigError, match=r"config.model.tasks in override 'config.model.tasks=\[comments\]' was "
+                                          r"replaced by config.model.heads"):
+        compose_config(["config=pretrain/vise_r50_1m", "config.model.tasks=[comments]"])
 
 
 def test_misspelt_override_names_nearest_key():

@@ -3,8 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vise_plugin.data import EngagementImages, LabelStore, VisEEngagementDataset, write_label_store
+from vise_plugin.data import EngagementImages, VisEEngagementDataset
 from vise_plugin.data.transforms import eval_transform
+from vise_plugin.labels import LabelStore, write_label_store
 
 
 @pytest.fixture

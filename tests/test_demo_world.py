@@ -1,7 +1,7 @@
 import os
 
-from vise_plugin.data import BadRecordReport, iter_records
 from vise_plugin.demo.world import EMOTIONS, VOCAB, generate_downstream, generate_posts
+from vise_plugin.labels.job import BadRecordReport, iter_records
 
 
 def test_world_is_deterministic_and_complete(tmp_path):

@@ -5,18 +5,18 @@ import shutil
 import subprocess
 import sys
 
+import benchmark_layouts as layouts
 import numpy as np
 import pytest
 import torch
-
-import benchmark_layouts as layouts
 from conftest import ROOT, two_ranks
 from poison import PoisonHead
-from vise_plugin.benchmark import run_benchmark
+
 from vise_plugin.config import compose_config
-from vise_plugin.data import LabelStore
 from vise_plugin.engine.pretrain import build_trainer, pretrain
 from vise_plugin.errors import InputError, NonFiniteLossError
+from vise_plugin.evaluation import run_benchmark
+from vise_plugin.labels import LabelStore
 
 pytestmark = pytest.mark.faults
 
@@ -177,13 +177,13 @@ def test_config_errors_exit_2_with_one_line(capsys, override, message):
 
 
 def test_empty_label_store_is_one_line(tmp_path, capsys):
-    from vise_plugin.data import write_label_store
+    from vise_plugin.labels import write_label_store
 
     write_label_store(str(tmp_path / "labels"), [], [], [], np.zeros(0, np.int64),
                       {"tasks": {"comments": {"k": 2}, "reactions": {"k": 2}}, "image_root": str(tmp_path)})
     code, lines = _cli(capsys, "config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
                        f"config.run_dir={tmp_path}/run")
-    assert code == 2 and lines == [f"error: {tmp_path}/labels: no posts to train on"]
+    assert code == 2 and lines == [f"error: label store {tmp_path}/labels: no images to train on"]
 
 
 class _Payload:

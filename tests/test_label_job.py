@@ -7,12 +7,18 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, tiny_generator
-from vise_plugin.data import BadRecordReport, LabelStore, iter_records, plan_shards, read_shard
-from vise_plugin.data.npy_appender import NpyAppender
+
 from vise_plugin.errors import ConfigError, InputError
-from vise_plugin.labels.interop import dominant_comment_clusters
+from vise_plugin.labels import LabelStore
+from vise_plugin.labels.job import (
+    BadRecordReport,
+    iter_records,
+    plan_shards,
+    read_shard,
+)
+from vise_plugin.labels.job.interop import dominant_comment_clusters
+from vise_plugin.labels.npy_appender import NpyAppender
 
 
 def _files(folder):
@@ -51,9 +57,9 @@ def test_npy_appender_writes_a_standard_npy(tmp_path):
 
 KILL_AT = {
     # mid-shard: part of shard 2's rows are on disk when the process dies
-    "assign": ("vise_plugin.data.label_store", "LabelStoreWriter", "append", "'shard_00002' in self.folder"),
+    "assign": ("vise_plugin.labels.store", "LabelStoreWriter", "append", "'shard_00002' in self.folder"),
     # while the final store is being written
-    "merge": ("vise_plugin.data.label_store", "LabelStoreWriter", "append_from", "True"),
+    "merge": ("vise_plugin.labels.store", "LabelStoreWriter", "append_from", "True"),
 }
 
 

@@ -3,11 +3,16 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import TINY_LABELS, tiny_generator
-from vise_plugin.data import BadRecordReport, EngagementRecord, LabelStore, iter_records
+
 from vise_plugin.errors import InputError
-from vise_plugin.labels import EngagementLabeler, fit_score, sample_comments
+from vise_plugin.labels import (
+    EngagementLabeler,
+    EngagementRecord,
+    LabelStore,
+    sample_comments,
+)
+from vise_plugin.labels.job import BadRecordReport, fit_score, iter_records
 
 
 def _arrays(folder):
@@ -109,6 +114,7 @@ def test_generate_labels_command_line(tiny_world, tmp_path, capsys):
     import sys
 
     from conftest import ROOT
+
     from vise_plugin.cli import generate_labels, run_cli
 
     out = tmp_path / "store"

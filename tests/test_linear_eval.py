@@ -5,7 +5,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from vise_plugin.benchmark import extract_features, linear_eval, state_fingerprint
+from vise_plugin.evaluation import extract_features, linear_eval, state_fingerprint
 from vise_plugin.models import build_trunk
 
 

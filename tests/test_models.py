@@ -4,7 +4,13 @@ import torchvision
 from classy_vision.heads import build_head
 from classy_vision.models import build_model
 
-from vise_plugin.models import TRUNK_BUILDERS, VisEModel, VisEMultiHead, build_trunk, trunk_out_channels
+from vise_plugin.models import (
+    VisEModel,
+    VisEMultiHead,
+    build_trunk,
+    trunk_out_channels,
+)
+from vise_plugin.registry import TRUNKS
 
 TASKS = {"comments": 7, "reactions": 3}
 
@@ -34,7 +40,7 @@ def test_multi_head_registered():
     ("resnext101_32x16d", 64, 2048, 2),
 ])
 def test_trunk_output_shapes(name, size, channels, spatial):
-    assert name in TRUNK_BUILDERS
+    assert name in TRUNKS
     trunk = build_trunk(name).eval()
     with torch.no_grad():
         out = trunk(torch.randn(1, 3, size, size))
@@ -55,7 +61,8 @@ def test_vise_model_end_to_end_and_registered():
 
 
 def test_heads_run_in_fp32_under_fp16_autocast():
-    model = VisEModel.build("tiny", TASKS, tag_head=(4, 6))
+    model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": TASKS},
+                                     {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6}])
     with torch.no_grad():
         model.head.heads[0].fcs["comments"].weight.mul_(1e6)  # logits far past fp16's 65504
     with torch.autocast("cpu", dtype=torch.float16):

@@ -10,7 +10,6 @@ import time
 import pytest
 import submitit
 import torch
-
 from conftest import ROOT
 
 EPOCHS = 3

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from iopath.common.file_io import NativePathHandler, g_pathmgr
 
-from conftest import ROOT
 from vise_plugin.config import compose_config
 from vise_plugin.engine.checkpoint import Checkpointer
 from vise_plugin.engine.pretrain import pretrain

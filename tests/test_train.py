@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import two_ranks
 from PIL import Image
 
-from conftest import two_ranks
 from vise_plugin.config import compose_config
 from vise_plugin.engine.pretrain import pretrain
 
@@ -86,7 +86,8 @@ def test_resume_continues_from_the_saved_iteration(tiny_world, tmp_path):
 
 
 def test_ablation_trains_only_the_chosen_head(tiny_world, tmp_path):
-    trainer = pretrain(_cfg(tiny_world["labels"], str(tmp_path / "run"), "config.model.tasks=[reactions]",
+    trainer = pretrain(_cfg(tiny_world["labels"], str(tmp_path / "run"),
+                            "config.model.heads=[{name: vise_multi_head, tasks: [reactions]}]",
                             "config.optimizer.num_epochs=1"))
     assert set(trainer.base_model.head.tasks) == {"reactions"}
 
@@ -105,6 +106,7 @@ def test_mixed_precision_and_channels_last_train_and_resume(tiny_world, tmp_path
 
 def test_two_gloo_ranks_train_one_model_unlike_one_process_on_half_the_data(tiny_world, tmp_path):
     from poison import weights_line
+
     from vise_plugin.data.bad_images import collate_readable
     from vise_plugin.data.resumable_sampler import ResumableBatchSampler
     from vise_plugin.engine.pretrain import build_trainer
@@ -141,7 +143,7 @@ def test_classy_task_still_trains_with_classy_trainer(tiny_world):
     dataset.set_num_workers(0)
     tasks = {name: dataset.store.num_classes(name) for name in ("comments", "reactions")}
     torch.manual_seed(0)
-    model = VisEModel.build("tiny", tasks)
+    model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": tasks}])
     before = copy.deepcopy(model)
     fixed = default_collate([dataset.dataset[(i, i)] for i in range(32)])  # seeded crops: the same batch twice
 
@@ -172,10 +174,11 @@ def test_a_training_step_makes_no_host_sync(tiny_world, tmp_path):
     """The trainer promises not to wait for the GPU except on logged iterations; on CPU the ATen calls
     that would wait are recorded instead."""
     from host_sync import HostSyncRecorder
+
     from vise_plugin.engine.pretrain import build_trainer
 
     os.makedirs(tmp_path / "run")
-    trainer = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "run"), "config.model.tasks=[comments,reactions]"))
+    trainer = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "run")))
     batch = next(iter(trainer.loader))
     batch.pop("skipped")
     placeholder = trainer.placeholder_batch()  # built on the CPU like every batch

@@ -43,7 +43,8 @@ def test_embedding_distance_is_zero_on_the_target_and_attached_without_tags():
 
 
 def test_heads_shapes_and_merged_loss_routes_each_output_to_its_loss():
-    model = VisEModel.build("tiny", {"comments": 5, "reactions": 3}, tag_head=(4, 6))
+    model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": {"comments": 5, "reactions": 3}},
+                                     {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6}])
     assert isinstance(model.head, MergedHeads)
     out = model(torch.randn(2, 3, 32, 32))
     assert {k: tuple(v.shape) for k, v in out.items()} == {"comments": (2, 5), "reactions": (2, 3), "tags": (2, 4),
@@ -80,13 +81,19 @@ def test_tag_lists_in_the_release_pickle_and_jsonl(tmp_path):
         read_vocabulary(str(tmp_path / "dup.txt"))
 
 
+TAGS_ONLY = ["config.data.sources=[web_tags]", "config.model.heads=[web_tag_head]", "config.loss={name: web_tag_loss}"]
+BOTH = ["config.data.sources=[engagement_labels,web_tags]", "config.model.heads=[vise_multi_head,web_tag_head]",
+        "config.loss={name: merged_loss, parts: [{loss: {name: vise_loss}, keys: [comments, reactions]}, "
+        "{loss: {name: web_tag_loss}, keys: [tags, tag_embedding]}]}"]
+
+
 @pytest.mark.parametrize("tasks", [["tags"], ["comments", "reactions", "tags"]])
 def test_tiny_web_tag_pretraining_alone_and_with_vise(tiny_world, tmp_path, tasks):
     tag_list, vocab = write_demo_tags(tiny_world["posts"])
     run_dir = str(tmp_path / "run")
     trainer = pretrain(compose_config([
         "config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
-        f"config.model.tasks=[{','.join(tasks)}]", f"config.data.tags.list={tag_list}",
+        *(TAGS_ONLY if tasks == ["tags"] else BOTH), f"config.data.tags.list={tag_list}",
         f"config.data.tags.vocab={vocab}", "config.optimizer.num_epochs=1"]))
     with open(tag_list, "rb") as f:
         tagged = len(pickle.load(f))  # the world's well-formed posts
@@ -110,12 +117,14 @@ def test_demo_comparison_configs_use_the_label_store_images(tiny_world, tmp_path
     assert list(root.config.demo.sources) == ["vise", "tags", "both"]
     tag_files = _demo_tags(root.config, tiny_world["folder"])
     both = _source_config(root, "both", tiny_world["folder"], tag_files).config
-    assert list(both.model.tasks) == ["comments", "reactions", "tags"]
+    assert list(both.model.heads) == ["vise_multi_head", "web_tag_head"] and both.loss.name == "merged_loss"
+    assert list(both.data.sources) == ["engagement_labels", "web_tags"]
     assert both.run_dir == os.path.join(str(tmp_path), "pretrain_both") and both.data.labels == tiny_world["labels"]
     with open(both.data.tags.list, "rb") as f:
         entries = pickle.load(f)
     assert len(entries) == 90  # the label store's posts, not the 30 held out for clustering
-    assert list(_source_config(root, "tags", tiny_world["folder"], tag_files).config.model.tasks) == ["tags"]
+    tags = _source_config(root, "tags", tiny_world["folder"], tag_files).config
+    assert list(tags.data.sources) == ["web_tags"] and tags.data.tags.list == tag_files[0]
 
 
 def test_missing_tag_inputs_fail_before_any_work(tmp_path):
@@ -131,12 +140,12 @@ def test_missing_tag_inputs_fail_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"config.data.tags.vocab: /datasets/emotionnet/tags.txt not found"):
         require_inputs(compose_config(base + [f"config.data.tags.list={tmp_path / 'tags.pkl'}"]).config)
     with pytest.raises(ConfigError, match="label store not found"):  # VisE tasks with tags still need the store
-        require_inputs(compose_config(base + ["config.model.tasks=[comments,tags]"]).config)
+        require_inputs(compose_config(base + ["config.data.sources=[engagement_labels,web_tags]"]).config)
 
 
 def test_a_text_encoder_that_is_not_installed_names_the_key(tmp_path):
+    from vise_plugin.data.tag_embeddings import tag_text_embeddings
     from vise_plugin.errors import ConfigError
-    from vise_plugin.labels.tag_embeddings import tag_text_embeddings
 
     with pytest.raises(ConfigError, match=r"config.data.tags.text_encoder=no_such_encoder: the sentence encoder "
                                           r"needs the no_such_encoder package"):
@@ -165,8 +174,9 @@ def test_classy_trainer_trains_web_tags_from_registered_components(tiny_world, w
         tasks = {}
     dataset.set_num_workers(0)
     assert dataset.dataset[0]["target"]["tags"].shape == (num_tags,)
-    model = build_model({"name": "vise_model", "trunk": "tiny", "tasks": tasks,
-                         "tags": {"num_tags": num_tags, "embed_dim": 8}})
+    heads = ([{"name": "vise_multi_head", "tasks": tasks}] if tasks else []) + [
+        {"name": "web_tag_head", "num_tags": num_tags, "embed_dim": 8}]
+    model = build_model({"name": "vise_model", "trunk": "tiny", "head_configs": heads})
     tag_part = {"loss": {"name": "web_tag_loss", "tag_embeddings": torch.nn.functional.normalize(
         torch.randn(num_tags, 8), dim=1)}, "keys": ["tags", "tag_embedding"]}
     vise_part = {"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]}

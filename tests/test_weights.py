@@ -4,17 +4,17 @@ import os
 import subprocess
 import sys
 
+import benchmark_layouts as layouts
 import numpy as np
 import pytest
 import torch
 import torchvision
-
-import benchmark_layouts as layouts
 from conftest import ROOT
-from vise_plugin.benchmark import run_benchmark
+
 from vise_plugin.config import compose_config
 from vise_plugin.engine.pretrain import pretrain
 from vise_plugin.errors import InputError
+from vise_plugin.evaluation import run_benchmark
 from vise_plugin.models import build_trunk, load_trunk_weights
 
 
@@ -105,17 +105,17 @@ def test_benchmark_and_extraction_with_our_checkpoint(tiny_run, tmp_path, capsys
         names = f.read().split()
     assert feats.shape == (12, 128) and len(names) == 12 and names[0] == "anger/0.jpg"
     # the same image through the trained trunk, cut after res4, pooled
-    from vise_plugin.benchmark.datasets import ImageListDataset, read_image_folder
-    from vise_plugin.benchmark.features import trunk_up_to
     from vise_plugin.data.transforms import eval_transform
+    from vise_plugin.evaluation.datasets import ImageListDataset, read_image_folder
+    from vise_plugin.evaluation.features import trunk_up_to
 
     data = read_image_folder(folder)
     first = data.paths.index("test/anger/0.jpg")
     image = ImageListDataset(data, [first], eval_transform(32, 1.0))[0][0]
     expected = trunk_up_to(task.base_model.trunk.eval(), "res4")(image[None]).mean(dim=(2, 3))[0]
     assert np.allclose(feats[0], expected.detach().numpy(), atol=1e-4)
-    from vise_plugin.benchmark.extract import extract_job
     from vise_plugin.cli import run_cli
+    from vise_plugin.evaluation.extract import extract_job
 
     code = run_cli(extract_job, ["config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope",
                                      f"config.extract.output={out}"])

@@ -8,11 +8,12 @@ checkpoint, each in <output>/<benchmark>, all appending to <output>/results.md. 
 the list for every model_phase<N>.torch the training run writes, into <output>/phase<N>, until the
 run's last epoch. With config.slurm.use_slurm=true each benchmark is submitted as its own SLURM job.
 A benchmark that fails is reported and the others still run; the exit code is 2 when any failed.
+The same as the vise-suite console script.
 """
 
 import sys
 
-from vise_plugin.benchmark.suite import run_suite
+from vise_plugin.cli import main_benchmark_suite
 
 if __name__ == "__main__":
-    sys.exit(run_suite(sys.argv[1:]))
+    sys.exit(main_benchmark_suite())

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""python tools/generate_labels.py config=<path under configs/> [config.data.posts=...] [--debug]"""
+"""python tools/generate_labels.py config=<experiment> [config.data.posts=...] [--debug]
+
+The same as vise-labels and python -m vise_plugin.generate_labels."""
 
 import sys
 
-from vise_plugin.cli import generate_labels, run_cli
+from vise_plugin.cli import main_generate_labels
 
 if __name__ == "__main__":
-    sys.exit(run_cli(generate_labels))
+    sys.exit(main_generate_labels())

@@ -11,6 +11,6 @@ import warnings
 warnings.filterwarnings("ignore", message=r".*torchvision\.transforms\._(functional|transforms)_video.*")
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated.*")
 
-from . import data, losses, models, tasks  # noqa: E402,F401  (registration)
+from vise_plugin import data, losses, models, tasks  # noqa: E402,F401  (registration)
 
 __version__ = "0.1.0"

@@ -1,13 +1,17 @@
-"""Command-line entry points: ``tools/run.py`` and ``tools/generate_labels.py``."""
+"""Command-line entry points. Installed as console scripts (``vise-run``, ``vise-labels``,
+``vise-extract``, ``vise-export-hub``, ``vise-suite``, ``vise-curves``), reachable as ``python -m
+vise_plugin.run`` / ``python -m vise_plugin.generate_labels``, and called by the ``tools/`` scripts of
+a checkout; every one of them is the same function."""
 
 import sys
 from typing import Callable, List, Optional
 
 from omegaconf import DictConfig
 
-from .config import compose_config
-from .errors import UserError
-from .launch.preemption import Preempted
+from vise_plugin.config import compose_config
+from vise_plugin.errors import UserError
+from vise_plugin.launch.preemption import Preempted
+from vise_plugin.registry import ENGINES
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -35,30 +39,23 @@ def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = Non
 
 
 def engine_function(name: str) -> Callable[[DictConfig], object]:
-    """The function that runs ``config.engine=<name>`` on a composed root config."""
-    from .benchmark import run_benchmark
-    from .demo.pipeline import run_demo
-    from .engine.pretrain import pretrain
-
-    engines = {"pretrain": pretrain, "benchmark": run_benchmark, "demo": run_demo}
-    if name not in engines:
-        raise UserError(f"config.engine={name!r}: use one of {sorted(engines)}")
-    return engines[name]
+    """The function registered in :data:`vise_plugin.registry.ENGINES` for ``config.engine=<name>``."""
+    return ENGINES.get(name, "config.engine")
 
 
 def run_engine(root_cfg: DictConfig) -> object:
     """Runs ``config.engine`` here, or submits it through submitit when ``config.slurm.use_slurm``."""
     function = engine_function(root_cfg.config.engine)
     if root_cfg.config.slurm.use_slurm:
-        from .launch.submitit_launcher import submit_engine
+        from vise_plugin.launch.submitit_launcher import submit_engine
 
         return submit_engine(root_cfg)
     return function(root_cfg)
 
 
 def generate_labels(root_cfg: DictConfig) -> object:
-    from .engine.run_folder import setup_logging
-    from .labels.pipeline import run_label_job
+    from vise_plugin.engine.run_folder import setup_logging
+    from vise_plugin.labels.job.pipeline import run_label_job
 
     cfg = root_cfg.config.labels
     if not cfg.posts:
@@ -67,3 +64,73 @@ def generate_labels(root_cfg: DictConfig) -> object:
         raise UserError("no output folder: set config.data.labels=<label store folder> (or config.labels.output)")
     setup_logging()
     return run_label_job(root_cfg.config)
+
+
+def main_run(argv: Optional[List[str]] = None) -> int:
+    """``vise-run config=<experiment> [config.a.b=v ...] [+config.x=v ...] [--debug]``: runs ``config.engine``."""
+    return run_cli(run_engine, argv)
+
+
+def main_generate_labels(argv: Optional[List[str]] = None) -> int:
+    """``vise-labels config=<experiment> [config.data.posts=...] [--debug]``: the label job."""
+    return run_cli(generate_labels, argv)
+
+
+def main_extract_features(argv: Optional[List[str]] = None) -> int:
+    """``vise-extract config=benchmark/extract_r50 config.model.weights=<file> config.extract.images=<...>
+    config.extract.output=<folder> [config.extract.layer=res4] [config.extract.pool=none]``."""
+    from vise_plugin.evaluation.extract import extract_job
+
+    return run_cli(extract_job, argv)
+
+
+def main_benchmark_suite(argv: Optional[List[str]] = None) -> int:
+    """``vise-suite config.model.weights=<file> [benchmarks=a,b] [output=...] [watch=<run folder>] [...]``."""
+    from vise_plugin.evaluation.suite import run_suite
+
+    return run_suite(sys.argv[1:] if argv is None else argv)
+
+
+def main_export_hub(argv: Optional[List[str]] = None) -> int:
+    """``vise-export-hub <checkpoint> <output.pth> [--trunk NAME]``: the trunk in the official hub format."""
+    import argparse
+    import hashlib
+
+    from vise_plugin.models import export_hub_weights
+
+    parser = argparse.ArgumentParser(description="Writes the trunk of a checkpoint in the official VisE torch.hub "
+                                                 "format (the state dict of resnet50's children[:-2]).")
+    parser.add_argument("checkpoint")
+    parser.add_argument("output")
+    parser.add_argument("--trunk", default=None, help="trunk name when the file does not record it (default resnet50)")
+    args = parser.parse_args(argv)
+    try:
+        state, trunk = export_hub_weights(args.checkpoint, args.output, args.trunk)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with open(args.output, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    print(f"wrote {args.output}: {trunk} trunk, {len(state)} tensors, sha256 {digest}")
+    if trunk == "resnet50":
+        print(f"load it with: torch.hub.load('<repo>', 'resnet50_250m', pretrained=True, weights='{args.output}')")
+    return 0
+
+
+def main_plot_curves(argv: Optional[List[str]] = None) -> int:
+    """``vise-curves <run folder> [<run folder> ...] [--labels a b] [--output curves.png]``."""
+    import argparse
+
+    from vise_plugin.engine.training_curves import plot_training_curves
+
+    parser = argparse.ArgumentParser(description="Training curves of one or more pretraining run folders on one chart.")
+    parser.add_argument("run_dirs", nargs="+", help="run folders holding stdout.json")
+    parser.add_argument("--labels", nargs="*", default=[], help="one name per run (default: the folder names)")
+    parser.add_argument("--output", default="training_curves.png")
+    args = parser.parse_args(argv)
+    try:
+        print(plot_training_curves(args.run_dirs, args.output, args.labels))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

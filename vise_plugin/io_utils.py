@@ -1,5 +1,6 @@
 """Writing files so that a reader never sees half of one: a temporary name, flushed, then renamed."""
 
+import hashlib
 import os
 from typing import Any
 
@@ -39,3 +40,11 @@ def move(src: str, dst: str) -> None:
         os.replace(src, dst)
     elif not g_pathmgr.mv(src, dst):
         raise OSError(f"cannot move {src} to {dst}")
+
+
+def file_sha256(path: str, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

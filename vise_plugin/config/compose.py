@@ -1,9 +1,13 @@
 """VISSL's command-line grammar on Hydra's compose API.
 
-``config=pretrain/vise_r50_1m`` picks ``configs/pretrain/vise_r50_1m.yaml``; ``config.a.b=v``
-overrides an existing key; ``+config.a.b=v`` adds one. Every key must exist in
-``configs/defaults.yaml`` (keys below an empty mapping there are free), so a misspelt key fails
-at once, naming the nearest valid one.
+``config=pretrain/vise_r50_1m`` picks ``pretrain/vise_r50_1m.yaml`` from the first folder of the
+search path that has it: ``./configs`` (the working directory's), the folders of
+``config.config_dirs=[...]`` (and ``$VISE_CONFIG_DIRS``, ``:``-separated), then the configs shipped
+in the package (``vise_plugin/configs``). An experiment file's defaults are looked up along the same
+path, so a user's file can extend a shipped one. ``config.a.b=v`` overrides an existing key;
+``+config.a.b=v`` adds one. Every key must exist in the shipped ``defaults.yaml`` (keys below an
+empty mapping there, or below a component mapping with a ``name``, are free), so a misspelt key
+fails at once, naming the nearest valid one.
 """
 
 import difflib
@@ -17,14 +21,35 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import ConfigError
+from vise_plugin.config.imports import import_modules
+from vise_plugin.errors import ConfigError
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+SHIPPED_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+#: keys of earlier versions, and what replaced them
+RENAMED = {
+    "config.model.tasks": "config.model.heads (e.g. [{name: vise_multi_head, tasks: [comments]}]); web tags are "
+                          "the web_tags source in config.data.sources, web_tag_head and web_tag_loss",
+}
 
 
 def config_dir() -> Path:
-    """``$VISE_CONFIG_DIR``, else the ``configs/`` folder of this checkout."""
-    return Path(os.environ.get("VISE_CONFIG_DIR", DEFAULT_CONFIG_DIR)).resolve()
+    """The configs shipped in the package (``defaults.yaml`` and the experiments)."""
+    return SHIPPED_CONFIG_DIR
+
+
+def search_path(config_dirs: Sequence[str] = ()) -> List[Path]:
+    """Where experiment files are looked for, in order: ``./configs``, ``config_dirs``,
+    ``$VISE_CONFIG_DIRS`` and the shipped configs (each folder once)."""
+    env = [d for d in os.environ.get("VISE_CONFIG_DIRS", "").split(os.pathsep) if d]
+    found: List[Path] = []
+    for folder in [Path.cwd() / "configs", *map(Path, config_dirs), *map(Path, env), SHIPPED_CONFIG_DIR]:
+        folder = folder.expanduser().resolve()
+        if folder.is_dir() and folder not in found:
+            found.append(folder)
+        elif not folder.is_dir() and str(folder) in map(str, map(Path.resolve, map(Path, config_dirs))):
+            raise ConfigError(f"config.config_dirs: {folder} is not a folder")
+    return found
 
 
 def _flat_nodes(node, prefix: str = "") -> Iterable[Tuple[str, object]]:
@@ -41,9 +66,17 @@ def _flat_keys(node) -> List[str]:
     return [key for key, _ in _flat_nodes(node)]
 
 
-def _open_prefixes(defaults: DictConfig) -> Set[str]:
-    """Keys whose value in the defaults file is an empty mapping: any sub-key is allowed."""
-    return {k for k, n in _flat_nodes(defaults) if isinstance(n, DictConfig) and len(n) == 0}
+#: keys whose value is a component, a name with its parameters: any parameter key is allowed below them
+COMPONENT_KEYS = {"config.loss", "config.data.dataset"}
+
+
+def _is_component_key(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in COMPONENT_KEYS)
+
+
+def _open_prefixes(cfg: DictConfig) -> Set[str]:
+    """Keys whose value is an empty mapping, and the component keys: any sub-key is allowed."""
+    return {k for k, n in _flat_nodes(cfg) if isinstance(n, DictConfig) and len(n) == 0} | COMPONENT_KEYS
 
 
 def _nearest(key: str, candidates: Sequence[str]) -> str:
@@ -57,30 +90,50 @@ def _unknown_key(key: str, known: Set[str], open_prefixes: Set[str]) -> bool:
     return not any(key.startswith(p + ".") for p in open_prefixes)
 
 
-def _experiment_names(root: Path) -> List[str]:
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml") if p.name != "defaults.yaml")
+def _experiment_names(roots: Sequence[Path]) -> List[str]:
+    return sorted({str(p.relative_to(root).with_suffix("")) for root in roots for p in root.rglob("*.yaml")
+                   if p.name != "defaults.yaml"})
+
+
+def _unknown_key_error(key: str, where: str, known: Set[str]) -> ConfigError:
+    if key in RENAMED:
+        return ConfigError(f"{key} in {where} was replaced by {RENAMED[key]}")
+    return ConfigError(f"unknown key '{key}' in {where} (nearest valid key: {_nearest(key, sorted(known))})")
+
+
+def _config_dirs(parsed) -> List[str]:
+    """The folders of a ``config.config_dirs=[...]`` override, read before composing."""
+    for o in parsed:
+        if o.key_or_group == "config.config_dirs":
+            value = o.value()
+            return [str(v) for v in (value if isinstance(value, list) else [value])]
+    return []
 
 
 def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConfig:
-    """Composes the config for command-line ``args`` (``config=...`` plus overrides).
+    """Composes the config for command-line ``args`` (``config=...`` plus overrides) and imports the
+    modules of ``config.imports``.
 
-    Raises :class:`ConfigError` (one line) for a missing or unknown experiment, an unknown key
-    in an override or an experiment file, or an override Hydra cannot parse.
+    ``root`` replaces the whole search path with one folder. Raises :class:`ConfigError` (one line)
+    for a missing or unknown experiment, an unknown key in an override or an experiment file, or an
+    override Hydra cannot parse.
     """
-    root = root or config_dir()
     names = [a for a in args if a.startswith("config=")]
     overrides = [a for a in args if not a.startswith("config=")]
     if len(names) != 1:
-        raise ConfigError("give exactly one config=<path under configs/>, e.g. config=pretrain/vise_r50_1m")
+        raise ConfigError("give exactly one config=<experiment>, e.g. config=pretrain/vise_r50_1m")
     name = names[0][len("config="):].removesuffix(".yaml")
-    if not (root / f"{name}.yaml").is_file():
-        raise ConfigError(f"config={name}: no file {root / name}.yaml (nearest: {_nearest(name, _experiment_names(root))})")
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise ConfigError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+    folders = [Path(root)] if root else search_path(_config_dirs(parsed))
+    primary = next((f for f in folders if (f / f"{name}.yaml").is_file()), None)
+    if primary is None:
+        raise ConfigError(f"config={name}: no {name}.yaml in {', '.join(map(str, folders))} "
+                          f"(nearest: {_nearest(name, _experiment_names(folders))})")
 
-    defaults = OmegaConf.load(root / "defaults.yaml")
+    defaults = OmegaConf.load(SHIPPED_CONFIG_DIR / "defaults.yaml")
     known = set(_flat_keys(defaults))
     open_prefixes = _open_prefixes(defaults)
     for o in parsed:
@@ -88,18 +141,22 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
             known.add(o.key_or_group)
             continue
         if _unknown_key(o.key_or_group, known, open_prefixes):
-            raise ConfigError(f"unknown key '{o.key_or_group}' in override '{o.input_line}' "
-                              f"(nearest valid key: {_nearest(o.key_or_group, sorted(known))})")
+            raise _unknown_key_error(o.key_or_group, f"override '{o.input_line}'", known)
+    # A component's parameters are not all in the defaults: its overrides add keys as well as change them.
+    overrides = [f"++{o.input_line}" if _is_component_key(o.key_or_group) and not (o.is_add() or o.is_force_add())
+                 else o.input_line for o in parsed]
+    others = [f"file://{f}" for f in folders if f != primary]
+    hydra_overrides = [f"hydra.searchpath=[{','.join(others)}]"] if others else []
     try:
-        with initialize_config_dir(config_dir=str(root), version_base=None):
-            cfg = compose(config_name=name, overrides=list(overrides))
+        with initialize_config_dir(config_dir=str(primary), version_base=None):
+            cfg = compose(config_name=name, overrides=list(overrides) + hydra_overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"config={name}: " + " ".join(str(e).split())) from None
     for key in _flat_keys(cfg):
         if _unknown_key(key, known, open_prefixes):
-            raise ConfigError(f"unknown key '{key}' in configs/{name}.yaml or its parents "
-                              f"(nearest valid key: {_nearest(key, sorted(known))})")
+            raise _unknown_key_error(key, f"{primary / name}.yaml or its parents", known)
     _check_types(cfg, defaults)
+    import_modules(cfg.config.imports)
     return cfg
 
 

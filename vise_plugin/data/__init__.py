@@ -1,31 +1,10 @@
-from .bad_records import BadRecordReport
-from .engagement_dataset import EngagementImages, VisEEngagementDataset, subset_indices
-from .label_store import LabelStore, LabelStoreWriter, write_label_store
-from .records import BAD_RECORD_KINDS, REACTION_TYPES, BadRecord, EngagementRecord, parse_record, write_records
-from .shards import Shard, expand_inputs, iter_records, plan_shards, read_shard
-from .tag_table import TagTable
-from .tagged_images import TaggedImages, WebTagImagesDataset
+"""Training data: target sources, the pretraining datasets, image loading, transforms and the resumable sampler."""
 
-__all__ = [
-    "BadRecordReport",
-    "EngagementImages",
-    "VisEEngagementDataset",
-    "subset_indices",
-    "LabelStore",
-    "LabelStoreWriter",
-    "write_label_store",
-    "BAD_RECORD_KINDS",
-    "REACTION_TYPES",
-    "BadRecord",
-    "EngagementRecord",
-    "parse_record",
-    "write_records",
-    "Shard",
-    "expand_inputs",
-    "iter_records",
-    "plan_shards",
-    "read_shard",
-    "TagTable",
-    "TaggedImages",
-    "WebTagImagesDataset",
-]
+from vise_plugin.data.engagement_dataset import EngagementImages, VisEEngagementDataset
+from vise_plugin.data.pretraining_images import PretrainingDataset, PretrainingImages, subset_indices
+from vise_plugin.data.tag_table import TagTable
+from vise_plugin.data.tagged_images import TaggedImages, WebTagImagesDataset
+from vise_plugin.data.target_sources import EngagementLabels, TargetSource, WebTags
+
+__all__ = ["EngagementImages", "VisEEngagementDataset", "PretrainingDataset", "PretrainingImages", "subset_indices",
+           "TagTable", "TaggedImages", "WebTagImagesDataset", "EngagementLabels", "TargetSource", "WebTags"]

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Sequence
 
 from torch.utils.data import default_collate
 
-from ..errors import InputError
+from vise_plugin.errors import InputError
 
 logger = logging.getLogger(__name__)
 

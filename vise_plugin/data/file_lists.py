@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 from iopath.common.file_io import g_pathmgr
 
-from ..errors import InputError
+from vise_plugin.errors import InputError
 
 Entries = List[Tuple[str, List[str]]]  # (relative path, label names)
 

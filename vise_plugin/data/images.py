@@ -4,10 +4,10 @@ import contextlib
 from typing import Callable, Iterator, Optional
 
 import torch
-from PIL import Image
 from iopath.common.file_io import g_pathmgr
+from PIL import Image
 
-from ..errors import InputError
+from vise_plugin.errors import InputError
 
 
 @contextlib.contextmanager

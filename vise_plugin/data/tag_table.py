@@ -8,14 +8,14 @@ Inputs:
 """
 
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from ..errors import InputError
-from .file_lists import Entries, read_pickle
+from vise_plugin.data.file_lists import Entries, read_pickle
+from vise_plugin.errors import InputError
 
 
 def read_vocabulary(path: str) -> List[str]:
@@ -63,6 +63,7 @@ class TagTable:
 
     def __init__(self, vocabulary: Sequence[str], entries: Entries, source: str = "tags"):
         self.vocabulary = list(vocabulary)
+        self.source = source
         index = {tag: i for i, tag in enumerate(self.vocabulary)}
         self.paths: List[str] = []
         self.tags: List[np.ndarray] = []
@@ -104,7 +105,3 @@ class TagTable:
             out[torch.from_numpy(self.tags[row])] = 1.0 / len(self.tags[row])
         return out
 
-
-def tags_of(table: Optional[TagTable], path: str) -> Dict[str, torch.Tensor]:
-    """``{"tags": (K,)}`` for a dataset item, or nothing without a table."""
-    return {} if table is None else {"tags": table.target(path)}

@@ -2,21 +2,22 @@
 
 import logging
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..benchmark import evaluate_trunk
-from ..benchmark.results import append_metrics
-from ..benchmark.datasets import read_image_folder
-from ..data import LabelStore
-from ..engine.pretrain import pretrain
-from ..errors import ConfigError
-from ..engine.run_folder import setup_logging
-from ..labels.pipeline import run_label_job
-from ..models import build_trunk
-from .world import generate_downstream, generate_posts, write_demo_tags
+from vise_plugin.demo.world import generate_downstream, generate_posts, write_demo_tags
+from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.engine.run_folder import setup_logging
+from vise_plugin.errors import ConfigError
+from vise_plugin.registry import ENGINES
+from vise_plugin.evaluation import evaluate_trunk
+from vise_plugin.evaluation.datasets import read_image_folder
+from vise_plugin.evaluation.results import append_metrics
+from vise_plugin.labels import LabelStore
+from vise_plugin.labels.job.pipeline import run_label_job
+from vise_plugin.models import build_trunk
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,7 @@ def format_table(results: Dict[str, Dict]) -> str:
     return "\n".join(lines)
 
 
-# demo source -> (table row, config.model.tasks; None: the config's own)
-SOURCES = {
-    "vise": ("VisE (demo)", None),
-    "tags": ("web tags (demo)", ["tags"]),
-    "both": ("VisE + web tags (demo)", ["comments", "reactions", "tags"]),
-}
+WEB_TAGS = "web_tags"  # the target source the demo writes tag files for
 
 
 def _demo_tags(cfg: DictConfig, world: str) -> Tuple[str, str]:
@@ -41,27 +37,34 @@ def _demo_tags(cfg: DictConfig, world: str) -> Tuple[str, str]:
     return write_demo_tags(os.path.join(world, "posts.jsonl"), images={store.images[i] for i in range(len(store))})
 
 
-def _source_config(root_cfg: DictConfig, source: str, world: str, tag_files: Tuple[str, str]) -> DictConfig:
-    """The pretraining config of one supervision source, in ``<run_dir>/pretrain_<source>``;
-    ``tag_files``: the tag list and vocabulary of :func:`_demo_tags`."""
-    resolved = OmegaConf.create(OmegaConf.to_container(root_cfg, resolve=True))
+def _uses_web_tags(cfg: DictConfig) -> bool:
+    return any((s if isinstance(s, str) else s.get("name")) == WEB_TAGS for s in cfg.data.sources)
+
+
+def _source_config(root_cfg: DictConfig, source: str, world: str, tag_files: Optional[Tuple[str, str]]) -> DictConfig:
+    """The pretraining config of ``config.demo.sources[source]`` (its keys other than ``label`` merged
+    over the run's config), in ``<run_dir>/pretrain_<source>`` when there are several sources;
+    ``tag_files``: the tag list and vocabulary of :func:`_demo_tags`, given to the ``web_tags`` source
+    when the run has it."""
+    entry = {k: v for k, v in OmegaConf.to_container(root_cfg.config.demo.sources[source]).items() if k != "label"}
+    resolved = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(root_cfg, resolve=True)), {"config": entry})
     cfg = resolved.config
-    cfg.run_dir = os.path.join(cfg.run_dir, f"pretrain_{source}")
-    cfg.model.tasks = SOURCES[source][1] or list(cfg.model.tasks)
-    if "tags" in cfg.model.tasks:
+    if len(root_cfg.config.demo.sources) > 1:
+        cfg.run_dir = os.path.join(cfg.run_dir, f"pretrain_{source}")
+    if tag_files is not None and _uses_web_tags(cfg):
         cfg.data.tags.list, cfg.data.tags.vocab = tag_files
         cfg.data.tags.image_root = world
     return resolved
 
 
+@ENGINES.register("demo")
 def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     """Runs the whole demo for ``config=demo/vise_demo``; returns ``{trunk name: {"<split>_acc": {"mean", "std"}}}``."""
     cfg = root_cfg.config
     demo = cfg.demo
-    sources = list(demo.get("sources", ["vise"]))
-    unknown = [s for s in sources if s not in SOURCES]
-    if unknown:
-        raise ConfigError(f"config.demo.sources: unknown {unknown}; use some of {sorted(SOURCES)}")
+    sources = list(demo.sources)
+    if not sources:
+        raise ConfigError("config.demo.sources is empty: give at least one {<key>: {label: ..., <config keys>}}")
     setup_logging(cfg.run_dir)
     world = os.path.join(cfg.run_dir, "world")
     logger.info("1/4 generating the demo world in %s", world)
@@ -70,13 +73,14 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
                                      demo.world_seed + 1, cfg.data.image_size)
     logger.info("2/4 generating labels into %s", cfg.labels.output)
     run_label_job(cfg)
-    logger.info("3/4 pretraining: %s", ", ".join(SOURCES[s][0] for s in sources))
+    logger.info("3/4 pretraining: %s", ", ".join(demo.sources[s].label for s in sources))
     torch.manual_seed(cfg.seed)
     trunks = {"random init": ("random_init", build_trunk(cfg.model.trunk))}
-    tag_files = _demo_tags(cfg, world) if any("tags" in (SOURCES[s][1] or []) for s in sources) else None
+    needs_tags = any(_uses_web_tags(_source_config(root_cfg, s, world, None).config) for s in sources)
+    tag_files = _demo_tags(cfg, world) if needs_tags else None
     for source in sources:
-        trainer = pretrain(root_cfg if sources == ["vise"] else _source_config(root_cfg, source, world, tag_files))
-        trunks[SOURCES[source][0]] = (source, trainer.base_model.trunk.cpu())
+        trainer = pretrain(_source_config(root_cfg, source, world, tag_files))
+        trunks[demo.sources[source].label] = (source, trainer.base_model.trunk.cpu())
         setup_logging(cfg.run_dir)
     logger.info("4/4 linear evaluation on the downstream emotion task")
     data = read_image_folder(downstream, seed=cfg.seed)

@@ -15,9 +15,9 @@ from typing import Dict, List, Optional, Set, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.records import REACTION_TYPES, EngagementRecord, write_records
-from ..data.bad_records import BadRecordReport
-from ..data.shards import iter_records
+from vise_plugin.labels.job.bad_records import BadRecordReport
+from vise_plugin.labels.job.shards import iter_records
+from vise_plugin.labels.records import REACTION_TYPES, EngagementRecord, write_records
 
 EMOTIONS = ("anger", "fear", "joy", "love", "sadness", "surprise")
 SCENES = ("beach", "city", "home")

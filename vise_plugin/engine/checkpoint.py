@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from ..io_utils import copy_atomic, move, torch_save_atomic
-from ..errors import InputError
-from ..models.weights import PRETRAINING_CHECKPOINT, read_state_file
+from vise_plugin.errors import InputError
+from vise_plugin.io_utils import copy_atomic, move, torch_save_atomic
+from vise_plugin.models.weights import PRETRAINING_CHECKPOINT, read_state_file
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from ..errors import ConfigError
+from vise_plugin.errors import ConfigError
 
 
 def world_size_from_env() -> int:

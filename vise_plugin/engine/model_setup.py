@@ -5,7 +5,7 @@ import logging
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from vise_plugin.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

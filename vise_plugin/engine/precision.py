@@ -5,7 +5,7 @@ from typing import Any, ContextManager, Dict
 
 import torch
 
-from ..errors import ConfigError
+from vise_plugin.errors import ConfigError
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -1,92 +1,67 @@
-"""VisE pretraining: assemble the trainer from the config and run it."""
+"""Pretraining: assemble the trainer from the config, every part through a registry, and run it."""
 
 import logging
 import os
-from typing import Optional
+from typing import Any, Dict, Tuple
 
 import torch
-from iopath.common.file_io import g_pathmgr
+import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.bad_images import BadImageBudget, collate_readable
-from ..data.engagement_dataset import EngagementImages, subset_indices
-from ..data.label_store import LabelStore
-from ..data.resumable_sampler import ResumableBatchSampler
-from ..data.tag_table import TagTable
-from ..data.tagged_images import TaggedImages
-from ..data.transforms import train_transform
-from ..errors import ConfigError
-from ..hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
-from ..launch.preemption import PreemptionFlag
-from ..labels.tag_embeddings import tag_text_embeddings
-from ..losses import MergedLoss, VisELoss, WebTagLoss
-from ..models import VisEModel
-from .checkpoint import Checkpointer
-from .distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
-from .model_setup import prepare_model
-from .precision import MixedPrecision
-from .run_folder import setup_logging, write_resolved_config
-from .schedule import lr_schedule
-from .training_curves import STDOUT_JSON
-from .trainer import Trainer
+from vise_plugin.data.bad_images import BadImageBudget, collate_readable
+from vise_plugin.data.pretraining_images import SeededItems
+from vise_plugin.data.resumable_sampler import ResumableBatchSampler
+from vise_plugin.data.target_sources import check_target_sources
+from vise_plugin.engine.checkpoint import Checkpointer
+from vise_plugin.engine.distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
+from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
+from vise_plugin.engine.model_setup import prepare_model
+from vise_plugin.engine.precision import MixedPrecision
+from vise_plugin.engine.run_folder import setup_logging, write_resolved_config
+from vise_plugin.engine.schedule import lr_schedule
+from vise_plugin.engine.trainer import Trainer
+from vise_plugin.engine.training_curves import STDOUT_JSON
+from vise_plugin.errors import ConfigError
+from vise_plugin.launch.preemption import PreemptionFlag
+from vise_plugin.models import VisEModel
+from vise_plugin.registry import ENGINES, build_classy, spec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_trainer", "pretrain", "require_inputs", "require_label_store"]
+__all__ = ["build_dataset", "build_loader", "build_model_and_loss", "build_trainer", "pretrain", "require_inputs"]
 
 
-def require_label_store(cfg: DictConfig) -> str:
-    """The label store folder of ``config.data.labels``, or a :class:`ConfigError` naming the override."""
-    path = cfg.data.labels
-    if not path or not g_pathmgr.exists(os.path.join(path, "meta.json")):
-        raise ConfigError(
-            f"label store not found: {path or '(unset)'}; point config.data.labels=<folder> at one "
-            "written by tools/generate_labels.py"
-        )
-    return path
-
-
-TAG_TASK = "tags"
-
-
-def vise_tasks(cfg: DictConfig) -> list:
-    """The engagement tasks of ``config.model.tasks`` (everything but ``tags``)."""
-    return [t for t in cfg.model.tasks if t != TAG_TASK]
+def _data_config(cfg: DictConfig) -> Dict[str, Any]:
+    return OmegaConf.to_container(cfg.data, resolve=True)
 
 
 def require_inputs(cfg: DictConfig) -> None:
-    """Fails in one line, before any work or queueing, when the tasks' inputs are not there: the label
-    store for VisE tasks, the tag list and vocabulary for ``tags``."""
-    if vise_tasks(cfg):
-        require_label_store(cfg)
-    if TAG_TASK in cfg.model.tasks:
-        t = cfg.data.tags
-        if not t.list or not t.vocab:
-            raise ConfigError("config.model.tasks has 'tags': set config.data.tags.list=<.pkl or .jsonl> and "
-                              "config.data.tags.vocab=<one tag per line>")
-        for key in ("list", "vocab"):
-            if not g_pathmgr.exists(t[key]):
-                raise ConfigError(f"config.data.tags.{key}: {t[key]} not found")
+    """Fails in one line, before any work or queueing, when an input of a target source of
+    ``config.data.sources`` is missing (e.g. the label store, a tag list)."""
+    check_target_sources(list(cfg.data.sources), _data_config(cfg))
 
 
-def build_dataset(cfg: DictConfig, tags: Optional[TagTable]) -> torch.utils.data.Dataset:
-    """Engagement posts of the label store (with their web tags when ``tags`` is given), or, for a
-    tags-only run, the images of the tag list."""
-    data = cfg.data
-    transform = train_transform(data.image_size, data.crop_scale_min)
-    if not vise_tasks(cfg):
-        root = data.tags.image_root or os.path.dirname(data.tags.list)
-        return TaggedImages(tags, root, transform, skip_unreadable=True)
-    store = LabelStore(require_label_store(cfg))
-    return EngagementImages(store, data.image_root or store.meta.get("image_root", ""), transform,
-                            subset_indices(len(store), data.subset, cfg.seed), skip_unreadable=True, tags=tags)
+def build_dataset(cfg: DictConfig) -> torch.utils.data.Dataset:
+    """The map-style dataset of ``config.data.dataset`` (classy-vision's dataset registry), built with
+    the target sources of ``config.data.sources`` and the image settings of ``config.data``; unreadable
+    images are skipped (the trainer counts them)."""
+    data = _data_config(cfg)
+    injected = {"sources": data["sources"], "data": data, "run_dir": cfg.run_dir,
+                "batchsize_per_replica": data["batch_size_per_gpu"], "image_size": data["image_size"],
+                "crop_scale_min": data["crop_scale_min"], "subset": data["subset"], "seed": cfg.seed,
+                "skip_unreadable": True}
+    dataset = build_classy("dataset", {**injected, **spec(data["dataset"], "config.data.dataset")},
+                           "config.data.dataset")
+    images = getattr(dataset, "dataset", dataset)
+    return images if hasattr(images, "placeholder_item") else SeededItems(images)
 
 
 def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -> torch.utils.data.DataLoader:
     """The training DataLoader of this rank: seeded, resumable batches."""
     data, speed = cfg.data, cfg.speed
     if len(images) == 0:
-        raise ConfigError(f"{cfg.data.labels if vise_tasks(cfg) else cfg.data.tags.list}: no posts to train on")
+        where = images.describe() if hasattr(images, "describe") else "config.data.dataset"
+        raise ConfigError(f"{where}: no images to train on")
     sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
                                     cfg.seed)
     workers = int(data.num_workers)
@@ -99,22 +74,15 @@ def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -
     )
 
 
-def build_model_and_loss(cfg: DictConfig, images: torch.utils.data.Dataset, tags: Optional[TagTable]):
-    """The VisE heads for the engagement tasks, the web-tag head for ``tags``, and the matching loss."""
-    store = getattr(images, "store", None)
-    tasks = {name: store.num_classes(name) for name in vise_tasks(cfg)}
-    parts, tag_head = [], None
-    if tasks:
-        parts.append((VisELoss(weights=dict(cfg.loss.weights)), list(tasks)))
-    if tags is not None:
-        embeddings = torch.from_numpy(tag_text_embeddings(tags.vocabulary, cfg.data.tags.text_encoder, cfg.run_dir))
-        tag_head = (tags.num_tags, embeddings.shape[1])
-        parts.append((WebTagLoss(embeddings, weights=dict(cfg.loss.weights)), ["tags", "tag_embedding"]))
+def build_model_and_loss(cfg: DictConfig, targets: Dict[str, Dict[str, Any]]) -> Tuple[VisEModel, nn.Module]:
+    """The trunk with the heads of ``config.model.heads`` and the loss of ``config.loss``, each built
+    through classy-vision's registries with the data's ``targets`` (and, for heads, the trunk's
+    channels) added to its config. The weights are drawn from ``config.seed``."""
     torch.manual_seed(cfg.seed)
-    model = VisEModel.build(cfg.model.trunk, tasks, tag_head)
-    loss = parts[0][0] if len(parts) == 1 else MergedLoss(parts)
-    heads = {**tasks, **({TAG_TASK: tags.num_tags} if tags is not None else {})}
-    return model, loss, heads
+    model = VisEModel.build(cfg.model.trunk, OmegaConf.to_container(cfg.model.heads, resolve=True), targets)
+    loss = build_classy("loss", {**spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"),
+                                 "targets": targets}, "config.loss")
+    return model, loss
 
 
 def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Trainer:
@@ -123,10 +91,10 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
     gpu = use_gpu(cfg.device)
     device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
     primary = rank_from_env() == 0
-    tags = TagTable.read(cfg.data.tags.list, cfg.data.tags.vocab) if TAG_TASK in cfg.model.tasks else None
-    images = build_dataset(cfg, tags)
+    images = build_dataset(cfg)
     loader = build_loader(cfg, images, gpu)
-    model, loss, heads = build_model_and_loss(cfg, images, tags)
+    targets = images.target_specs() if hasattr(images, "target_specs") else {}
+    model, loss = build_model_and_loss(cfg, targets)
     speed = cfg.speed
     wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1,
                             speed.compile)
@@ -149,12 +117,16 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
         checkpointer=Checkpointer(cfg.run_dir, enabled=primary, read_attempts=cfg.checkpoint.read_attempts,
                                   retry_delay_s=cfg.checkpoint.read_retry_delay_s), preemption=preemption,
         preemption_check_every=cfg.distributed.preemption_check_every,
-        extra_state={"trunk": cfg.model.trunk, "tasks": heads,
+        extra_state={"trunk": cfg.model.trunk,
+                     "tasks": {name: t["num_classes"] for name, t in targets.items() if "num_classes" in t},
+                     "heads": OmegaConf.to_container(cfg.model.heads, resolve=True),
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
-        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction, f" under {images.image_root}"),
+        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction,
+                                  f" under {images.image_root}" if hasattr(images, "image_root") else ""),
     )
 
 
+@ENGINES.register("pretrain")
 def pretrain(root_cfg: DictConfig) -> Trainer:
     """Runs VisE pretraining for a composed config (``root_cfg.config``); returns the trainer.
 
@@ -176,9 +148,11 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
             trainer.resume_or_start()
         else:
             trainer.start_over()
-        logger.info("pretraining %s on %d images, tasks %s, %s, %s, from iteration %d of %d", cfg.model.trunk,
-                    trainer.sampler.num_items, list(cfg.model.tasks), trainer.device, cfg.speed.precision,
-                    trainer.iteration, trainer.max_iterations)
+        logger.info("pretraining %s with %s on %d images (%s), targets %s, %s, %s, from iteration %d of %d",
+                    cfg.model.trunk, ", ".join(spec(h, "config.model.heads")["name"] for h in cfg.model.heads),
+                    trainer.sampler.num_items, getattr(trainer.loader.dataset, "describe", lambda: "")(),
+                    list(trainer.extra_state["tasks"]), trainer.device, cfg.speed.precision, trainer.iteration,
+                    trainer.max_iterations)
         trainer.train()
         close_distributed()
     finally:

@@ -6,7 +6,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from ..config import to_yaml
+from vise_plugin.config import to_yaml
 
 LOG_FORMAT = "%(levelname)s %(asctime)s %(name)s: %(message)s"
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedule as a function of training progress (fvcore schedulers)."""
+"""Learning-rate schedules as functions of training progress (fvcore schedulers), by name in
+:data:`vise_plugin.registry.LR_SCHEDULES`; each entry maps the peak lr to the schedule after warm-up."""
 
 from fvcore.common.param_scheduler import (
     CompositeParamScheduler,
@@ -8,31 +9,36 @@ from fvcore.common.param_scheduler import (
     ParamScheduler,
 )
 
-from ..errors import ConfigError
+from vise_plugin.errors import ConfigError
+from vise_plugin.registry import LR_SCHEDULES
 
 WARMUP_START_FACTOR = 0.1
 
 
+@LR_SCHEDULES.register("cosine")
+def cosine(peak_lr: float) -> ParamScheduler:
+    """Cosine decay from ``peak_lr`` to 0."""
+    return CosineParamScheduler(peak_lr, 0.0)
+
+
+@LR_SCHEDULES.register("constant")
+def constant(peak_lr: float) -> ParamScheduler:
+    return ConstantParamScheduler(peak_lr)
+
+
 def lr_schedule(peak_lr: float, num_epochs: float, warmup_epochs: float, kind: str = "cosine") -> ParamScheduler:
-    """Linear warm-up from ``0.1 * peak_lr`` over ``warmup_epochs``, then cosine to 0 or constant.
+    """Linear warm-up from ``0.1 * peak_lr`` over ``warmup_epochs``, then the schedule ``kind``.
 
     The trainer evaluates it before every step at ``iteration / max_iterations``.
     """
-    if kind == "cosine":
-        main = CosineParamScheduler(peak_lr, 0.0)
-    elif kind == "constant":
-        main = ConstantParamScheduler(peak_lr)
-    else:
-        raise ConfigError(f"config.optimizer.schedule={kind!r}: use 'cosine' or 'constant'")
+    main = LR_SCHEDULES.get(kind, "config.optimizer.schedule")(peak_lr)
     if warmup_epochs <= 0:
-        schedule = main
-    elif warmup_epochs >= num_epochs:
+        return main
+    if warmup_epochs >= num_epochs:
         raise ConfigError(f"config.optimizer.warmup_epochs={warmup_epochs} must be below num_epochs={num_epochs}")
-    else:
-        warm = warmup_epochs / num_epochs
-        schedule = CompositeParamScheduler(
-            [LinearParamScheduler(WARMUP_START_FACTOR * peak_lr, peak_lr), main],
-            lengths=[warm, 1 - warm],
-            interval_scaling=["rescaled", "rescaled"],
-        )
-    return schedule
+    warm = warmup_epochs / num_epochs
+    return CompositeParamScheduler(
+        [LinearParamScheduler(WARMUP_START_FACTOR * peak_lr, peak_lr), main],
+        lengths=[warm, 1 - warm],
+        interval_scaling=["rescaled", "rescaled"],
+    )

@@ -13,14 +13,20 @@ import torch.nn as nn
 from fvcore.common.param_scheduler import ParamScheduler
 from torch.utils.data import default_collate
 
-from ..data.bad_images import SKIPPED, BadImageBudget
-from ..data.resumable_sampler import ResumableBatchSampler
-from ..errors import NonFiniteLossError
-from ..hooks.base import HookBase
-from ..launch.preemption import Preempted, PreemptionFlag
-from .checkpoint import (CHECKPOINT_FILE, CHECKPOINT_KIND, Checkpointer, CheckpointsUnreadable, rng_state,
-                         set_rng_state)
-from .precision import MixedPrecision
+from vise_plugin.data.bad_images import SKIPPED, BadImageBudget
+from vise_plugin.data.resumable_sampler import ResumableBatchSampler
+from vise_plugin.engine.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_KIND,
+    Checkpointer,
+    CheckpointsUnreadable,
+    rng_state,
+    set_rng_state,
+)
+from vise_plugin.engine.hooks.base import HookBase
+from vise_plugin.engine.precision import MixedPrecision
+from vise_plugin.errors import NonFiniteLossError
+from vise_plugin.launch.preemption import Preempted, PreemptionFlag
 
 logger = logging.getLogger(__name__)
 

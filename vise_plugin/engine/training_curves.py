@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 
 from iopath.common.file_io import g_pathmgr
 
-from ..errors import InputError
+from vise_plugin.errors import InputError
 
 STDOUT_JSON = "stdout.json"
 CURVES_PNG = "training_curves.png"

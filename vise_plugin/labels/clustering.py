@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from ..errors import ConfigError
+from vise_plugin.errors import ConfigError
+from vise_plugin.registry import KMEANS
 
 Features = Union[np.ndarray, sp.spmatrix]
-ALGORITHMS = ("minibatch", "full", "faiss")
 
 
 class Centroids:
@@ -36,25 +36,14 @@ class Centroids:
 
     @classmethod
     def fit(cls, features: Features, k: int, seed: int, algorithm: str = "minibatch", what: str = "features",
-            batch_size: int = 4096) -> "Centroids":
-        """Fits K-means on ``(N, D)`` features.
-
-        ``algorithm``: ``minibatch`` (scikit-learn MiniBatchKMeans), ``full`` (Lloyd's KMeans) or
-        ``faiss`` (faiss K-means on dense features; the optional ``faiss-cpu`` package).
-        """
+            key: str = "algorithm") -> "Centroids":
+        """Fits K-means on ``(N, D)`` features with the back-end registered in
+        :data:`vise_plugin.registry.KMEANS` under ``algorithm`` (``key``: its config key, for errors)."""
+        fit = KMEANS.get(algorithm, key)
         n = features.shape[0]
         if n < k:
             raise ConfigError(f"cannot fit k={k} clusters on {n} {what}; lower k or fit on more posts")
-        if algorithm == "faiss":
-            return cls(_fit_faiss(features, k, seed))
-        if algorithm == "minibatch":
-            km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3)
-        elif algorithm == "full":
-            km = KMeans(n_clusters=k, random_state=seed, n_init=3)
-        else:
-            raise ConfigError(f"unknown K-means algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
-        km.fit(features)
-        return cls(km.cluster_centers_)
+        return cls(fit(features, k, seed))
 
     def _scores(self, features: Features) -> torch.Tensor:
         """``(n, D)`` -> ``(n, k)`` float32 ``x . c_j - |c_j|^2 / 2``."""
@@ -96,7 +85,21 @@ class Centroids:
         return cls(np.load(path))
 
 
-def _fit_faiss(features: Features, k: int, seed: int) -> np.ndarray:
+@KMEANS.register("minibatch")
+def fit_minibatch(features: Features, k: int, seed: int, batch_size: int = 4096) -> np.ndarray:
+    """scikit-learn's MiniBatchKMeans; ``(k, D)`` centroids."""
+    return MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(features).cluster_centers_
+
+
+@KMEANS.register("full")
+def fit_full(features: Features, k: int, seed: int) -> np.ndarray:
+    """scikit-learn's KMeans (Lloyd); ``(k, D)`` centroids."""
+    return KMeans(n_clusters=k, random_state=seed, n_init=3).fit(features).cluster_centers_
+
+
+@KMEANS.register("faiss")
+def fit_faiss(features: Features, k: int, seed: int) -> np.ndarray:
+    """faiss K-means on dense features (the optional ``faiss-cpu`` package); ``(k, D)`` centroids."""
     try:
         import faiss
     except ImportError:

@@ -8,11 +8,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.records import EngagementRecord
-from .clustering import Centroids
-from .encoders import CommentEncoder, build_comment_encoder, load_comment_encoder, save_comment_encoder
-from .projection import SvdProjection
-from .reaction_encoder import reaction_vectors
+from vise_plugin.labels.clustering import Centroids
+from vise_plugin.labels.encoders import (
+    CommentEncoder,
+    build_comment_encoder,
+    load_comment_encoder,
+    save_comment_encoder,
+)
+from vise_plugin.labels.projection import SvdProjection
+from vise_plugin.labels.reaction_encoder import reaction_vectors
+from vise_plugin.labels.records import EngagementRecord
 
 EXAMPLES_PER_CLUSTER = 3
 
@@ -87,10 +92,10 @@ class EngagementLabeler:
             projection = SvdProjection.fit(features, int(comments_cfg["svd_dim"]), seed)
             features = projection.transform(features)
         comment_centroids = Centroids.fit(features, comments_cfg["k"], seed, comments_cfg.get("algorithm", "minibatch"),
-                                          what="non-empty comments")
+                                          what="non-empty comments", key="config.labels.comments.algorithm")
         vectors, has = reaction_vectors([r.reactions for r in records])
         reaction_centroids = Centroids.fit(vectors[has], reactions_cfg["k"], seed, reactions_cfg.get("algorithm", "full"),
-                                           what="posts with reactions")
+                                           what="posts with reactions", key="config.labels.reactions.algorithm")
         labeler = cls(encoder, comment_centroids, reaction_centroids, projection, max_comments, seed)
         labeler.examples = _closest_examples(comment_centroids, features, comments)
         return labeler

@@ -4,7 +4,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from ..data.records import REACTION_TYPES
+from vise_plugin.labels.records import REACTION_TYPES
 
 
 def reaction_vectors(reactions: Sequence[Dict[str, int]]) -> Tuple[np.ndarray, np.ndarray]:

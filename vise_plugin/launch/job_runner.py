@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..errors import ConfigError, InputError, UserError
+from vise_plugin.config.imports import import_modules
+from vise_plugin.errors import ConfigError, InputError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ class JobFailure:
         raise self.error_class(self.message)
 
 
-def _call(fn: Callable, args: Tuple) -> Any:
+def _call(fn: Callable, args: Tuple, imports: Sequence[str] = ()) -> Any:
     try:
+        import_modules(imports)  # a worker process or SLURM job sees the user's registered parts too
         return fn(*args)
     except UserError as e:
         return JobFailure(e)
@@ -60,10 +62,13 @@ class JobRunner:
         num_workers: local processes (1: in this process).
         slurm: ``config.slurm`` (a mapping); when ``use_slurm`` is true, jobs go through submitit.
         log_folder: submitit's folder for job files and logs.
+        imports: modules every job imports before it runs (``config.imports``).
     """
 
-    def __init__(self, num_workers: int = 1, slurm: Optional[Dict[str, Any]] = None, log_folder: Optional[str] = None):
+    def __init__(self, num_workers: int = 1, slurm: Optional[Dict[str, Any]] = None, log_folder: Optional[str] = None,
+                 imports: Sequence[str] = ()):
         self.num_workers = max(int(num_workers), 1)
+        self.imports = list(imports)
         self.slurm = dict(slurm or {})
         self.log_folder = self.slurm.get("log_folder") or log_folder
         self._pool_executor: Optional[cf.ProcessPoolExecutor] = None
@@ -107,7 +112,7 @@ class JobRunner:
         if self._pool_executor is None:
             context = multiprocessing.get_context("spawn")  # no fork of a process that may hold OpenMP threads
             self._pool_executor = cf.ProcessPoolExecutor(self.num_workers, mp_context=context)
-        futures = {self._pool_executor.submit(_call, fn, args): i for i, args in enumerate(jobs)}
+        futures = {self._pool_executor.submit(_call, fn, args, self.imports): i for i, args in enumerate(jobs)}
         for future in cf.as_completed(futures):
             results[futures[future]] = future.result()
             bar.update(1)
@@ -123,7 +128,7 @@ class JobRunner:
             raise ConfigError(f"config.slurm.cluster={cluster!r}: use slurm or local")
         executor = submitit.AutoExecutor(folder=os.path.join(self.log_folder, "%j"), cluster=cluster)
         executor.update_parameters(**slurm_parameters(self.slurm, name))
-        submitted = executor.map_array(_call, [fn] * len(jobs), list(jobs))
+        submitted = executor.map_array(_call, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
         logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted), cluster,
                     submitted[0].job_id)
         index = {job.job_id: i for i, job in enumerate(submitted)}

@@ -15,9 +15,10 @@ from typing import Any, Callable, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, UserError
-from .job_runner import slurm_parameters
-from .preemption import Preempted, preemption_signal
+from vise_plugin.config.imports import import_modules
+from vise_plugin.errors import ConfigError, UserError
+from vise_plugin.launch.job_runner import slurm_parameters
+from vise_plugin.launch.preemption import Preempted, preemption_signal
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,15 @@ class EngineJob:
     def __call__(self) -> Any:
         import submitit
 
-        from ..cli import engine_function
-        from ..engine.trainer import Trainer
+        from vise_plugin.engine.trainer import Trainer
+        from vise_plugin.registry import ENGINES
 
         env = submitit.JobEnvironment()
         set_distributed_env(env)
+        import_modules(self.config["config"].get("imports") or [])  # a node of the job sees the user's parts too
         requeue = signal.getsignal(preemption_signal())  # submitit's checkpoint-and-requeue handler
         try:
-            result = engine_function(self.engine)(OmegaConf.create(self.config))
+            result = ENGINES.get(self.engine, "config.engine")(OmegaConf.create(self.config))
             return result.summary() if isinstance(result, Trainer) else result
         except Preempted as e:
             logger.warning("%s", e)
@@ -102,7 +104,7 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
         raise ConfigError(f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
                           "config.distributed.num_proc_per_node=1")
     if cfg.engine == "pretrain":
-        from ..engine.pretrain import require_inputs
+        from vise_plugin.engine.pretrain import require_inputs
 
         require_inputs(cfg)  # fail here, not in the queue
     folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")

@@ -27,7 +27,10 @@ class MergedLoss(ClassyLoss):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "MergedLoss":
-        return cls([(build_loss(part["loss"]), part["keys"]) for part in config["parts"]])
+        """``parts``: ``[{"loss": {name, ...}, "keys": [...]}]``; ``targets`` (added by the runner) is
+        passed on to every part."""
+        targets = {"targets": config["targets"]} if "targets" in config else {}
+        return cls([(build_loss({**part["loss"], **targets}), part["keys"]) for part in config["parts"]])
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total, values = None, {}

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from classy_vision.losses import ClassyLoss, register_loss
 
-from .vise_loss import masked_mean, soft_target_cross_entropy
+from vise_plugin.losses.vise_loss import masked_mean, soft_target_cross_entropy
+from vise_plugin.registry import target_size
 
 
 def embedding_distance(image_embedding: torch.Tensor, tag_target: torch.Tensor,
@@ -48,7 +49,12 @@ class WebTagLoss(ClassyLoss):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "WebTagLoss":
-        return cls(torch.as_tensor(config["tag_embeddings"]), config.get("weights"))
+        """``tag_embeddings`` (default: the ``tags`` target's text embeddings, which the runner adds
+        under ``targets``) and ``weights``."""
+        embeddings = config.get("tag_embeddings")
+        if embeddings is None:
+            embeddings = target_size(config, "tags", "embeddings")
+        return cls(torch.as_tensor(embeddings), config.get("weights"))
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         tags = target["tags"]

@@ -7,6 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from classy_vision.heads import ClassyHead, register_head
 
+from vise_plugin.registry import target_size
+
 
 def pooled_features(x: torch.Tensor, in_features: int) -> torch.Tensor:
     """Trunk features ``(B, C, H, W)`` (globally average-pooled) or ``(B, C)`` -> ``(B, C)``; any
@@ -40,11 +42,13 @@ class VisEMultiHead(ClassyHead):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "VisEMultiHead":
-        return cls(
-            in_features=config["in_features"],
-            tasks=config["tasks"],
-            unique_id=config.get("unique_id", "vise_multi_head"),
-        )
+        """``in_features`` and ``tasks``: ``{name: K}``, or a list of names whose K comes from
+        ``targets`` (``{name: {"num_classes": K}}``, what the runner adds from the data; default
+        ``[comments, reactions]``)."""
+        tasks = config.get("tasks") or ["comments", "reactions"]
+        if not isinstance(tasks, Mapping):
+            tasks = {name: target_size(config, name) for name in tasks}
+        return cls(in_features=config["in_features"], tasks=tasks, unique_id=config.get("unique_id", "vise_multi_head"))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` or ``(B, C)`` -> ``(B, C)``."""

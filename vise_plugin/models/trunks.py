@@ -6,40 +6,27 @@ keys of the official VisE ``torch.hub`` models (``0.weight``, ``1.running_mean``
 ``4.0.conv1.weight``, ...) and ResNet-50 maps ``(B, 3, 224, 224)`` to ``(B, 2048, 7, 7)``.
 """
 
-from typing import Callable, Dict
-
 import torch.nn as nn
 import torchvision
 from torchvision.models.resnet import Bottleneck, ResNet
 
-TRUNK_BUILDERS: Dict[str, Callable[[], nn.Module]] = {}
-
-
-def register_trunk(name: str):
-    def wrap(fn):
-        if name in TRUNK_BUILDERS:
-            raise ValueError(f"trunk {name!r} is registered twice")
-        TRUNK_BUILDERS[name] = fn
-        return fn
-
-    return wrap
-
+from vise_plugin.registry import TRUNKS
 
 def _without_pool_and_fc(resnet: nn.Module) -> nn.Sequential:
     return nn.Sequential(*list(resnet.children())[:-2])
 
 
-@register_trunk("resnet50")
+@TRUNKS.register("resnet50")
 def resnet50() -> nn.Sequential:
     return _without_pool_and_fc(torchvision.models.resnet50())
 
 
-@register_trunk("resnet101")
+@TRUNKS.register("resnet101")
 def resnet101() -> nn.Sequential:
     return _without_pool_and_fc(torchvision.models.resnet101())
 
 
-@register_trunk("resnext101_32x16d")
+@TRUNKS.register("resnext101_32x16d")
 def resnext101_32x16d() -> nn.Sequential:
     return _without_pool_and_fc(ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=16))
 
@@ -52,7 +39,7 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-@register_trunk("tiny")
+@TRUNKS.register("tiny")
 def tiny() -> nn.Sequential:
     """A four-stage CNN for tests and the CPU demo: ``(B, 3, 32, 32)`` -> ``(B, 256, 4, 4)``."""
     widths = (32, 64, 128, 256)
@@ -65,11 +52,9 @@ def tiny() -> nn.Sequential:
     return nn.Sequential(*stages)
 
 
-def build_trunk(name: str) -> nn.Module:
-    """Builds a randomly initialised trunk by name (one of ``TRUNK_BUILDERS``)."""
-    if name not in TRUNK_BUILDERS:
-        raise KeyError(f"unknown trunk {name!r}; choose one of {sorted(TRUNK_BUILDERS)}")
-    return TRUNK_BUILDERS[name]()
+def build_trunk(name: str, key: str = "config.model.trunk") -> nn.Module:
+    """A randomly initialised trunk registered in :data:`vise_plugin.registry.TRUNKS` under ``name``."""
+    return TRUNKS.get(name, key)()
 
 
 def trunk_out_channels(trunk: nn.Module) -> int:

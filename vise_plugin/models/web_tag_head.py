@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from classy_vision.heads import ClassyHead, register_head
 
-from .multi_head import pooled_features
+from vise_plugin.models.multi_head import pooled_features
+from vise_plugin.registry import target_size
 
 
 @register_head("web_tag_head")
@@ -31,31 +32,12 @@ class WebTagHead(ClassyHead):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "WebTagHead":
-        return cls(config["in_features"], config["num_tags"], config["embed_dim"],
-                   config.get("unique_id", "web_tag_head"))
+        """``in_features``, ``num_tags`` and ``embed_dim``; the last two default to the ``tags`` target's
+        size and the width of its text embeddings (``targets``, added by the runner)."""
+        num_tags = config.get("num_tags") or target_size(config, "tags")
+        embed_dim = config.get("embed_dim") or target_size(config, "tags", "embeddings").shape[1]
+        return cls(config["in_features"], num_tags, embed_dim, config.get("unique_id", "web_tag_head"))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         features = pooled_features(x, self.in_features)
         return {"tags": self.classifier(features), "tag_embedding": F.normalize(self.projection(features), dim=1)}
-
-
-class MergedHeads(nn.Module):
-    """Several heads on the same trunk features; their output dicts merged into one.
-
-    Args:
-        heads: modules each mapping the features to ``{name: tensor}``; names must not repeat.
-    """
-
-    def __init__(self, *heads: nn.Module):
-        super().__init__()
-        self.heads = nn.ModuleList(heads)
-
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out: Dict[str, torch.Tensor] = {}
-        for head in self.heads:
-            part = head(x)
-            repeated = set(part) & set(out)
-            if repeated:
-                raise ValueError(f"two heads predict {sorted(repeated)}")
-            out.update(part)
-        return out

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 from iopath.common.file_io import g_pathmgr
 
-from ..errors import InputError
-from ..io_utils import torch_save_atomic
+from vise_plugin.errors import InputError
+from vise_plugin.io_utils import torch_save_atomic
 
 # children of a torchvision ResNet, in the order nn.Sequential numbers them
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -123,7 +123,7 @@ def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None)
     as a plain dict of tensors, under a temporary name renamed when complete. Returns the state
     dict and the trunk name.
     """
-    from .trunks import build_trunk
+    from vise_plugin.models.trunks import build_trunk
 
     state, recorded = load_trunk_state(path)
     trunk_name = trunk_name or recorded or "resnet50"

@@ -1,3 +1,3 @@
-from .pretrain_task import VisEPretrainTask
+from vise_plugin.tasks.pretrain_task import VisEPretrainTask
 
 __all__ = ["VisEPretrainTask"]

@@ -1,0 +1,86 @@
+"""Evaluation protocols, by name in :data:`vise_plugin.registry.PROTOCOLS` (``config.benchmark.protocol``).
+
+A protocol is called as ``protocol(trunk, data, b, cache, device, seed, extra, precision)`` with the
+trunk, the :class:`LabelledImages`, ``config.benchmark``, the :class:`FeatureCache`, the device, the
+seed, frozen extra features ``(N, E)`` or None (the meme text) and the precision; it returns the
+per-fold results (``val_<metric>``, ``test_<metric>``, ``test_scores``, ``classifier``) and the trunk
+whose class activation maps the CAM grid shows.
+"""
+
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from vise_plugin.data.transforms import eval_transform
+from vise_plugin.evaluation.datasets import ImageListDataset, LabelledImages
+from vise_plugin.evaluation.features import extract_features, state_fingerprint, trunk_up_to
+from vise_plugin.evaluation.finetune import FinetuneSettings, finetune_eval
+from vise_plugin.evaluation.linear_classifiers import linear_eval
+from vise_plugin.feature_cache import FeatureCache, list_digest
+from vise_plugin.registry import PROTOCOLS
+
+
+def eval_images(data: LabelledImages, indices, b: DictConfig) -> ImageListDataset:
+    """Images ``indices`` of ``data`` through the evaluation transform of ``config.benchmark``."""
+    return ImageListDataset(data, indices, eval_transform(b.image_size, b.resize_ratio))
+
+
+def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
+            extra: Optional[np.ndarray], precision: str):
+    before = state_fingerprint(trunk)
+    key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
+                           size=b.image_size, resize=b.resize_ratio, precision=precision)
+    dataset = eval_images(data, np.arange(len(data.paths)), b)
+    feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
+        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features",
+        precision=precision))
+    if state_fingerprint(trunk) != before:
+        raise RuntimeError("the trunk changed during linear evaluation")
+    blocks = [feats] if extra is None else [feats, extra]
+    le = b.linear
+    return [linear_eval(blocks, data.targets, fold, list(le.lrs), list(le.weight_decays), le.epochs, le.batch_size,
+                        seed, data.metrics) for fold in data.folds], trunk_up_to(trunk, b.layer)
+
+
+def _finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, device: str, seed: int,
+              extra: Optional[np.ndarray], precision: str):
+    settings = FinetuneSettings.from_config(b, precision)
+    folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
+             for fold in data.folds]
+    return folds, folds[0]["trunk"]
+
+
+def linear_grid(data: LabelledImages, b: DictConfig, blocks: Sequence[np.ndarray], seed: int) -> List[Dict]:
+    """The grid of linear classifiers of ``config.benchmark.linear`` on feature blocks ``(N, D_i)``, every fold."""
+    le = b.linear
+    return [linear_eval(list(blocks), data.targets, fold, list(le.lrs), list(le.weight_decays), le.epochs,
+                        le.batch_size, seed, data.metrics) for fold in data.folds]
+
+
+@PROTOCOLS.register("linear")
+def linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
+           extra: Optional[np.ndarray], precision: str) -> Tuple[List[Dict], nn.Module]:
+    """Frozen trunk: pooled features of ``b.layer`` extracted once (cached), then the linear grid."""
+    before = state_fingerprint(trunk)
+    key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
+                           size=b.image_size, resize=b.resize_ratio, precision=precision)
+    dataset = eval_images(data, np.arange(len(data.paths)), b)
+    feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
+        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features",
+        precision=precision))
+    if state_fingerprint(trunk) != before:
+        raise RuntimeError("the trunk changed during linear evaluation")
+    return linear_grid(data, b, [feats] if extra is None else [feats, extra], seed), trunk_up_to(trunk, b.layer)
+
+
+@PROTOCOLS.register("finetune")
+def finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
+             extra: Optional[np.ndarray], precision: str) -> Tuple[List[Dict], nn.Module]:
+    """The whole network trained per fold (a copy of ``trunk`` each time)."""
+    settings = FinetuneSettings.from_config(b, precision)
+    folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
+             for fold in data.folds]
+    return folds, folds[0]["trunk"]

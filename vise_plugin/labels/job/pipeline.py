@@ -1,0 +1,126 @@
+"""A label job (Sec. 3.1) at any scale: select -> fit -> assign -> merge, resumable at every step."""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from vise_plugin.errors import ConfigError
+from vise_plugin.labels.job.merge import merge_store
+from vise_plugin.labels.job.shards import Shard, expand_inputs, file_size, plan_shards
+from vise_plugin.labels.job.stages import (
+    LabelSettings,
+    assign_shard,
+    fit_model,
+    select_shard,
+)
+from vise_plugin.labels.job.work_dir import read_json
+from vise_plugin.launch import JobRunner
+
+logger = logging.getLogger(__name__)
+
+
+class LabelPipeline:
+    """Generates a label store from engagement files.
+
+    Steps, each skipped on a rerun when its output is already in the work folder:
+
+    1. select (per shard): lists the posts whose id-hash puts them in the fitting subset;
+    2. fit: fits the comment encoder and both K-means on the held-out posts (Step 1 of the paper);
+    3. assign (per shard): labels every other post, streaming ``chunk_size`` posts at a time (Step 2);
+    4. merge: checks post counts per shard and writes the store, its cluster report and (optionally)
+       the VISSL/ClusterFit export.
+
+    Args:
+        settings: :class:`LabelSettings` (clustering and selection settings, work folder).
+        runner: where the per-shard steps run (:class:`JobRunner`).
+        shard_bytes: target size of a shard of an uncompressed input file.
+        report: write ``report/`` (cluster size PNGs, clusters.md).
+        export_interop: write ``interop/`` (train_images.npy, train_<task>_labels.npy).
+        keep_work_dir: keep the work folder after the store is written.
+    """
+
+    def __init__(self, settings: LabelSettings, runner: JobRunner, shard_bytes: int = 256 << 20, report: bool = True,
+                 export_interop: bool = False, keep_work_dir: bool = False):
+        self.settings, self.runner = settings, runner
+        self.shard_bytes, self.report, self.export_interop = shard_bytes, report, export_interop
+        self.keep_work_dir = keep_work_dir
+
+    @classmethod
+    def from_config(cls, labels_cfg: Dict[str, Any], slurm_cfg: Optional[Dict[str, Any]], output: str,
+                    imports: Sequence[str] = ()) -> "LabelPipeline":
+        for key in ("on_bad_record", "on_empty_post"):
+            if labels_cfg.get(key, "skip") not in ("fail", "skip"):
+                raise ConfigError(f"config.labels.{key}={labels_cfg[key]!r}: use fail or skip")
+        work_dir = labels_cfg.get("work_dir") or output.rstrip("/") + ".work"
+        settings = LabelSettings(
+            work_dir=work_dir,
+            comments=dict(labels_cfg["comments"]),
+            reactions=dict(labels_cfg["reactions"]),
+            fit_fraction=labels_cfg["fit_fraction"],
+            fit_max_posts=labels_cfg.get("fit_max_posts"),
+            max_comments_per_post=labels_cfg["max_comments_per_post"],
+            seed=labels_cfg["seed"],
+            chunk_size=labels_cfg["chunk_size"],
+            skip_bad_records=labels_cfg["on_bad_record"] == "skip",
+            skip_empty_posts=labels_cfg.get("on_empty_post", "skip") == "skip",
+            threads_per_worker=labels_cfg.get("threads_per_worker", 1),
+        )
+        runner = JobRunner(labels_cfg.get("num_workers", 1), slurm_cfg, os.path.join(work_dir, "logs"), imports)
+        return cls(settings, runner, int(labels_cfg.get("shard_bytes", 256 << 20)), labels_cfg.get("report", True),
+                   labels_cfg.get("export_interop", False), labels_cfg.get("keep_work_dir", False))
+
+    def plan(self, shards: List[Shard]) -> Dict[str, Any]:
+        settings = dataclasses.asdict(self.settings)
+        for key in ("work_dir", "shards", "threads_per_worker"):
+            settings.pop(key)
+        return {"settings": settings, "shards": [s.to_dict() for s in shards],
+                "sizes": {path: file_size(path) for path in sorted({s.path for s in shards})}}
+
+    def run(self, posts: Union[str, Sequence[str]], output: str, image_root: Optional[str] = None) -> Dict[str, Any]:
+        """Labels ``posts`` (a file, glob or list) into the store folder ``output``; returns its meta.json."""
+        files = expand_inputs(posts)
+        shards = plan_shards(files, self.shard_bytes)
+        plan = self.plan(shards)
+        plan_id = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+        existing = read_json(os.path.join(output, "meta.json"))
+        if existing is not None and existing.get("plan_sha256") == plan_id:
+            logger.info("%s is complete for these inputs and settings; nothing to do", output)
+            return existing
+        work = self.settings.work
+        work.check_plan(plan)
+        logger.info("labelling %d file(s) in %d shard(s); work folder %s", len(files), len(shards), work.root)
+        with self.runner:
+            pending = [s for s in shards if not os.path.exists(work.select_summary(s.name))]
+            self.runner.map(select_shard, [(self.settings, s) for s in pending], "1/3 selecting the fitting subset")
+            if not os.path.exists(work.selection):
+                self.runner.map(fit_model, [(self.settings, shards)], "2/3 fitting clusters", unit="job")
+            pending = [s for s in shards if not os.path.exists(work.assign_summary(s.name))]
+            self.runner.map(assign_shard, [(self.settings, s) for s in pending], "3/3 assigning labels")
+        meta = {
+            "source": files,
+            "image_root": image_root or os.path.dirname(os.path.abspath(files[0])),
+            "num_shards": len(shards),
+            "plan_sha256": plan_id,
+        }
+        meta = merge_store(self.settings, shards, output, meta, self.report, self.export_interop)
+        counts = meta["counts"]
+        logger.info("wrote %d labelled posts to %s (%d held out to fit, %d bad lines skipped)", counts["labelled"],
+                    output, counts["held_out"], meta["bad_records"]["total"])
+        if not self.keep_work_dir:
+            shutil.rmtree(work.root, ignore_errors=True)
+        return meta
+
+
+def run_label_job(cfg) -> Dict[str, Any]:
+    """Runs the label job of a composed ``config`` node (its ``labels`` and ``slurm`` sections)."""
+    from omegaconf import OmegaConf
+
+    labels_cfg = OmegaConf.to_container(cfg.labels, resolve=True)
+    slurm_cfg = OmegaConf.to_container(cfg.slurm, resolve=True)
+    output = labels_cfg["output"]
+    return LabelPipeline.from_config(labels_cfg, slurm_cfg, output, list(cfg.imports)).run(labels_cfg["posts"], output,
+                                                                       labels_cfg["image_root"])
