@@ -7,7 +7,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from vise_plugin.errors import ConfigError
 from vise_plugin.registry import KMEANS
@@ -88,12 +87,16 @@ class Centroids:
 @KMEANS.register("minibatch")
 def fit_minibatch(features: Features, k: int, seed: int, batch_size: int = 4096) -> np.ndarray:
     """scikit-learn's MiniBatchKMeans; ``(k, D)`` centroids."""
+    from sklearn.cluster import MiniBatchKMeans  # scikit-learn loads in seconds: only where it is used
+
     return MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(features).cluster_centers_
 
 
 @KMEANS.register("full")
 def fit_full(features: Features, k: int, seed: int) -> np.ndarray:
     """scikit-learn's KMeans (Lloyd); ``(k, D)`` centroids."""
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, random_state=seed, n_init=3).fit(features).cluster_centers_
 
 

@@ -9,7 +9,6 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 _SEPARATOR = "\x00"  # joins a chunk's comments; never part of a token
 
@@ -33,6 +32,8 @@ class TfidfCommentEncoder:
         sublinear_tf: bool = True,
     ):
         self.params = dict(max_features=max_features, min_df=min_df, stop_words=stop_words, sublinear_tf=sublinear_tf)
+        from sklearn.feature_extraction.text import TfidfVectorizer  # loads in seconds: only when used
+
         self.vectorizer = TfidfVectorizer(dtype=np.float32, **self.params)
         self._lookup: Optional[dict] = None
 
@@ -101,7 +102,7 @@ class TfidfCommentEncoder:
         with open(os.path.join(folder, "comments_vocabulary.json")) as f:
             saved = json.load(f)
         encoder = cls(**saved["params"])
-        encoder.vectorizer = TfidfVectorizer(dtype=np.float32, vocabulary=saved["vocabulary"], **saved["params"])
+        encoder.vectorizer = type(encoder.vectorizer)(dtype=np.float32, vocabulary=saved["vocabulary"], **saved["params"])
         encoder.vectorizer.fit([""])  # fixes the vocabulary; idf is replaced below
         encoder.vectorizer.idf_ = np.load(os.path.join(folder, "comments_idf.npy"))
         return encoder

@@ -6,7 +6,6 @@ from typing import Union
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
 
 
 class SvdProjection:
@@ -22,6 +21,8 @@ class SvdProjection:
 
     @classmethod
     def fit(cls, features: Union[np.ndarray, sp.spmatrix], dim: int, seed: int) -> "SvdProjection":
+        from sklearn.decomposition import TruncatedSVD  # scikit-learn loads in seconds: only where it is used
+
         svd = TruncatedSVD(n_components=dim, random_state=seed, algorithm="randomized")
         svd.fit(features)
         return cls(svd.components_)

@@ -23,6 +23,7 @@ class MergedLoss(ClassyLoss):
         super().__init__()
         self.losses = nn.ModuleList(loss for loss, _ in parts)
         self.keys = [list(keys) for _, keys in parts]
+        self.outputs = tuple(k for keys in self.keys for k in keys)
         self.last_values: Dict[str, torch.Tensor] = {}
 
     @classmethod

@@ -60,6 +60,8 @@ class VisELoss(ClassyLoss):
     loss from the latest call, for logging.
     """
 
+    outputs = ("comments", "reactions")  # what it reads of a model's outputs by default
+
     def __init__(self, weights: Optional[Mapping[str, float]] = None):
         super().__init__()
         self.weights = dict(weights or {})

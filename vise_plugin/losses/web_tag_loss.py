@@ -41,6 +41,8 @@ class WebTagLoss(ClassyLoss):
     two terms of the latest call.
     """
 
+    outputs = ("tags", "tag_embedding")  # what it reads of a model's outputs
+
     def __init__(self, tag_embeddings: torch.Tensor, weights: Optional[Mapping[str, float]] = None):
         super().__init__()
         self.register_buffer("tag_embeddings", torch.as_tensor(tag_embeddings, dtype=torch.float32))

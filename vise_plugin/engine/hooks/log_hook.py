@@ -70,7 +70,7 @@ class TrainLogHook(HookBase):
             "iteration": trainer.iteration,
             "epoch": trainer.epoch,
             "loss": round(float(trainer.last_loss), 5),
-            **{f"loss_{k}": round(float(v), 5) for k, v in trainer.loss.last_values.items()},
+            **{f"loss_{k}": round(float(v), 5) for k, v in getattr(trainer.loss, "last_values", {}).items()},
             "lr": trainer.optimizer.param_groups[0]["lr"],
             "images_per_sec": round(iters * trainer.global_batch_size / elapsed, 1),
             "eta_seconds": round(max(trainer.max_iterations - trainer.iteration, 0) * elapsed / max(iters, 1)),
