@@ -28,31 +28,6 @@ def eval_images(data: LabelledImages, indices, b: DictConfig) -> ImageListDatase
     return ImageListDataset(data, indices, eval_transform(b.image_size, b.resize_ratio))
 
 
-def _linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
-            extra: Optional[np.ndarray], precision: str):
-    before = state_fingerprint(trunk)
-    key = FeatureCache.key(trunk=before, images=list_digest(data.paths), root=data.root, layer=b.layer,
-                           size=b.image_size, resize=b.resize_ratio, precision=precision)
-    dataset = eval_images(data, np.arange(len(data.paths)), b)
-    feats = cache.get(f"{data.name}_{b.layer}_{key[:8]}", key, lambda path: extract_features(
-        trunk, dataset, b.batch_size, b.num_workers, device, b.layer, "avg", out=path, desc=f"{data.name} features",
-        precision=precision))
-    if state_fingerprint(trunk) != before:
-        raise RuntimeError("the trunk changed during linear evaluation")
-    blocks = [feats] if extra is None else [feats, extra]
-    le = b.linear
-    return [linear_eval(blocks, data.targets, fold, list(le.lrs), list(le.weight_decays), le.epochs, le.batch_size,
-                        seed, data.metrics) for fold in data.folds], trunk_up_to(trunk, b.layer)
-
-
-def _finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, device: str, seed: int,
-              extra: Optional[np.ndarray], precision: str):
-    settings = FinetuneSettings.from_config(b, precision)
-    folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
-             for fold in data.folds]
-    return folds, folds[0]["trunk"]
-
-
 def linear_grid(data: LabelledImages, b: DictConfig, blocks: Sequence[np.ndarray], seed: int) -> List[Dict]:
     """The grid of linear classifiers of ``config.benchmark.linear`` on feature blocks ``(N, D_i)``, every fold."""
     le = b.linear
