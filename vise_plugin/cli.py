@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from vise_plugin.config import compose_config
 from vise_plugin.errors import UserError
 from vise_plugin.launch.preemption import Preempted
-from vise_plugin.registry import ENGINES
+from vise_plugin.launch.submitit_launcher import run_engine
 
 PREEMPTED_EXIT_CODE = 3
 
@@ -36,21 +36,6 @@ def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = Non
         print(f"stopped: {e}; run the same command again to resume", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     return 0
-
-
-def engine_function(name: str) -> Callable[[DictConfig], object]:
-    """The function registered in :data:`vise_plugin.registry.ENGINES` for ``config.engine=<name>``."""
-    return ENGINES.get(name, "config.engine")
-
-
-def run_engine(root_cfg: DictConfig) -> object:
-    """Runs ``config.engine`` here, or submits it through submitit when ``config.slurm.use_slurm``."""
-    function = engine_function(root_cfg.config.engine)
-    if root_cfg.config.slurm.use_slurm:
-        from vise_plugin.launch.submitit_launcher import submit_engine
-
-        return submit_engine(root_cfg)
-    return function(root_cfg)
 
 
 def generate_labels(root_cfg: DictConfig) -> object:

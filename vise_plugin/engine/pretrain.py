@@ -158,3 +158,7 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     finally:
         preemption.uninstall()
     return trainer
+
+
+pretrain.multi_process = True  # runs on every rank of a torchrun or submitit job
+pretrain.check_inputs = require_inputs  # what the launcher checks before queueing

@@ -30,7 +30,7 @@ def _option(args: List[str], name: str, default: Optional[str]) -> Optional[str]
 def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) -> List[str]:
     """Runs (or, with ``config.slurm.use_slurm=true``, submits) each benchmark into ``<output>/<name>``,
     all appending to ``<output>/results.md``; returns the names that failed."""
-    from vise_plugin.cli import run_engine
+    from vise_plugin.launch.submitit_launcher import run_engine
 
     failed = []
     for name in names:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, UserError
+from vise_plugin.registry import ENGINES
 from vise_plugin.launch.job_runner import slurm_parameters
 from vise_plugin.launch.preemption import Preempted, preemption_signal
 
@@ -55,16 +56,13 @@ class EngineJob:
     def __call__(self) -> Any:
         import submitit
 
-        from vise_plugin.engine.trainer import Trainer
-        from vise_plugin.registry import ENGINES
-
         env = submitit.JobEnvironment()
         set_distributed_env(env)
         import_modules(self.config["config"].get("imports") or [])  # a node of the job sees the user's parts too
         requeue = signal.getsignal(preemption_signal())  # submitit's checkpoint-and-requeue handler
         try:
             result = ENGINES.get(self.engine, "config.engine")(OmegaConf.create(self.config))
-            return result.summary() if isinstance(result, Trainer) else result
+            return result.summary() if hasattr(result, "summary") else result  # a trainer, as plain values
         except Preempted as e:
             logger.warning("%s", e)
             if env.global_rank == 0 and callable(requeue):
@@ -92,6 +90,13 @@ def executor_parameters(cfg: DictConfig, gpu: bool) -> Dict[str, Any]:
     return params
 
 
+def run_engine(root_cfg: DictConfig) -> object:
+    """Runs ``config.engine`` (from :data:`vise_plugin.registry.ENGINES`) here, or submits it through
+    submitit when ``config.slurm.use_slurm``."""
+    function = ENGINES.get(root_cfg.config.engine, "config.engine")
+    return submit_engine(root_cfg) if root_cfg.config.slurm.use_slurm else function(root_cfg)
+
+
 def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None) -> Any:
     """Submits ``config.engine`` on ``root_cfg`` as one submitit job; returns the job, or its result
     when ``config.slurm.wait`` is true."""
@@ -100,13 +105,13 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
     cfg = root_cfg.config
     if cfg.slurm.cluster not in ("slurm", "local"):
         raise ConfigError(f"config.slurm.cluster={cfg.slurm.cluster!r}: use slurm or local")
-    if cfg.engine != "pretrain" and (cfg.distributed.num_nodes > 1 or cfg.distributed.num_proc_per_node > 1):
+    engine = ENGINES.get(cfg.engine, "config.engine")
+    if not getattr(engine, "multi_process", False) and (cfg.distributed.num_nodes > 1 or
+                                                        cfg.distributed.num_proc_per_node > 1):
         raise ConfigError(f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
                           "config.distributed.num_proc_per_node=1")
-    if cfg.engine == "pretrain":
-        from vise_plugin.engine.pretrain import require_inputs
-
-        require_inputs(cfg)  # fail here, not in the queue
+    if hasattr(engine, "check_inputs"):
+        engine.check_inputs(cfg)  # fail here, not in the queue
     folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")
     gpu = cfg.device != "cpu"
     executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=cfg.slurm.cluster,
