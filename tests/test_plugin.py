@@ -116,7 +116,8 @@ def test_the_wheel_holds_the_engine_and_the_configs(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     for name in ("vise_plugin/engine/__init__.py", "vise_plugin/engine/trainer.py", "vise_plugin/engine/hooks/log_hook.py",
                  "vise_plugin/configs/defaults.yaml", "vise_plugin/configs/demo/vise_tiny.yaml",
-                 "vise_plugin/configs/pretrain/vise_r50_250m.yaml", "vise_plugin/configs/benchmark/linear/cub_r50.yaml"):
+                 "vise_plugin/configs/pretrain/vise_r50_250m.yaml", "vise_plugin/configs/benchmark/linear/cub_r50.yaml",
+                 "vise_plugin/integrations/vissl.py", "vise_plugin/integrations/vissl_configs/config/vissl/vise_r50_1m.yaml"):
         assert name in names, name
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(installed["wheel"]).read(entry_points).decode()

@@ -10,7 +10,7 @@ import time
 import pytest
 import submitit
 import torch
-from conftest import ROOT
+from conftest import ROOT, torchrun_command
 
 EPOCHS = 3
 PER_EPOCH = (90 + 7) // 8
@@ -62,10 +62,12 @@ def _assert_same_weights(a, b):
 
 @pytest.fixture(scope="module")
 def reference(tiny_world, tmp_path_factory):
-    """The weights of the run that never stopped."""
+    """The weights of the run that never stopped (in this process: the engine function tools/run.py calls)."""
+    from vise_plugin.config import compose_config
+    from vise_plugin.engine.pretrain import pretrain
+
     run_dir = str(tmp_path_factory.mktemp("uninterrupted") / "run")
-    code, out = _run(_command(tiny_world["labels"], run_dir))
-    assert code == 0, out[-2000:]
+    pretrain(compose_config(_command(tiny_world["labels"], run_dir)[2:]))
     return _model(run_dir)
 
 
@@ -128,20 +130,19 @@ def _submitit_tasks(pid):
 
 def test_submitit_local_executor_two_tasks_trains_checkpoints_and_survives_preemption(tiny_world, tmp_path):
     per_rank = (45 + 7) // 8  # each of the two tasks reads half of the 90 posts
+    # The uninterrupted reference: the same engine on two torchrun ranks (what each submitit task runs).
     reference = str(tmp_path / "reference")
-    code, out = _run(_submitit_command(tiny_world["labels"], reference))
+    code, out = _run(torchrun_command(*_command(tiny_world["labels"], reference, "config.distributed.preemption_check_every=1",
+                                                epochs=SUBMITIT_EPOCHS)[1:]))
     assert code == 0, out[-3000:]
-    assert "submitted pretrain job" in out
     state = torch.load(os.path.join(reference, "checkpoint.torch"), weights_only=True)
     assert state["position"]["iteration"] == SUBMITIT_EPOCHS * per_rank
-    assert os.path.exists(os.path.join(reference, f"model_phase{SUBMITIT_EPOCHS - 1}.torch"))
-    with open(os.path.join(reference, "train_config.yaml")) as f:
-        assert "num_proc_per_node: 2" in f.read()
 
     # SLURM's warning (USR2 to every task): checkpoint, requeue through submitit, resume, same weights
     run_dir = str(tmp_path / "preempted")
     proc = subprocess.Popen(_submitit_command(tiny_world["labels"], run_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # as torchrun sets it for its ranks
     deadline = time.time() + 240
     while _last_iteration(run_dir) < per_rank + 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -151,6 +152,10 @@ def test_submitit_local_executor_two_tasks_trains_checkpoints_and_survives_preem
         os.kill(pid, signal.SIGUSR2)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out[-3000:]
+    assert "submitted pretrain job" in out
+    with open(os.path.join(run_dir, "train_config.yaml")) as f:
+        assert "num_proc_per_node: 2" in f.read()
+    assert os.path.exists(os.path.join(run_dir, f"model_phase{SUBMITIT_EPOCHS - 1}.torch"))
     logs = "".join(open(os.path.join(dirpath, name)).read() for dirpath, _, names in os.walk(os.path.join(run_dir, "slurm"))
                    for name in names if name.endswith((".out", ".err")))
     assert "Requeued job" in logs and "resuming from" in logs

@@ -12,7 +12,6 @@ import torchvision
 from conftest import ROOT
 
 from vise_plugin.config import compose_config
-from vise_plugin.engine.pretrain import pretrain
 from vise_plugin.errors import InputError
 from vise_plugin.evaluation import run_benchmark
 from vise_plugin.models import build_trunk, load_trunk_weights
@@ -25,16 +24,6 @@ def _tool(name, *args):
 
 def _official_layout():
     return torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])
-
-
-@pytest.fixture(scope="module")
-def r50_checkpoint(tiny_world, tmp_path_factory):
-    """A real pretraining checkpoint of ResNet-50 (two iterations on 16 posts at 32 px)."""
-    run_dir = str(tmp_path_factory.mktemp("r50") / "run")
-    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                    f"config.run_dir={run_dir}", "config.model.trunk=resnet50",
-                                    "config.data.subset=16", "config.optimizer.num_epochs=1"]))
-    return os.path.join(run_dir, "checkpoint.torch"), task.base_model.trunk
 
 
 def test_exported_state_dict_loads_strictly_into_the_official_layout(r50_checkpoint, tmp_path):

@@ -83,21 +83,26 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
 
     from vise_plugin.models import export_hub_weights
 
-    parser = argparse.ArgumentParser(description="Writes the trunk of a checkpoint in the official VisE torch.hub "
-                                                 "format (the state dict of resnet50's children[:-2]).")
+    parser = argparse.ArgumentParser(description="Writes the trunk of a checkpoint (ours, VISSL's, hub or torchvision) "
+                                                 "in the official VisE torch.hub format (the state dict of resnet50's "
+                                                 "children[:-2]), or as a VISSL checkpoint with --format vissl.")
     parser.add_argument("checkpoint")
     parser.add_argument("output")
     parser.add_argument("--trunk", default=None, help="trunk name when the file does not record it (default resnet50)")
+    parser.add_argument("--format", default="hub", choices=["hub", "vissl"],
+                        help="vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE")
     args = parser.parse_args(argv)
     try:
-        state, trunk = export_hub_weights(args.checkpoint, args.output, args.trunk)
+        state, trunk = export_hub_weights(args.checkpoint, args.output, args.trunk, args.format)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with open(args.output, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     print(f"wrote {args.output}: {trunk} trunk, {len(state)} tensors, sha256 {digest}")
-    if trunk == "resnet50":
+    if args.format == "vissl":
+        print(f"load it in VISSL with: config.MODEL.WEIGHTS_INIT.PARAMS_FILE={args.output}")
+    elif trunk == "resnet50":
         print(f"load it with: torch.hub.load('<repo>', 'resnet50_250m', pretrained=True, weights='{args.output}')")
     return 0
 

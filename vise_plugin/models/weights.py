@@ -80,16 +80,41 @@ def to_hub_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
+VISSL_BLOCKS = "_feature_blocks."  # VISSL's ResNe(X)t trunk: _feature_blocks.conv1.weight, ...
+
+
+def vissl_trunk_state(checkpoint: dict) -> Optional[Dict[str, torch.Tensor]]:
+    """The trunk of a VISSL checkpoint (``classy_state_dict.base_model.model.trunk``, keys
+    ``_feature_blocks.*``) with torchvision names, or None when ``checkpoint`` is not one."""
+    try:
+        trunk = checkpoint["classy_state_dict"]["base_model"]["model"]["trunk"]
+    except (KeyError, TypeError):
+        return None
+    return {k[len(VISSL_BLOCKS):] if k.startswith(VISSL_BLOCKS) else k: v for k, v in trunk.items()}
+
+
+def to_vissl_checkpoint(hub_state: Dict[str, torch.Tensor]) -> dict:
+    """A hub-format trunk as a VISSL checkpoint that ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` loads with VISSL's
+    default ``STATE_DICT_KEY_NAME: classy_state_dict`` (trunk keys ``trunk._feature_blocks.*``, no heads)."""
+    names = {v: k for k, v in _TORCHVISION_TO_HUB.items()}
+    trunk = {}
+    for key, value in hub_state.items():
+        head, _, rest = key.partition(".")
+        trunk[f"{VISSL_BLOCKS}{names.get(head, head)}.{rest}"] = value
+    return {"classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": {}}, "meta": {"trunk": {}}}}}
+
+
 def load_trunk_state(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """Reads ``path`` (our ``checkpoint.torch``/``model_phase<N>.torch``, an exported hub file, or a
-    torchvision ResNet state dict) and returns the trunk's hub-format state dict and, for our
-    checkpoints, the trunk name recorded in it."""
+    """Reads ``path`` (our ``checkpoint.torch``/``model_phase<N>.torch``, an exported hub file, a
+    torchvision ResNet state dict or a VISSL checkpoint) and returns the trunk's hub-format state
+    dict and, for our checkpoints, the trunk name recorded in it."""
     loaded = read_state_file(path)
     if not isinstance(loaded, dict):
         raise InputError(f"{path}: expected a state dict, found {type(loaded).__name__}")
     if loaded.get("kind") == PRETRAINING_CHECKPOINT:
         return checkpoint_trunk_state(loaded)
-    return to_hub_state(loaded), None
+    vissl = vissl_trunk_state(loaded)
+    return to_hub_state(loaded if vissl is None else vissl), None
 
 
 def load_trunk_weights(trunk: nn.Module, path: str) -> nn.Module:
@@ -115,19 +140,25 @@ def _key_mismatch(module: nn.Module, state: Dict[str, torch.Tensor]):
     return sorted(expected - set(state)), sorted(set(state) - expected)
 
 
-def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Writes the trunk of ``path`` to ``output`` in exactly the official hub format.
+EXPORT_FORMATS = ("hub", "vissl")
+
+
+def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None,
+                       fmt: str = "hub") -> Tuple[Dict[str, torch.Tensor], str]:
+    """Writes the trunk of ``path`` to ``output``: in exactly the official hub format (``fmt="hub"``),
+    or as a VISSL checkpoint for ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` (``fmt="vissl"``).
 
     The state dict is checked by loading it with ``strict=True`` into a fresh trunk of
     ``trunk_name`` (default: the name recorded in the checkpoint, else ``resnet50``), then saved
-    as a plain dict of tensors, under a temporary name renamed when complete. Returns the state
-    dict and the trunk name.
+    under a temporary name renamed when complete. Returns the hub-format state dict and the trunk name.
     """
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
     from vise_plugin.models.trunks import build_trunk
 
     state, recorded = load_trunk_state(path)
     trunk_name = trunk_name or recorded or "resnet50"
     trunk = fit_trunk_state(build_trunk(trunk_name), state, path)
     state = {k: v.detach().clone().contiguous() for k, v in trunk.state_dict().items()}
-    torch_save_atomic(state, output)
+    torch_save_atomic(state if fmt == "hub" else to_vissl_checkpoint(state), output)
     return state, trunk_name
