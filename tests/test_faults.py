@@ -2,14 +2,12 @@
 
 import os
 import shutil
-import subprocess
-import sys
 
 import benchmark_layouts as layouts
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, two_ranks
+from conftest import two_ranks
 from poison import PoisonHead
 
 from vise_plugin.config import compose_config
@@ -153,15 +151,6 @@ CONFIG_ERRORS = [
 ]
 
 
-def test_a_config_error_from_tools_run_py_is_one_line_and_exit_code_2():
-    override, message = CONFIG_ERRORS[-1]
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_1m",
-                           override], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
-
-
 def _cli(capsys, *argv):
     """``tools/run.py`` in this process (the same ``run_cli(run_engine)`` call); exit code and stderr lines."""
     from vise_plugin.cli import run_cli, run_engine
@@ -170,7 +159,7 @@ def _cli(capsys, *argv):
     return code, capsys.readouterr().err.strip().splitlines()
 
 
-@pytest.mark.parametrize("override, message", CONFIG_ERRORS[:-1])
+@pytest.mark.parametrize("override, message", CONFIG_ERRORS)  # tools/run.py itself: test_config.py
 def test_config_errors_exit_2_with_one_line(capsys, override, message):
     code, lines = _cli(capsys, "config=pretrain/vise_r50_1m", override)
     assert code == 2 and len(lines) == 1 and lines[0].startswith(message), lines

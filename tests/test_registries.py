@@ -87,11 +87,18 @@ def test_model(name):
 
 
 @pytest.fixture(scope="module")
-def data_cfg(tiny_world):
+def data_cfg(tiny_world, tmp_path_factory):
+    """``config.data`` of every kind of training data the sources and datasets read: the tiny world's
+    label store, its web tags and its tar shards."""
+    from vise_plugin.config import compose_config
+    from vise_plugin.data.shard_writer import run_shard_job
     from vise_plugin.demo.world import write_demo_tags
 
     tag_list, vocab = write_demo_tags(tiny_world["posts"])
-    return {"labels": tiny_world["labels"], "image_root": None,
+    shards = str(tmp_path_factory.mktemp("registry_shards") / "shards")
+    run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                  f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
+    return {"labels": tiny_world["labels"], "image_root": None, "shards": shards,
             "tags": {"list": tag_list, "vocab": vocab, "image_root": tiny_world["folder"], "text_encoder": None}}
 
 
@@ -109,6 +116,11 @@ def test_dataset(name, data_cfg):
     config = {"name": name, "data": data_cfg, "batchsize_per_replica": 2, "image_size": 32,
               "labels": data_cfg["labels"], "tag_list": data_cfg["tags"]["list"], "tag_vocab": data_cfg["tags"]["vocab"]}
     images = build_classy("dataset", config, "dataset").dataset
+    if isinstance(images, torch.utils.data.IterableDataset):  # it yields whole batches of this rank
+        batch = next(iter(images))
+        assert batch["input"].shape == (2, 3, 32, 32) and set(batch["target"]) == set(images.target_specs())
+        assert torch.equal(next(iter(images))["input"], batch["input"])  # the seed fixes the stream and the crops
+        return
     batch = default_collate([images[(0, 1)], images[(1, 2)], images.placeholder_item()])
     assert batch["input"].shape == (3, 3, 32, 32) and set(batch["target"]) == set(images.target_specs())
     assert torch.equal(images[(0, 1)]["input"], images[(0, 1)]["input"])  # the seed fixes the crop

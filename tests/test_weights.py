@@ -29,8 +29,9 @@ def _official_layout():
 def test_exported_state_dict_loads_strictly_into_the_official_layout(r50_checkpoint, tmp_path):
     checkpoint, trained = r50_checkpoint
     out = str(tmp_path / "vise_r50.pth")
-    result = _tool("export_hub.py", checkpoint, out)
-    assert result.returncode == 0, result.stderr
+    from vise_plugin.cli import main_export_hub  # what tools/export_hub.py runs
+
+    assert main_export_hub([checkpoint, out]) == 0
     state = torch.load(out, weights_only=True)
     assert list(state) == list(_official_layout().state_dict())
     official = _official_layout()

@@ -1,5 +1,5 @@
 """Command-line entry points. Installed as console scripts (``vise-run``, ``vise-labels``,
-``vise-extract``, ``vise-export-hub``, ``vise-suite``, ``vise-curves``), reachable as ``python -m
+``vise-shards``, ``vise-extract``, ``vise-export-hub``, ``vise-suite``, ``vise-curves``), reachable as ``python -m
 vise_plugin.run`` / ``python -m vise_plugin.generate_labels``, and called by the ``tools/`` scripts of
 a checkout; every one of them is the same function."""
 
@@ -59,6 +59,19 @@ def main_run(argv: Optional[List[str]] = None) -> int:
 def main_generate_labels(argv: Optional[List[str]] = None) -> int:
     """``vise-labels config=<experiment> [config.data.posts=...] [--debug]``: the label job."""
     return run_cli(generate_labels, argv)
+
+
+def write_shards(root_cfg: DictConfig) -> object:
+    from vise_plugin.data.shard_writer import run_shard_job
+    from vise_plugin.engine.run_folder import setup_logging
+
+    setup_logging()
+    return run_shard_job(root_cfg.config)
+
+
+def main_write_shards(argv: Optional[List[str]] = None) -> int:
+    """``vise-shards config=<experiment> config.data.labels=<store> config.shards.output=<folder>``: tar shards."""
+    return run_cli(write_shards, argv)
 
 
 def main_extract_features(argv: Optional[List[str]] = None) -> int:

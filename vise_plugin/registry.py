@@ -86,7 +86,7 @@ class Registry(_FvcoreRegistry):
 
 
 TRUNKS = Registry("trunk", ["vise_plugin.models.trunks"])
-TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources"])
+TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards"])
 COMMENT_ENCODERS = Registry("comment encoder", ["vise_plugin.labels.encoders"])
 KMEANS = Registry("K-means back-end", ["vise_plugin.labels.clustering"])
 LR_SCHEDULES = Registry("lr schedule", ["vise_plugin.engine.schedule"])

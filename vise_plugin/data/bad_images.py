@@ -1,7 +1,7 @@
 """Images that cannot be read: skipped and counted, until there are too many of them."""
 
 import logging
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from torch.utils.data import default_collate
 
@@ -18,11 +18,11 @@ def over_budget(skipped: int, seen: int, max_fraction: float) -> str:
             "config.data.max_bad_image_fraction)")
 
 
-def collate_readable(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """``default_collate`` of the items that were read; ``batch["skipped"]`` lists the paths of the
-    others (items ``{"skipped": path}``). A batch with no readable item is ``{"skipped": [...]}``."""
+def collate_readable(items: Sequence[Dict[str, Any]], collate: Callable = default_collate) -> Dict[str, Any]:
+    """``collate`` (default: ``default_collate``) of the items that were read; ``batch["skipped"]`` lists
+    the paths of the others (items ``{"skipped": path}``). A batch with no readable item is ``{"skipped": [...]}``."""
     good = [item for item in items if SKIPPED not in item]
-    batch = default_collate(good) if good else {}
+    batch = collate(good) if good else {}
     batch[SKIPPED] = [item[SKIPPED] for item in items if SKIPPED in item]
     return batch
 

@@ -1,7 +1,8 @@
 """Reading an image file through iopath; decoding is left to the transform, which knows the scale it needs."""
 
 import contextlib
-from typing import Callable, Iterator, Optional
+import io
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from iopath.common.file_io import g_pathmgr
@@ -11,41 +12,42 @@ from vise_plugin.errors import InputError
 
 
 @contextlib.contextmanager
-def open_image(path: str) -> Iterator[Image.Image]:
-    """``path`` (any iopath location) as a lazily decoded PIL image, valid inside the ``with`` block.
+def open_image(path: str, data: Optional[bytes] = None) -> Iterator[Image.Image]:
+    """``path`` (any iopath location), or the file's bytes ``data`` (``path`` then only names it), as a
+    lazily decoded PIL image, valid inside the ``with`` block.
 
     Decoding happens in the block (in the transform), so a JPEG can be drafted at reduced scale
     first. A file that cannot be read or decoded raises one :class:`InputError` naming it.
     """
     try:
-        with g_pathmgr.open(path, "rb") as f:
+        with (io.BytesIO(data) if data is not None else g_pathmgr.open(path, "rb")) as f:
             yield Image.open(f)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot read image ({e})") from None
 
 
-def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
-    """``transform`` applied to the lazily opened image at ``path``."""
-    with open_image(path) as image:
+def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor], data: Optional[bytes] = None) -> torch.Tensor:
+    """``transform`` applied to the lazily opened image at ``path`` (or of its bytes ``data``)."""
+    with open_image(path, data) as image:
         return transform(image)
 
 
 def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor],
-                      seed: Optional[int] = None) -> torch.Tensor:
+                      seed: Optional[int] = None, data: Optional[bytes] = None) -> Any:
     """``load_image``, with the transform's random numbers drawn from ``seed`` when one is given
     (the global random state is left as it was)."""
     if seed is None:
-        return load_image(path, transform)
+        return load_image(path, transform, data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return load_image(path, transform)
+        return load_image(path, transform, data)
 
 
 def load_or_skip(path: str, transform: Callable[[Image.Image], torch.Tensor], seed: Optional[int] = None,
-                 skip_unreadable: bool = False) -> Optional[torch.Tensor]:
+                 skip_unreadable: bool = False, data: Optional[bytes] = None) -> Any:
     """``load_seeded_image``; None instead of the :class:`InputError` when ``skip_unreadable``."""
     try:
-        return load_seeded_image(path, transform, seed)
+        return load_seeded_image(path, transform, seed, data)
     except InputError:
         if not skip_unreadable:
             raise

@@ -1,7 +1,7 @@
 """The pretraining dataset: images of the first target source with the targets of every source."""
 
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -9,8 +9,10 @@ from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED
 from vise_plugin.data.images import blank_input, load_or_skip
-from vise_plugin.data.target_sources import TargetSource, build_target_sources
+from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources
 from vise_plugin.data.transforms import train_transform
+from vise_plugin.data.device_decode import EncodedCrop
+from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.registry import register_dataset
 
 
@@ -51,14 +53,24 @@ class PretrainingImages(torch.utils.data.Dataset):
         idx, seed = idx if isinstance(idx, tuple) else (idx, None)
         row = int(self.indices[idx])
         first = self.sources[0]
-        rel = first.path(row)
-        path = os.path.join(self.image_root, rel)
-        image = load_or_skip(path, self.transform, seed, self.skip_unreadable)
+        if hasattr(first, "read"):  # the source holds the image bytes (tar shards)
+            path, data, target = first.where(row), None, None
+            try:
+                data, target = first.read(row)
+            except InputError:
+                if not self.skip_unreadable:
+                    raise
+                return {SKIPPED: path}
+        else:
+            path, data, target = os.path.join(self.image_root, first.path(row)), None, None
+        image = load_or_skip(path, self.transform, seed, self.skip_unreadable, data)
         if image is None:
             return {SKIPPED: path}
-        target = first.targets_at(row)
-        for source in self.sources[1:]:
-            target.update(source.targets_for(rel))
+        target = first.targets_at(row) if target is None else target
+        if len(self.sources) > 1:
+            rel = first.path(row)
+            for source in self.sources[1:]:
+                target.update(source.targets_for(rel))
         return {"input": image, "target": target}
 
     def placeholder_item(self) -> Dict[str, Any]:
@@ -78,6 +90,13 @@ class PretrainingImages(torch.utils.data.Dataset):
 
     def describe(self) -> str:
         return " + ".join(s.describe() for s in self.sources)
+
+    @property
+    def groups(self) -> Optional[List[int]]:
+        """Items per file of the first source when it reads from a few large files (tar shards) and no
+        subset is drawn: the sampler then keeps each epoch's reads grouped by file."""
+        groups = getattr(self.sources[0], "groups", None)
+        return groups if groups is not None and len(self.indices) == len(self.sources[0]) else None
 
 
 class SeededItems(torch.utils.data.Dataset):
@@ -118,6 +137,8 @@ class PretrainingDataset(ClassyDataset):
         subset: train on this many randomly chosen images (None: all), drawn with ``seed``.
         shuffle: reshuffle every epoch (classy-vision's own iterator).
         skip_unreadable: skip unreadable images (the runner's trainer counts them).
+        decode_on: ``loader`` (decode and augment in the data-loader workers) or ``device`` (the workers
+            read the bytes and draw the crop; :class:`DeviceDecode` does the rest on the training device).
 
     From a config: ``sources`` (entries of :data:`TARGET_SOURCES`), ``data`` (``config.data``, whose
     keys fill in what the entries leave out) and ``run_dir``, plus the arguments above.
@@ -125,10 +146,18 @@ class PretrainingDataset(ClassyDataset):
 
     def __init__(self, sources: Sequence[TargetSource], batchsize_per_replica: int = 64, image_size: int = 224,
                  crop_scale_min: float = 0.08, subset: Optional[int] = None, seed: int = 0, shuffle: bool = True,
-                 skip_unreadable: bool = False):
-        images = PretrainingImages(sources, train_transform(image_size, crop_scale_min),
-                                   subset_indices(len(sources[0]), subset, seed), skip_unreadable)
+                 skip_unreadable: bool = False, decode_on: str = "loader"):
+        if decode_on not in ("loader", "device"):
+            raise ConfigError(f"config.data.decode_on={decode_on!r}: use loader or device")
+        transform = (train_transform if decode_on == "loader" else EncodedCrop)(image_size, crop_scale_min)
+        images = PretrainingImages(sources, transform, subset_indices(len(sources[0]), subset, seed), skip_unreadable)
         super().__init__(images, batchsize_per_replica, shuffle, transform=None, num_samples=None)
+
+    @classmethod
+    def check_inputs(cls, config: Mapping[str, Any]) -> None:
+        """The inputs of its target sources, in one line each, before any work."""
+        data = config.get("data") or {}
+        check_target_sources(config.get("sources") or data.get("sources") or ["engagement_labels"], data)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "PretrainingDataset":
@@ -143,4 +172,4 @@ def _image_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     return {"batchsize_per_replica": config["batchsize_per_replica"], "image_size": config.get("image_size", 224),
             "crop_scale_min": config.get("crop_scale_min", 0.08), "subset": config.get("subset"),
             "seed": config.get("seed", 0), "shuffle": config.get("shuffle", True),
-            "skip_unreadable": config.get("skip_unreadable", False)}
+            "skip_unreadable": config.get("skip_unreadable", False), "decode_on": config.get("decode_on", "loader")}

@@ -4,7 +4,7 @@ A run that stops anywhere and starts again from its checkpoint reads the same ba
 random crops as a run that never stopped, whatever the number of data-loading workers.
 """
 
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -25,10 +25,12 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         rank, world_size: this process's place among the data-parallel ranks.
         seed: the run's seed.
         shuffle: False keeps the items in order (the seeds still vary per epoch).
+        groups: item counts of consecutive groups (e.g. the samples of each tar shard); the epoch's order
+            then shuffles the groups and the items within each group, so reads stay grouped by file.
     """
 
     def __init__(self, num_items: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True):
+                 shuffle: bool = True, groups: Optional[Sequence[int]] = None):
         if num_items <= 0:
             raise ValueError("ResumableBatchSampler needs at least one item")
         self.num_items = num_items
@@ -37,6 +39,9 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         self.world_size = world_size
         self.seed = seed
         self.shuffle = shuffle
+        self.groups = None if groups is None else [int(g) for g in groups]
+        if self.groups is not None and sum(self.groups) != num_items:
+            raise ValueError(f"groups cover {sum(self.groups)} items, not {num_items}")
         self.epoch = 0
         self.start_batch = 0
 
@@ -55,7 +60,12 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
 
     def epoch_items(self) -> torch.Tensor:
         """``(items_per_rank,)`` int64: this rank's items in the current epoch, in order."""
-        if self.shuffle:
+        if self.shuffle and self.groups is not None:
+            generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + self.epoch)
+            starts = torch.cumsum(torch.tensor([0] + self.groups[:-1]), 0)
+            order = torch.cat([starts[g] + torch.randperm(self.groups[g], generator=generator)
+                               for g in torch.randperm(len(self.groups), generator=generator).tolist()])
+        elif self.shuffle:
             order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(
                 self.seed * _SEED_STRIDE + self.epoch))
         else:

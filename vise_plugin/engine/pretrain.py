@@ -2,6 +2,7 @@
 
 import logging
 import os
+from functools import partial
 from typing import Any, Dict, Tuple
 
 import torch
@@ -9,6 +10,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.data.bad_images import BadImageBudget, collate_readable
+from vise_plugin.data.device_decode import DeviceDecode, collate_encoded
 from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
@@ -24,7 +26,7 @@ from vise_plugin.engine.training_curves import STDOUT_JSON
 from vise_plugin.errors import ConfigError
 from vise_plugin.launch.preemption import PreemptionFlag
 from vise_plugin.models import VisEModel
-from vise_plugin.registry import ENGINES, build_classy, spec
+from vise_plugin.registry import DATASET_REGISTRY, ENGINES, build_classy, spec
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +37,33 @@ def _data_config(cfg: DictConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(cfg.data, resolve=True)
 
 
-def require_inputs(cfg: DictConfig) -> None:
-    """Fails in one line, before any work or queueing, when an input of a target source of
-    ``config.data.sources`` is missing (e.g. the label store, a tag list)."""
-    check_target_sources(list(cfg.data.sources), _data_config(cfg))
-
-
-def build_dataset(cfg: DictConfig) -> torch.utils.data.Dataset:
-    """The map-style dataset of ``config.data.dataset`` (classy-vision's dataset registry), built with
-    the target sources of ``config.data.sources`` and the image settings of ``config.data``; unreadable
-    images are skipped (the trainer counts them)."""
+def _dataset_config(cfg: DictConfig) -> Dict[str, Any]:
+    """``config.data.dataset`` with what the runner gives every pretraining dataset: the target sources
+    of ``config.data.sources``, ``config.data`` itself, the run folder and the image settings."""
     data = _data_config(cfg)
     injected = {"sources": data["sources"], "data": data, "run_dir": cfg.run_dir,
                 "batchsize_per_replica": data["batch_size_per_gpu"], "image_size": data["image_size"],
                 "crop_scale_min": data["crop_scale_min"], "subset": data["subset"], "seed": cfg.seed,
-                "skip_unreadable": True}
-    dataset = build_classy("dataset", {**injected, **spec(data["dataset"], "config.data.dataset")},
-                           "config.data.dataset")
+                "skip_unreadable": True, "decode_on": data["decode_on"]}
+    return {**injected, **spec(data["dataset"], "config.data.dataset")}
+
+
+def require_inputs(cfg: DictConfig) -> None:
+    """Fails in one line, before any work or queueing, when an input of the dataset is missing (the
+    dataset class's ``check_inputs``; by default the inputs of the target sources of
+    ``config.data.sources``, e.g. the label store, a tag list)."""
+    config = _dataset_config(cfg)
+    check = getattr(DATASET_REGISTRY.get(config["name"]), "check_inputs", None)
+    if check is not None:
+        check(config)
+    else:
+        check_target_sources(config["sources"], config["data"])
+
+
+def build_dataset(cfg: DictConfig) -> torch.utils.data.Dataset:
+    """The dataset of ``config.data.dataset`` (classy-vision's dataset registry), built from
+    :func:`_dataset_config`; unreadable images are skipped (the trainer counts them)."""
+    dataset = build_classy("dataset", _dataset_config(cfg), "config.data.dataset")
     images = getattr(dataset, "dataset", dataset)
     return images if hasattr(images, "placeholder_item") else SeededItems(images)
 
@@ -59,14 +71,19 @@ def build_dataset(cfg: DictConfig) -> torch.utils.data.Dataset:
 def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -> torch.utils.data.DataLoader:
     """The training DataLoader of this rank: seeded, resumable batches."""
     data, speed = cfg.data, cfg.speed
-    if len(images) == 0:
+    if len(images) == 0 or getattr(images, "num_items", 1) == 0:
         where = images.describe() if hasattr(images, "describe") else "config.data.dataset"
         raise ConfigError(f"{where}: no images to train on")
-    sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
-                                    cfg.seed)
     workers = int(data.num_workers)
+    if isinstance(images, torch.utils.data.IterableDataset):  # it yields this rank's whole batches itself
+        return torch.utils.data.DataLoader(images, batch_size=None, num_workers=workers, pin_memory=gpu and speed.pin_memory,
+                                           prefetch_factor=speed.prefetch_factor if workers > 0 else None,
+                                           multiprocessing_context="fork" if workers > 0 else None)
+    sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
+                                    cfg.seed, groups=getattr(images, "groups", None))
+    collate = partial(collate_readable, collate=collate_encoded) if data.decode_on == "device" else collate_readable
     return torch.utils.data.DataLoader(
-        images, batch_sampler=sampler, collate_fn=collate_readable, num_workers=workers,
+        images, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=gpu and speed.pin_memory,
         persistent_workers=workers > 0 and speed.persistent_workers,
         prefetch_factor=speed.prefetch_factor if workers > 0 else None,
@@ -122,7 +139,8 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
                      "heads": OmegaConf.to_container(cfg.model.heads, resolve=True),
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
         bad_images=BadImageBudget(cfg.data.max_bad_image_fraction,
-                                  f" under {images.image_root}" if hasattr(images, "image_root") else ""),
+                                  f" under {images.image_root}" if getattr(images, "image_root", "") else ""),
+        input_transform=DeviceDecode(cfg.data.image_size) if cfg.data.decode_on == "device" else None,
     )
 
 

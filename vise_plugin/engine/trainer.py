@@ -31,9 +31,13 @@ from vise_plugin.launch.preemption import Preempted, PreemptionFlag
 logger = logging.getLogger(__name__)
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool):
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    images = batch["input"].to(device, non_blocking=True, memory_format=memory_format)
+def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool,
+               input_transform: Optional[Callable] = None):
+    if input_transform is not None:
+        images = input_transform(batch["input"], device, channels_last)
+    else:
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        images = batch["input"].to(device, non_blocking=True, memory_format=memory_format)
     targets = {k: v.to(device, non_blocking=True) for k, v in batch["target"].items()}
     return images, targets
 
@@ -48,7 +52,8 @@ class Trainer:
         loss: ``(output, target dict) -> scalar``, e.g. :class:`VisELoss`.
         optimizer: a ``torch.optim`` optimizer.
         lr_schedule: fvcore schedule of training progress in ``[0, 1)``, applied before every step.
-        loader: a DataLoader whose ``batch_sampler`` is a :class:`ResumableBatchSampler`.
+        loader: a DataLoader whose ``batch_sampler`` is a :class:`ResumableBatchSampler`, or over an iterable
+            dataset with the same ``set_epoch``/``len``/``batch_size`` (:class:`StreamingShards`).
         num_epochs: epochs to train.
         device: where the model is.
         precision: the :class:`MixedPrecision` of forward and backward.
@@ -64,6 +69,8 @@ class Trainer:
         placeholder: returns one item with the dataset's shapes and nothing to learn (default: the
             loader's ``dataset.placeholder_item``); a rank whose whole batch is unreadable steps on
             two of them with weight 0, so it still joins the other ranks' gradient all-reduce.
+        input_transform: ``(batch["input"], device, channels_last) -> (B, 3, H, W)`` on the device, for
+            inputs the loader leaves encoded (:class:`DeviceDecode`); None: the input is the image tensor.
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
@@ -76,14 +83,16 @@ class Trainer:
                  hooks: Optional[List[HookBase]] = None, checkpointer: Optional[Checkpointer] = None,
                  preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
                  extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None,
-                 placeholder: Optional[Callable[[], Mapping[str, Any]]] = None):
+                 placeholder: Optional[Callable[[], Mapping[str, Any]]] = None,
+                 input_transform: Optional[Callable] = None):
         self.model = model
         self.base_model = base_model
         self.loss = loss
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.loader = loader
-        self.sampler: ResumableBatchSampler = loader.batch_sampler
+        # the batches' order: the loader's sampler, or a dataset that yields whole batches (streaming)
+        self.sampler: ResumableBatchSampler = getattr(loader, "batch_sampler", None) or loader.dataset
         self.num_epochs = num_epochs
         self.device = torch.device(device)
         self.precision = precision or MixedPrecision("fp32", self.device.type)
@@ -102,6 +111,9 @@ class Trainer:
         self.last_loss: Optional[torch.Tensor] = None
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
         self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
+        self.input_transform = input_transform
+        self.collate = (getattr(getattr(loader, "dataset", None), "collate", None) or getattr(loader, "collate_fn", None)
+                        or default_collate)
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -181,7 +193,7 @@ class Trainer:
         lr = self.lr_schedule(self.iteration / self.max_iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, targets = _to_device(batch, self.device, self.channels_last)
+        images, targets = _to_device(batch, self.device, self.channels_last, self.input_transform)
         with self.precision.autocast():
             output = self.model(images)
         loss = self.loss(output, targets)
@@ -195,7 +207,7 @@ class Trainer:
         if self._placeholder is None:
             raise RuntimeError("a rank's whole batch was unreadable and the dataset has no placeholder_item() "
                                "to keep the ranks in step")
-        return default_collate([self._placeholder()] * 2)
+        return self.collate([self._placeholder()] * 2)
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         """Notes, without waiting for the device, the first iteration whose loss (and each task's) is

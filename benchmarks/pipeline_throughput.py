@@ -1,0 +1,145 @@
+"""End-to-end pretraining images/s from tar shards of photo-sized JPEGs: decoded in the data-loader
+workers (CPU; shards read through their index, and streamed), decoded on the training device (nvJPEG
+on a GPU), and the same trainer on synthetic tensors already on the device (the compute ceiling), in
+one run.
+
+    python benchmarks/pipeline_throughput.py                                   # small, any machine
+    python benchmarks/pipeline_throughput.py --images 2048 --trunk resnet50 --image-size 224 --batch 128 \\
+        --precision bf16 --channels-last --compile --workers 16 --steps 60
+
+Generates ``--images`` JPEGs of ``--photo`` pixels (smooth colour fields with grain, about the file
+size of a posted photo), a label store and its shards (cached in ``--cache``), then trains the
+project's :class:`Trainer` for ``--steps`` steps per setting. Prints each figure, the CPU cores this
+process may use, and last ``ratio: <device-decode images/s over the ceiling>``.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from train_throughput import ClockHook, StepClock  # noqa: E402
+
+from vise_plugin.config import compose_config  # noqa: E402
+from vise_plugin.data.resumable_sampler import ResumableBatchSampler  # noqa: E402
+from vise_plugin.data.shard_writer import run_shard_job  # noqa: E402
+from vise_plugin.engine.pretrain import build_trainer  # noqa: E402
+from vise_plugin.labels import write_label_store  # noqa: E402
+
+KC, KR = 1000, 16
+
+
+def make_photos(folder: str, count: int, width: int, height: int) -> str:
+    """``count`` JPEGs and a label store over them (random targets); returns the store folder."""
+    store = os.path.join(folder, "labels")
+    if os.path.exists(os.path.join(store, "meta.json")):
+        return store
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    images = []
+    for i in range(count):
+        a, b, c = rng.uniform(20, 200, 3)
+        field = np.stack([np.sin(x / a + i), np.cos(y / b), np.sin((x + y) / c)], -1) * 100 + 128
+        pixels = (field + rng.normal(0, 12, field.shape)).clip(0, 255).astype(np.uint8)
+        images.append(f"images/{i:06d}.jpg")
+        Image.fromarray(pixels).save(os.path.join(folder, images[-1]), quality=90)
+    pairs = [np.array([[int(rng.integers(KC)), 1]]) for _ in range(count)]
+    write_label_store(store, [f"p{i}" for i in range(count)], images, pairs, rng.integers(0, KR, count),
+                      {"tasks": {"comments": {"k": KC}, "reactions": {"k": KR}}, "image_root": folder})
+    return store
+
+
+class DeviceBatches:
+    """The ceiling's loader: one synthetic batch already on the device, every step."""
+
+    def __init__(self, batch: dict, steps: int, batch_size: int):
+        self.batch = batch
+        self.batch_sampler = ResumableBatchSampler(steps * batch_size, batch_size)
+        self.dataset = None
+
+    def __iter__(self):
+        for _ in range(len(self.batch_sampler)):
+            yield self.batch
+
+
+def run(overrides, args, ceiling: bool = False) -> float:
+    trainer = build_trainer(compose_config(["config=demo/vise_tiny", *overrides]))
+    steps = args.steps
+    if ceiling:
+        device = trainer.device
+        memory = torch.channels_last if args.channels_last else torch.contiguous_format
+        batch = {"input": torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
+                 .contiguous(memory_format=memory),
+                 "target": {"comments": torch.softmax(torch.randn(args.batch, KC, device=device), 1),
+                            "reactions": torch.randint(0, KR, (args.batch,), device=device)}}
+        trainer.loader = DeviceBatches(batch, steps, args.batch)
+        trainer.sampler = trainer.loader.batch_sampler
+        trainer.num_epochs = 1
+    else:
+        trainer.num_epochs = -(-steps // len(trainer.sampler))
+    clock = StepClock(trainer.device, args.warmup)
+    trainer.hooks = [ClockHook(clock)]
+    trainer.train()
+    done = clock.stop()
+    return done * args.batch / (clock.end - clock.start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--photo", default="1440x1080", help="width x height of the generated photos")
+    parser.add_argument("--trunk", default="tiny")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vise_pipeline_throughput"))
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.photo.split("x"))
+    folder = os.path.join(args.cache, f"{args.images}_{width}x{height}")
+    store = make_photos(folder, args.images, width, height)
+    shards = os.path.join(folder, "shards")
+    if not os.path.exists(os.path.join(shards, "manifest.json")):
+        run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={store}",
+                                      f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
+    common = [f"config.model.trunk={args.trunk}", f"config.data.image_size={args.image_size}",
+              f"config.data.batch_size_per_gpu={args.batch}", f"config.speed.precision={args.precision}",
+              f"config.speed.channels_last={str(args.channels_last).lower()}", "config.device=auto",
+              f"config.speed.compile={str(args.compile).lower()}", "config.data.crop_scale_min=0.08",
+              f"config.data.num_workers={args.workers}", "config.logging.tensorboard=false",
+              "config.data.sources=[tar_shards]", f"config.data.shards={shards}",
+              f"config.run_dir={os.path.join(folder, 'run')}", "config.checkpoint.period_epochs=1000",
+              "config.optimizer.lr_reference_batch=null", "config.optimizer.lr=0.01"]
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    figures = {"CPU decode (data-loader workers), from shards": run(common + ["config.data.decode_on=loader"], args),
+               "CPU decode, shards streamed (WebDataset)": run(common + ["config.data.decode_on=loader",
+                                                                         "config.data.dataset=streaming_shards"], args),
+               "device decode, from shards": run(common + ["config.data.decode_on=device"], args),
+               "synthetic tensors on the device (ceiling)": run(common, args, ceiling=True)}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
+          f"{args.precision}{', channels_last' if args.channels_last else ''}{', compiled' if args.compile else ''}, "
+          f"{args.images} photos of {width}x{height}, {args.workers} workers, {device}")
+    print(f"CPU cores: {cores}")
+    for name, value in figures.items():
+        print(f"{name + ':':52s} {value:9.1f} images/s")
+    print(f"ratio: {figures['device decode, from shards'] / figures['synthetic tensors on the device (ceiling)']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

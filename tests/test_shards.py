@@ -1,0 +1,217 @@
+"""Tar shards: written bit for bit and resumably, read indexed (exact resume) or streamed, bad samples
+skipped and counted, ranks reading disjoint samples, and JPEGs decoded on the training device."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT
+from vise_plugin.config import compose_config
+from vise_plugin.data import EngagementLabels, StreamingShards, TarShards
+from vise_plugin.data.shard_writer import run_shard_job
+from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.io_utils import file_sha256
+from vise_plugin.labels import LabelStore
+
+PER_EPOCH = (90 + 7) // 8
+
+
+def _write(labels, output, workers=1):
+    return run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}",
+                                         f"config.shards.output={output}", "config.shards.shard_bytes=20000",
+                                         f"config.shards.num_workers={workers}"]).config)
+
+
+@pytest.fixture(scope="module")
+def shards(tiny_world, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("shards") / "shards")
+    _write(tiny_world["labels"], folder)
+    return folder
+
+
+def _cfg(shards, run_dir, *extra):
+    return compose_config(["config=demo/vise_tiny", "config.data.sources=[tar_shards]", f"config.data.shards={shards}",
+                           f"config.run_dir={run_dir}", *extra])
+
+
+def test_shards_hold_each_image_file_and_its_targets_bit_for_bit(tiny_world, shards):
+    store = LabelStore(tiny_world["labels"])
+    source, reference = TarShards(shards), EngagementLabels(store, store.meta["image_root"])
+    manifest = json.load(open(os.path.join(shards, "manifest.json")))
+    assert len(source) == manifest["num_samples"] == len(store) == 90 and len(manifest["shards"]) == 12
+    for i in range(len(source)):
+        data, targets = source.read(i)
+        with open(os.path.join(store.meta["image_root"], store.images[i]), "rb") as f:
+            assert data == f.read()
+        expected = reference.targets_at(i)
+        assert torch.equal(targets["comments"], expected["comments"]) and targets["reactions"] == expected["reactions"]
+        assert source.path(i) == store.images[i]
+    for entry in manifest["shards"]:
+        assert file_sha256(os.path.join(shards, entry["name"] + ".tar")) == entry["sha256"]
+    import webdataset as wds  # the reference reader sees the same samples
+
+    urls = [os.path.join(shards, e["name"] + ".tar") for e in manifest["shards"]]
+    samples = list(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
+    assert [int(s["__key__"]) for s in samples] == list(range(90)) and samples[5]["jpg"] == source.read(5)[0]
+
+
+def test_a_rerun_writes_only_the_missing_shards_and_the_same_bytes(tiny_world, shards, tmp_path):
+    folder = str(tmp_path / "shards")
+    shutil.copytree(shards, folder)
+    for name in ("shard-000003.tar", "shard-000003.idx.npy", "shard-000003.json", "manifest.json"):
+        os.remove(os.path.join(folder, name))
+    before = {n: os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith(".tar")}
+    _write(tiny_world["labels"], folder, workers=2)
+    assert file_sha256(os.path.join(folder, "shard-000003.tar")) == file_sha256(os.path.join(shards, "shard-000003.tar"))
+    assert all(os.path.getmtime(os.path.join(folder, n)) == t for n, t in before.items())
+    assert json.load(open(os.path.join(folder, "manifest.json")))["shards"] == \
+        json.load(open(os.path.join(shards, "manifest.json")))["shards"]
+
+
+def _weights(run_dir):
+    return torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["model"]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_sigkill_mid_epoch_and_a_resume_from_shards_end_with_the_same_weights(shards, tmp_path):
+    reference = str(tmp_path / "reference")
+    pretrain(_cfg(shards, reference, "config.optimizer.num_epochs=2"))
+    run_dir = str(tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
+           "config.data.sources=[tar_shards]", f"config.data.shards={shards}", f"config.run_dir={run_dir}",
+           "config.checkpoint.period_iterations=4", "config.data.num_workers=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        path = os.path.join(run_dir, "stdout.json")
+        if os.path.exists(path) and sum(1 for _ in open(path)) >= PER_EPOCH + 6:  # past the checkpoint at 16
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
+    assert 0 < saved["iteration"] < 2 * PER_EPOCH and saved["epoch"] == 1 and saved["batch_in_epoch"] > 0
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _same(_weights(run_dir), _weights(reference))
+
+
+class _StopAfter:
+    """A hook that stops the run (as a kill would) after ``iteration``."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def __getattr__(self, name):
+        return lambda trainer: None
+
+    def after_step(self, trainer):
+        if trainer.iteration == self.iteration:
+            raise KeyboardInterrupt
+
+
+def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
+    from vise_plugin.engine.pretrain import build_trainer
+
+    stream = ["config.data.dataset=streaming_shards", "config.data.num_workers=2", "config.checkpoint.period_iterations=3"]
+    reference = str(tmp_path / "reference")
+    pretrain(_cfg(shards, reference, *stream))
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    trainer = build_trainer(_cfg(shards, run_dir, *stream))
+    trainer.hooks.append(_StopAfter(len(trainer.sampler) + 4))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    resumed = pretrain(_cfg(shards, run_dir, *stream))
+    assert resumed.iteration == 2 * len(resumed.sampler)
+    assert _same(_weights(run_dir), _weights(reference))
+
+
+def _damaged_copy(shards, tmp_path, how):
+    folder = str(tmp_path / "damaged")
+    shutil.copytree(shards, folder)
+    index = np.load(os.path.join(folder, "shard-000002.idx.npy"))
+    tar = os.path.join(folder, "shard-000002.tar")
+    if how == "corrupt":  # garbage in place of the first sample's JPEG bytes, the offsets unchanged
+        with open(tar, "r+b") as f:
+            f.seek(int(index[0, 1]))
+            f.write(b"\x00" * int(index[0, 2]))
+    else:  # cut in the middle of the fourth sample
+        with open(tar, "r+b") as f:
+            f.truncate(int(index[3, 1]) + 10)
+    return folder, int(index[0, 0])
+
+
+def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path):
+    folder, key = _damaged_copy(shards, tmp_path, "corrupt")
+    run_dir = str(tmp_path / "run")
+    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1"))
+    assert trainer.iteration == PER_EPOCH and trainer.bad_images.skipped == 1
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        assert f"skipped unreadable image {folder}/shard-000002.tar#{key:09d}" in f.read()
+
+
+def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_path):
+    folder, _ = _damaged_copy(shards, tmp_path, "truncate")
+    run_dir = str(tmp_path / "run")
+    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", "config.data.max_bad_image_fraction=0.1"))
+    assert trainer.iteration == PER_EPOCH and trainer.bad_images.skipped == 5  # samples 3..7 of shard 2
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        assert f"{folder}/shard-000002.tar: truncated shard" in f.read()
+
+
+def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
+    from vise_plugin.data.resumable_sampler import ResumableBatchSampler as Sampler
+
+    source = TarShards(shards)
+    for epoch in (0, 1):
+        seen = []
+        for rank in (0, 1):
+            sampler = Sampler(len(source), 8, rank, 2, seed=0, groups=source.groups)
+            sampler.set_epoch(epoch)
+            seen.append([item for batch in sampler for item, _ in batch])
+        assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(90))
+        shard_of = [source.locate(i)[0] for i in seen[0]]
+        assert sum(a != b for a, b in zip(shard_of, shard_of[1:])) <= 2 * len(source.groups)  # grouped by shard
+    streamed = []  # the samples each rank's (single) worker streams in an epoch
+    for rank in (0, 1):
+        stream = StreamingShards(shards, 8, lambda image: torch.zeros(1), rank, 2)
+        samples = stream._samples(stream._rank_shards(), worker=0)
+        streamed.append([json.loads(next(samples)[0]["json"])["row"] for _ in range(len(stream) * 8)])
+    assert not set(streamed[0]) & set(streamed[1]) and all(len(set(s)) == len(s) for s in streamed)
+
+
+def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
+    from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded
+    from vise_plugin.data.images import load_seeded_image
+    from vise_plugin.data.transforms import train_transform
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # smooth photos of different sizes, as JPEG
+        y, x = np.mgrid[0:300 + 40 * i, 0:400]
+        pixels = np.stack([np.sin(x / 37 + i), np.cos(y / 23), np.sin((x + y) / 51)], -1) * 110 + 128
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(paths[-1], quality=95)
+    loader = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=100 + i) for i, p in enumerate(paths)])
+    items = [{"input": load_seeded_image(p, EncodedCrop(64, 0.3), seed=100 + i), "target": {"x": torch.tensor(i)}}
+             for i, p in enumerate(paths)]
+    device = DeviceDecode(64)(collate_encoded(items)["input"], torch.device("cpu"))
+    assert device.shape == loader.shape == (4, 3, 64, 64)
+    difference = (device - loader).abs().mean().item()
+    correlation = np.corrcoef(device.flatten().numpy(), loader.flatten().numpy())[0, 1]
+    assert difference < 0.05 and correlation > 0.99, (difference, correlation)
+    other_seed = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=7) for p in paths])
+    assert (other_seed - loader).abs().mean() > 10 * difference  # the agreement is the seeds', not the images'

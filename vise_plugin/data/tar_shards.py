@@ -1,0 +1,206 @@
+"""Training data as tar shards (the WebDataset layout) and their indexed reader.
+
+A shard folder holds ``shard-NNNNNN.tar`` files of about ``config.shards.shard_bytes`` each. A sample
+is two adjacent members: ``<key>.jpg`` (the image file's bytes as stored) and ``<key>.json``
+(``{"id", "row", "image", "comments": [[cluster, count], ...], "reactions": r}``), key = the label
+store row. Beside each shard, ``shard-NNNNNN.idx.npy`` ``(n, 5)`` int64 (row, jpg offset, jpg size,
+json offset, json size) and ``shard-NNNNNN.json`` (its summary: rows, image paths, sha256, samples
+skipped), and for the whole set ``manifest.json`` (shards, sample counts, checksums, the tasks' k).
+
+:class:`TarShards` reads a sample with one seek and one read (the index says where), so the
+project's seeded, resumable batch sampler keeps working on shards: exact mid-epoch resume and per-image
+augmentation seeds, whatever the number of workers. Samples are grouped by shard for locality
+(:attr:`TarShards.groups`).
+"""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+from iopath.common.file_io import g_pathmgr
+
+from vise_plugin.data.target_sources import TargetSource
+from vise_plugin.errors import ConfigError, InputError
+from vise_plugin.registry import TARGET_SOURCES
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "vise-shards/1"
+INDEX_COLUMNS = ("row", "jpg_offset", "jpg_size", "json_offset", "json_size")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}"
+
+
+def read_manifest(folder: str) -> Dict[str, Any]:
+    """``<folder>/manifest.json``; a one-line error when the folder is not a finished shard set."""
+    path = os.path.join(folder, MANIFEST)
+    if not g_pathmgr.exists(path):
+        raise ConfigError(f"shard manifest not found: {path}; point config.data.shards=<folder> at one written by "
+                          "tools/write_shards.py")
+    with g_pathmgr.open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT}")
+    return manifest
+
+
+def comment_histogram(pairs: List[List[int]], k: int) -> torch.Tensor:
+    """``(k,)`` float32 normalised histogram of ``(cluster, count)`` pairs (all zero without any)."""
+    hist = torch.zeros(k)
+    if pairs:
+        ids, counts = zip(*pairs)
+        hist[list(ids)] = torch.tensor(counts, dtype=torch.float32)
+        hist /= hist.sum()
+    return hist
+
+
+@TARGET_SOURCES.register("tar_shards")
+class TarShards(TargetSource):
+    """The samples of a shard folder with their VisE targets (``comments``, ``reactions``), read
+    through the per-shard indexes: a map-style source, so :class:`ResumableBatchSampler` applies.
+
+    Args:
+        folder: the shard folder (any iopath location; remote shards are fetched through
+            ``g_pathmgr.get_local_path``, which caches them).
+
+    From a config: ``folder`` (default ``config.data.shards``).
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.manifest = read_manifest(folder)
+        self.image_root = ""
+        self.shards = [s["name"] for s in self.manifest["shards"]]
+        self.counts = np.array([s["samples"] for s in self.manifest["shards"]], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)])
+        self.tasks = {t: int(v["k"]) for t, v in self.manifest["tasks"].items()}
+        self._indexes: Dict[int, np.ndarray] = {}
+        self._images: Dict[int, List[str]] = {}
+        self._files: Dict[int, Any] = {}
+        self._pid = os.getpid()
+        self._reported: set = set()
+        self._rows: Optional[Dict[str, int]] = None
+
+    @classmethod
+    def check_inputs(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> str:
+        folder = params.get("folder") or data_cfg.get("shards")
+        if not folder:
+            raise ConfigError("config.data.sources has tar_shards: set config.data.shards=<folder of manifest.json>")
+        read_manifest(folder)
+        return folder
+
+    @classmethod
+    def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> "TarShards":
+        return cls(cls.check_inputs(params, data_cfg))
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def groups(self) -> List[int]:
+        """Samples per shard, in order: consecutive items of one group are in one file."""
+        return self.counts.tolist()
+
+    def locate(self, i: int) -> Tuple[int, int]:
+        """``(shard index, position in the shard)`` of sample ``i``."""
+        shard = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return shard, i - int(self.starts[shard])
+
+    def _index(self, shard: int) -> np.ndarray:
+        if shard not in self._indexes:
+            path = self._local(f"{shard_name(shard)}.idx.npy")
+            self._indexes[shard] = np.load(path, mmap_mode="r")
+        return self._indexes[shard]
+
+    def _local(self, name: str) -> str:
+        path = os.path.join(self.folder, name)
+        return path if "://" not in path else g_pathmgr.get_local_path(path)
+
+    def _file(self, shard: int):
+        if self._pid != os.getpid():  # a forked data-loader worker opens its own handles
+            self._files, self._pid = {}, os.getpid()
+        if shard not in self._files:
+            if len(self._files) >= 16:
+                self._files.pop(next(iter(self._files))).close()
+            self._files[shard] = open(self._local(f"{shard_name(shard)}.tar"), "rb")
+        return self._files[shard]
+
+    def path(self, i: int) -> str:
+        """The sample's original image path (relative to the label store's image root)."""
+        shard, pos = self.locate(i)
+        if shard not in self._images:
+            with g_pathmgr.open(os.path.join(self.folder, f"{shard_name(shard)}.json")) as f:
+                self._images[shard] = json.load(f)["images"]
+        return self._images[shard][pos]
+
+    def describe(self) -> str:
+        return f"tar shards {self.folder} ({len(self.shards)} shards)"
+
+    def where(self, i: int) -> str:
+        shard, pos = self.locate(i)
+        return f"{os.path.join(self.folder, shard_name(shard))}.tar#{int(self._index(shard)[pos, 0]):09d}"
+
+    def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
+        """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
+        when the file is cut short or the sample cannot be parsed."""
+        shard, pos = self.locate(i)
+        _, jpg_offset, jpg_size, json_offset, json_size = (int(v) for v in self._index(shard)[pos])
+        f = self._file(shard)
+        f.seek(jpg_offset)
+        blob = f.read(json_offset + json_size - jpg_offset)
+        if len(blob) < json_offset + json_size - jpg_offset:
+            name = f"{shard_name(shard)}.tar"
+            if name not in self._reported:
+                self._reported.add(name)
+                logger.warning("%s: truncated shard (sample %s needs bytes up to %d); its remaining samples are "
+                               "skipped", os.path.join(self.folder, name), self.where(i), json_offset + json_size)
+            raise InputError(f"{self.where(i)}: truncated shard")
+        try:
+            meta = json.loads(blob[json_offset - jpg_offset:])
+        except ValueError:
+            raise InputError(f"{self.where(i)}: unreadable sample description") from None
+        return blob[:jpg_size], self.targets_from(meta)
+
+    def targets_from(self, meta: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+        return {"comments": comment_histogram(meta["comments"], self.tasks["comments"]),
+                "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+
+    def targets_at(self, i: int) -> Dict[str, torch.Tensor]:
+        return self.read(i)[1]
+
+    def targets_for(self, path: str) -> Dict[str, torch.Tensor]:
+        """The targets of the sample of image ``path`` (when another source lists the images): one dict
+        over every shard's image paths, built on first use."""
+        if self._rows is None:
+            self._rows = {}
+            for shard in range(len(self.shards)):
+                self.path(int(self.starts[shard]))  # loads the shard's image paths
+                self._rows.update({p: int(self.starts[shard]) + k for k, p in enumerate(self._images[shard])})
+        row = self._rows.get(path)
+        return self.empty() if row is None else self.read(row)[1]
+
+    def empty(self) -> Dict[str, torch.Tensor]:
+        return {"comments": torch.zeros(self.tasks["comments"]), "reactions": torch.tensor(-1, dtype=torch.int64)}
+
+    def specs(self) -> Dict[str, Dict[str, Any]]:
+        return {task: {"num_classes": k} for task, k in self.tasks.items()}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_files"] = {}  # file handles stay in the process that opened them
+        return state
+
+
+def sample_json(store: Any, row: int) -> bytes:
+    """The ``<key>.json`` member of store row ``row``."""
+    pairs = store.comment_pairs(row)
+    return json.dumps({"id": store.ids[row], "row": int(row), "image": store.images[row],
+                       "comments": [[int(c), int(n)] for c, n in pairs],
+                       "reactions": int(store.reactions[row])}, sort_keys=True).encode()
+
