@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from train_throughput import ClockHook, StepClock  # noqa: E402
+from train_throughput import ClockHook, StepClock, add_step_arguments  # noqa: E402
 
 from vise_plugin.config import compose_config  # noqa: E402
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler  # noqa: E402
@@ -97,15 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--photo", default="1440x1080", help="width x height of the generated photos")
-    parser.add_argument("--trunk", default="tiny")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--warmup", type=int, default=4)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
+    add_step_arguments(parser, batch=16, steps=24, warmup=4, workers=2)
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vise_pipeline_throughput"))
     args = parser.parse_args()
     width, height = (int(v) for v in args.photo.split("x"))

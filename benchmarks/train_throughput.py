@@ -150,17 +150,23 @@ def abba(rounds: int) -> List[Tuple[str, str]]:
     return [("plain", "project"), ("project", "plain")] * rounds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def add_step_arguments(parser: argparse.ArgumentParser, batch: int, steps: int, warmup: int, workers: int) -> None:
+    """The options of a timed training run: trunk, image size, batch, steps, precision, memory format,
+    compilation and data-loading workers (shared with ``pipeline_throughput.py``)."""
     parser.add_argument("--trunk", default="tiny")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=workers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_step_arguments(parser, batch=64, steps=40, warmup=8, workers=0)
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of A B B A (plain, project, project, plain); the median of each loop is reported")
     args = parser.parse_args()
