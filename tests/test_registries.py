@@ -38,14 +38,16 @@ EXTRA = {
 
 def test_every_concept_has_a_smoke_test_here():
     covered = {"trunk", "target source", "comment encoder", "K-means back-end", "lr schedule", "engine",
-               "benchmark dataset", "metric", "evaluation protocol", "pooling"}
+               "benchmark dataset", "metric", "evaluation protocol", "pooling",
+               "weights format"}  # test_comparison.py: every layout loads into its trunk
     assert set(REGISTRIES) == covered
 
 
 @pytest.mark.parametrize("name", ours(TRUNKS))
 def test_trunk(name):
     trunk = TRUNKS.get(name)()
-    out = trunk(torch.randn(2, 3, 32, 32))
+    size = getattr(trunk, "input_size", 32)  # CLIP's attention pooling is sized for 224 x 224
+    out = trunk(torch.randn(2, 3, size, size))
     assert out.dim() == 4 and out.shape[0] == 2
     out.mean().backward()
     assert all(p.grad is not None for p in trunk.parameters())

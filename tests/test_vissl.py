@@ -73,7 +73,7 @@ def test_a_project_checkpoint_initialises_every_trunk_key_of_a_vissl_model(r50_c
     out = str(tmp_path / "for_vissl.torch")
     assert main_export_hub([checkpoint, out, "--format", "vissl"]) == 0
     _, config = vissl_config(["config=vissl/vise_quick_cpu", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={out}",
-                              "config.DATA.TRAIN.DATA_PATHS=[unused]",
+                              "config.DATA.TRAIN.DATA_PATHS=[unused]", f"config.CHECKPOINT.DIR={tmp_path}/vissl",
                               "config.MODEL.HEAD.PARAMS=[[vise_multi_head,{in_features:2048,tasks:{comments:8,reactions:4}}]]"])
     model = build_model(config.MODEL, config.OPTIMIZER)
     init_model_from_consolidated_weights(config, model, torch.load(out, weights_only=True),

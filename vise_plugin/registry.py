@@ -85,7 +85,8 @@ class Registry(_FvcoreRegistry):
         return iter(sorted(self._obj_map.items()))
 
 
-TRUNKS = Registry("trunk", ["vise_plugin.models.trunks"])
+TRUNKS = Registry("trunk", ["vise_plugin.models.trunks", "vise_plugin.models.clip_trunk"])
+WEIGHT_FORMATS = Registry("weights format", ["vise_plugin.models.weight_formats"])
 TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards"])
 COMMENT_ENCODERS = Registry("comment encoder", ["vise_plugin.labels.encoders"])
 KMEANS = Registry("K-means back-end", ["vise_plugin.labels.clustering"])
@@ -98,7 +99,7 @@ PROTOCOLS = Registry("evaluation protocol", ["vise_plugin.evaluation.protocols"]
 POOLING = Registry("pooling", ["vise_plugin.evaluation.features"])
 
 #: every fvcore registry of the project, by the name errors use (the smoke tests walk them all)
-REGISTRIES: Dict[str, Registry] = {r._name: r for r in (TRUNKS, TARGET_SOURCES, COMMENT_ENCODERS, KMEANS, LR_SCHEDULES,
+REGISTRIES: Dict[str, Registry] = {r._name: r for r in (TRUNKS, WEIGHT_FORMATS, TARGET_SOURCES, COMMENT_ENCODERS, KMEANS, LR_SCHEDULES,
                                                         ENGINES, BENCHMARK_DATASETS, METRICS, PROTOCOLS, POOLING)}
 
 _CLASSY = {"model": MODEL_REGISTRY, "head": HEAD_REGISTRY, "loss": LOSS_REGISTRY, "dataset": DATASET_REGISTRY,
@@ -139,7 +140,7 @@ def build_classy(kind: str, config: Mapping[str, Any], key: str) -> Any:
     return _CLASSY_BUILD[kind](config)
 
 
-__all__ = ["Registry", "REGISTRIES", "TRUNKS", "TARGET_SOURCES", "COMMENT_ENCODERS", "KMEANS", "LR_SCHEDULES",
+__all__ = ["Registry", "REGISTRIES", "TRUNKS", "WEIGHT_FORMATS", "TARGET_SOURCES", "COMMENT_ENCODERS", "KMEANS", "LR_SCHEDULES",
            "ENGINES", "BENCHMARK_DATASETS", "METRICS", "PROTOCOLS", "POOLING", "build_classy", "spec", "target_size", "unknown_name",
            "register_model", "register_head", "register_loss", "register_dataset", "register_task", "HEAD_REGISTRY",
            "LOSS_REGISTRY", "DATASET_REGISTRY", "MODEL_REGISTRY", "TASK_REGISTRY"]

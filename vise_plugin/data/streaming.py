@@ -21,6 +21,7 @@ from classy_vision.dataset import ClassyDataset
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.tar_shards import comment_histogram, read_manifest
+from vise_plugin.data.target_sources import uniform_comment_target
 from vise_plugin.errors import InputError
 from vise_plugin.registry import register_dataset
 
@@ -37,11 +38,12 @@ class StreamingShards(torch.utils.data.IterableDataset):
         buffer: the shuffle buffer's size, in samples.
         url_prefix: where the shards are read from (default: the folder itself).
         collate: batch builder (default :func:`collate_readable`).
+        comment_target: ``histogram`` or ``uniform``, as for :class:`EngagementLabels`.
     """
 
     def __init__(self, folder: str, batch_size: int, transform: Callable, rank: int = 0, world_size: int = 1,
                  seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 collate: Callable = collate_readable):
+                 collate: Callable = collate_readable, comment_target: str = "histogram"):
         manifest = read_manifest(folder)
         self.urls = [f"{url_prefix or folder}/{s['name']}.tar" for s in manifest["shards"]]
         self.counts = [s["samples"] for s in manifest["shards"]]
@@ -49,6 +51,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         self.folder, self.batch_size, self.transform = folder, batch_size, transform
         self.rank, self.world_size, self.seed, self.buffer = rank, world_size, seed, buffer
         self.collate = collate
+        self.uniform = uniform_comment_target(comment_target)
         self.num_items = sum(self.counts)
         self.epoch = self.start_batch = 0
 
@@ -105,7 +108,8 @@ class StreamingShards(torch.utils.data.IterableDataset):
             meta = json.loads(sample["json"])
         except ValueError:
             return {SKIPPED: where}
-        return {"input": image, "target": {"comments": comment_histogram(meta["comments"], self.tasks["comments"]),
+        return {"input": image, "target": {"comments": comment_histogram(meta["comments"], self.tasks["comments"],
+                                                                         self.uniform),
                                            "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}}
 
     def placeholder_item(self) -> Dict[str, Any]:
@@ -132,7 +136,7 @@ class StreamingShardsDataset(ClassyDataset):
 
     def __init__(self, folder: str, batchsize_per_replica: int = 64, image_size: int = 224,
                  crop_scale_min: float = 0.08, seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 decode_on: str = "loader"):
+                 decode_on: str = "loader", comment_target: str = "histogram"):
         from vise_plugin.data.device_decode import EncodedCrop, collate_encoded
         from vise_plugin.data.transforms import train_transform
         from vise_plugin.engine.distributed import rank_from_env, world_size_from_env
@@ -141,7 +145,7 @@ class StreamingShardsDataset(ClassyDataset):
         transform = (EncodedCrop if device else train_transform)(image_size, crop_scale_min)
         collate = partial(collate_readable, collate=collate_encoded) if device else collate_readable
         stream = StreamingShards(folder, batchsize_per_replica, transform, rank_from_env(), world_size_from_env(), seed,
-                                 buffer, url_prefix, collate)
+                                 buffer, url_prefix, collate, comment_target)
         super().__init__(stream, batchsize_per_replica, False, transform=None, num_samples=None)
 
     @classmethod
@@ -157,4 +161,5 @@ class StreamingShardsDataset(ClassyDataset):
         folder = cls.check_inputs(config)
         return cls(folder, config["batchsize_per_replica"], config.get("image_size", 224),
                    config.get("crop_scale_min", 0.08), config.get("seed", 0), config.get("buffer", 1000),
-                   config.get("url_prefix"), config.get("decode_on", "loader"))
+                   config.get("url_prefix"), config.get("decode_on", "loader"),
+                   (config.get("data") or {}).get("comment_target") or "histogram")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from vise_plugin.data.target_sources import TargetSource
+from vise_plugin.data.target_sources import TargetSource, uniform_comment_target
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.registry import TARGET_SOURCES
 
@@ -50,12 +50,13 @@ def read_manifest(folder: str) -> Dict[str, Any]:
     return manifest
 
 
-def comment_histogram(pairs: List[List[int]], k: int) -> torch.Tensor:
-    """``(k,)`` float32 normalised histogram of ``(cluster, count)`` pairs (all zero without any)."""
+def comment_histogram(pairs: List[List[int]], k: int, uniform: bool = False) -> torch.Tensor:
+    """``(k,)`` float32 normalised histogram of ``(cluster, count)`` pairs (``uniform``: 1/n on each of the
+    n clusters), all zero without any."""
     hist = torch.zeros(k)
     if pairs:
         ids, counts = zip(*pairs)
-        hist[list(ids)] = torch.tensor(counts, dtype=torch.float32)
+        hist[list(ids)] = 1.0 if uniform else torch.tensor(counts, dtype=torch.float32)
         hist /= hist.sum()
     return hist
 
@@ -69,10 +70,12 @@ class TarShards(TargetSource):
         folder: the shard folder (any iopath location; remote shards are fetched through
             ``g_pathmgr.get_local_path``, which caches them).
 
-    From a config: ``folder`` (default ``config.data.shards``).
+    From a config: ``folder`` (default ``config.data.shards``) and ``comment_target`` (as for
+    :class:`EngagementLabels`).
     """
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, comment_target: str = "histogram"):
+        self.uniform = uniform_comment_target(comment_target)
         self.folder = folder
         self.manifest = read_manifest(folder)
         self.image_root = ""
@@ -97,7 +100,8 @@ class TarShards(TargetSource):
 
     @classmethod
     def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> "TarShards":
-        return cls(cls.check_inputs(params, data_cfg))
+        return cls(cls.check_inputs(params, data_cfg),
+                   params.get("comment_target") or data_cfg.get("comment_target") or "histogram")
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -168,7 +172,7 @@ class TarShards(TargetSource):
         return blob[:jpg_size], self.targets_from(meta)
 
     def targets_from(self, meta: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-        return {"comments": comment_histogram(meta["comments"], self.tasks["comments"]),
+        return {"comments": comment_histogram(meta["comments"], self.tasks["comments"], self.uniform),
                 "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
 
     def targets_at(self, i: int) -> Dict[str, torch.Tensor]:

@@ -26,6 +26,14 @@ from vise_plugin.labels.store import LabelStore
 from vise_plugin.registry import TARGET_SOURCES
 
 Targets = Dict[str, torch.Tensor]
+COMMENT_TARGETS = ("histogram", "uniform")
+
+
+def uniform_comment_target(comment_target: str) -> bool:
+    """Whether ``config.data.comment_target`` asks for equal weight on each distinct comment cluster."""
+    if comment_target not in COMMENT_TARGETS:
+        raise ConfigError(f"config.data.comment_target={comment_target!r}: use one of {', '.join(COMMENT_TARGETS)}")
+    return comment_target == "uniform"
 
 
 class TargetSource:
@@ -72,14 +80,17 @@ class EngagementLabels(TargetSource):
     Args:
         store: an open :class:`LabelStore` (memory-mapped).
         image_root: folder of the store's relative image paths.
+        comment_target: ``histogram`` (the comment clusters' normalised counts) or ``uniform`` (1/n on
+            each of the n distinct clusters of the post's comments).
 
-    From a config: ``labels`` (default ``config.data.labels``) and ``image_root`` (default
-    ``config.data.image_root``, else the store's own).
+    From a config: ``labels`` (default ``config.data.labels``), ``image_root`` (default
+    ``config.data.image_root``, else the store's own) and ``comment_target`` (``config.data.comment_target``).
     """
 
-    def __init__(self, store: LabelStore, image_root: str):
+    def __init__(self, store: LabelStore, image_root: str, comment_target: str = "histogram"):
         self.store = store
         self.image_root = image_root
+        self.uniform = uniform_comment_target(comment_target)
         self._rows: Optional[Dict[str, int]] = None
 
     @classmethod
@@ -94,7 +105,8 @@ class EngagementLabels(TargetSource):
     @classmethod
     def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> "EngagementLabels":
         store = LabelStore(cls.check_inputs(params, data_cfg))
-        return cls(store, _param(params, data_cfg, "image_root") or store.meta.get("image_root", ""))
+        return cls(store, _param(params, data_cfg, "image_root") or store.meta.get("image_root", ""),
+                   _param(params, data_cfg, "comment_target") or "histogram")
 
     def __len__(self) -> int:
         return len(self.store)
@@ -103,7 +115,7 @@ class EngagementLabels(TargetSource):
         return self.store.images[row]
 
     def targets_at(self, row: int) -> Targets:
-        return {"comments": torch.from_numpy(self.store.comment_histogram(row)),
+        return {"comments": torch.from_numpy(self.store.comment_histogram(row, self.uniform)),
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64)}
 
     def targets_for(self, path: str) -> Targets:

@@ -25,7 +25,8 @@ from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import InputError
 from vise_plugin.io_utils import copy_atomic, move, torch_save_atomic
-from vise_plugin.models.weights import PRETRAINING_CHECKPOINT, read_state_file
+from vise_plugin.models.weight_formats import PRETRAINING_CHECKPOINT
+from vise_plugin.models.weights import read_state_file
 
 logger = logging.getLogger(__name__)
 

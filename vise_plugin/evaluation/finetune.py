@@ -57,7 +57,7 @@ class FinetuneSettings:
         ``precision`` is ``config.speed.precision``."""
         b = benchmark_cfg
         return cls(image_size=b.image_size, resize_ratio=b.resize_ratio, num_workers=b.num_workers,
-                   precision=precision, **dict(b.finetune))
+                   precision=precision, **{k: v for k, v in dict(b.finetune).items() if k != "sweep"})
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,8 @@ whose class activation maps the CAM grid shows.
 """
 
 import copy
+import dataclasses
+import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,11 +53,30 @@ def linear(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: Feature
     return linear_grid(data, b, [feats] if extra is None else [feats, extra], seed), trunk_up_to(trunk, b.layer)
 
 
+def sweep_grid(b: DictConfig, settings: FinetuneSettings) -> List[FinetuneSettings]:
+    """The settings of ``config.benchmark.finetune.sweep`` (lists of ``trunk_lr``, ``head_lr``, ``epochs``;
+    a missing or empty list keeps the single value of ``config.benchmark.finetune``), every combination."""
+    sweep = dict(b.finetune.get("sweep") or {})
+    values = {k: list(sweep.get(k) or [getattr(settings, k)]) for k in ("trunk_lr", "head_lr", "epochs")}
+    return [dataclasses.replace(settings, trunk_lr=t, head_lr=h, epochs=int(e))
+            for t, h, e in itertools.product(values["trunk_lr"], values["head_lr"], values["epochs"])]
+
+
 @PROTOCOLS.register("finetune")
 def finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: FeatureCache, device: str, seed: int,
              extra: Optional[np.ndarray], precision: str) -> Tuple[List[Dict], nn.Module]:
-    """The whole network trained per fold (a copy of ``trunk`` each time)."""
-    settings = FinetuneSettings.from_config(b, precision)
-    folds = [finetune_eval(copy.deepcopy(trunk), data, fold, settings, device, seed, extra, data.metrics)
-             for fold in data.folds]
+    """The whole network trained per fold (a copy of ``trunk`` each time), for each point of the sweep
+    (:func:`sweep_grid`); the point with the best first metric on val is reported. Each fold's result
+    lists every point (``sweep``: settings, val and test metrics)."""
+    grid = sweep_grid(b, FinetuneSettings.from_config(b, precision))
+    folds = []
+    for fold in data.folds:
+        runs = [finetune_eval(copy.deepcopy(trunk), data, fold, s, device, seed, extra, data.metrics) for s in grid]
+        val = [r[f"val_{data.metrics[0]}"] for r in runs]
+        best = int(np.argmax(np.where(np.isnan(val), -np.inf, val)))
+        points = [{"trunk_lr": s.trunk_lr, "head_lr": s.head_lr, "epochs": s.epochs,
+                   **{f"{split}_{m}": r[f"{split}_{m}"] for split in ("val", "test") for m in data.metrics}}
+                  for s, r in zip(grid, runs)]
+        folds.append({**runs[best], "trunk_lr": grid[best].trunk_lr, "head_lr": grid[best].head_lr,
+                      "epochs": grid[best].epochs, "sweep": points})
     return folds, folds[0]["trunk"]

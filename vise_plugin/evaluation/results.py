@@ -31,6 +31,24 @@ def format_result(summary: Dict[str, Dict[str, float]], metrics: Sequence[str], 
     return f"{split_name} " + ", ".join(parts)
 
 
+def write_sweep_table(path: str, folds: List[Dict], metrics: Sequence[str]) -> str:
+    """The fine-tune sweep's sensitivity table: every grid point (trunk lr, head lr, epochs) with its val
+    and test metrics (mean over folds) and how many folds chose it."""
+    points = folds[0]["sweep"]
+    names = [f"{split} {m}" for split in ("val", "test") for m in metrics]
+    lines = ["| trunk lr | head lr | epochs | " + " | ".join(names) + " | chosen in |",
+             "|---" * (4 + len(names)) + "|"]
+    for i, point in enumerate(points):
+        values = [np.mean([f["sweep"][i][f"{split}_{m}"] for f in folds]) for split in ("val", "test") for m in metrics]
+        chosen = sum(all(f[k] == point[k] for k in ("trunk_lr", "head_lr", "epochs")) for f in folds)
+        lines.append(f"| {point['trunk_lr']:g} | {point['head_lr']:g} | {point['epochs']} | "
+                     + " | ".join(f"{v:.4f}" if m == "roc_auc" else f"{v:.2f}" for v, m in zip(values, metrics * 2))
+                     + f" | {chosen}/{len(folds)} folds |")
+    with g_pathmgr.open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
 def append_metrics(path: str, record: Dict) -> None:
     """One JSON line appended to ``metrics.json`` (VISSL's habit: one line per evaluation)."""
     with g_pathmgr.open(path, "a") as f:

@@ -16,7 +16,8 @@ from vise_plugin.evaluation.cam import class_activation_maps, save_cam_grid
 from vise_plugin.evaluation.datasets import LabelledImages, read_benchmark_dataset
 from vise_plugin.evaluation.datasets.screening import drop_unreadable
 from vise_plugin.evaluation.protocols import eval_images, linear_grid
-from vise_plugin.evaluation.results import append_metrics, append_table_row, format_result, summarize
+from vise_plugin.evaluation.results import (append_metrics, append_table_row, format_result, summarize,
+                                            write_sweep_table)
 from vise_plugin.feature_cache import FeatureCache
 from vise_plugin.models import build_trunk, load_trunk_weights
 from vise_plugin.registry import ENGINES, PROTOCOLS
@@ -109,6 +110,9 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
                                                       for split in ("train", "val", "test")))
     result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"),
                             cfg.speed.precision)
+    if "sweep" in result["folds"][0]:
+        result["sweep_table"] = write_sweep_table(os.path.join(cfg.run_dir, "finetune_sweep.md"), result["folds"],
+                                                  data.metrics)
     text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
     record = {"benchmark": cfg.name, "dataset": data.name, "num_images": len(data.paths), "protocol": b.protocol,
               "trunk": cfg.model.trunk, "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),

@@ -13,12 +13,13 @@ from omegaconf import OmegaConf
 
 from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError, UserError
+from vise_plugin.evaluation.comparison import parse_weights, write_comparison
 
 logger = logging.getLogger(__name__)
 
 PAPER_BENCHMARKS = tuple(f"{protocol}/{task}_r50" for protocol in ("linear", "finetune")
                          for task in ("unbiased_emotion", "politics", "hateful_memes", "cub"))
-SUITE_OPTIONS = ("benchmarks=", "output=", "watch=", "poll_seconds=")
+SUITE_OPTIONS = ("benchmarks=", "output=", "watch=", "poll_seconds=", "weights=")
 DONE_FILE = "checkpoints_done.txt"
 
 
@@ -93,17 +94,36 @@ def watch_run(run_dir: str, names: Sequence[str], overrides: Sequence[str], outp
     return failed
 
 
+def compare_weights(weights: Dict[str, Dict[str, Optional[str]]], names: Sequence[str], overrides: Sequence[str],
+                    output: str) -> List[str]:
+    """The list for each named weights (:func:`parse_weights`'s entries: a file or None for random init,
+    and the trunk where it is not the shared one), into ``<output>/<name>``, then the side-by-side table
+    and chart (:func:`write_comparison`); returns the runs that failed."""
+    failed: List[str] = []
+    for name, entry in weights.items():
+        own = [f"config.model.weights={entry['weights'] or 'null'}"]
+        if entry["trunk"]:
+            own.append(f"config.model.trunk={entry['trunk']}")
+        failed += [f"{name}/{n}" for n in run_benchmarks(names, [*overrides, *own], os.path.join(output, name))]
+    for path in write_comparison(output, list(weights), list(names)):
+        print(f"wrote {path}", flush=True)
+    return failed
+
+
 def run_suite(argv: Sequence[str]) -> int:
-    """``benchmarks=a,b output=dir [watch=<run folder> poll_seconds=60] [config.* overrides]``; returns
-    the exit code (2 when any benchmark failed)."""
+    """``benchmarks=a,b output=dir [watch=<run folder> poll_seconds=60 | weights={name: file, ...}]
+    [config.* overrides]``; returns the exit code (2 when any benchmark failed)."""
     args = list(argv)
     names = [n.strip() for n in _option(args, "benchmarks", ",".join(PAPER_BENCHMARKS)).strip("[]").split(",") if n]
     output = _option(args, "output", "runs/suite")
     overrides = [a for a in args if not a.startswith(SUITE_OPTIONS)]
     watch = _option(args, "watch", None)
+    weights = _option(args, "weights", None)
     try:
         if watch:
             failed = watch_run(watch, names, overrides, output, float(_option(args, "poll_seconds", "60")))
+        elif weights:
+            failed = compare_weights(parse_weights(weights), names, overrides, output)
         else:
             failed = run_benchmarks(names, overrides, output)
     except UserError as e:

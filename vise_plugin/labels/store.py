@@ -114,12 +114,13 @@ class LabelStore:
             if file_sha256(os.path.join(self.local, name)) != expected:
                 raise InputError(f"{self.folder}/{name}: sha256 differs from meta.json; the store is damaged")
 
-    def comment_histogram(self, i: int) -> np.ndarray:
-        """``(K_comments,)`` float32 normalised histogram, all zero for a post without comment labels."""
+    def comment_histogram(self, i: int, uniform: bool = False) -> np.ndarray:
+        """``(K_comments,)`` float32 normalised histogram of post ``i``'s comment clusters (``uniform``: 1/n
+        on each of its n distinct clusters), all zero for a post without comment labels."""
         hist = np.zeros(self.num_classes("comments"), dtype=np.float32)
         pairs = self.comment_pairs(i)
         if len(pairs):
-            hist[pairs[:, 0]] = pairs[:, 1]
+            hist[pairs[:, 0]] = 1 if uniform else pairs[:, 1]
             hist /= hist.sum()
         return hist
 

@@ -58,7 +58,10 @@ def build_trunk(name: str, key: str = "config.model.trunk") -> nn.Module:
 
 
 def trunk_out_channels(trunk: nn.Module) -> int:
-    """Channels of the last convolution's output, i.e. ``C`` of the trunk's ``(B, C, H', W')``."""
+    """Channels of the trunk's output, i.e. ``C`` of its ``(B, C, H', W')``: its ``out_channels`` when it
+    says, else the last BatchNorm's (or convolution's) channels."""
+    if hasattr(trunk, "out_channels"):
+        return int(trunk.out_channels)
     convs = [m for m in trunk.modules() if isinstance(m, nn.Conv2d)]
     last_bn = [m for m in trunk.modules() if isinstance(m, nn.BatchNorm2d)]
     return last_bn[-1].num_features if last_bn else convs[-1].out_channels

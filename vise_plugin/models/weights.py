@@ -1,4 +1,5 @@
-"""Trunk weights in and out: our checkpoints, torchvision state dicts and the official VisE hub format.
+"""Trunk weights in and out: reading any recognised weights file (:mod:`.weight_formats`), fitting it to a
+trunk in one line's error, and exporting the official VisE hub format (or a VISSL checkpoint).
 
 The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``
 (keys ``0.weight``, ``1.running_mean``, ``4.0.conv1.weight``, ...), which is also the state dict of
@@ -6,7 +7,6 @@ our torchvision trunks. Every file is read with ``torch.load(weights_only=True)`
 """
 
 import logging
-import re
 import time
 from typing import Dict, Optional, Tuple
 
@@ -16,13 +16,9 @@ from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import InputError
 from vise_plugin.io_utils import torch_save_atomic
+from vise_plugin.models.weight_formats import convert_weights
 
-# children of a torchvision ResNet, in the order nn.Sequential numbers them
-_RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-_TORCHVISION_TO_HUB = {name: str(i) for i, name in enumerate(_RESNET_CHILDREN)}
 logger = logging.getLogger(__name__)
-
-PRETRAINING_CHECKPOINT = "vise_pretraining"  # the "kind" of our checkpoints (vise_plugin.engine.checkpoint)
 
 
 def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) -> dict:
@@ -55,79 +51,35 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def checkpoint_trunk_state(checkpoint: dict) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """Trunk state dict and trunk name of a pretraining checkpoint of this project."""
-    state = {k[len("trunk."):]: v for k, v in checkpoint["model"].items() if k.startswith("trunk.")}
-    return state, checkpoint.get("trunk")
-
-
-def to_hub_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Any supported state dict -> hub-format keys.
-
-    Accepts hub keys as they are, torchvision ResNet keys (``conv1.weight``, ``layer1.0...``; ``fc.*``
-    dropped), and either wrapped in ``state_dict``/``model`` or prefixed with ``module.``.
-    """
-    for wrapper in ("state_dict", "model"):
-        if wrapper in state and isinstance(state[wrapper], dict):
-            state = state[wrapper]
-    state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
-    out = {}
-    for key, value in state.items():
-        head, _, rest = key.partition(".")
-        if head == "fc":
-            continue
-        out[f"{_TORCHVISION_TO_HUB.get(head, head)}.{rest}" if rest else key] = value
-    return out
-
-
-VISSL_BLOCKS = "_feature_blocks."  # VISSL's ResNe(X)t trunk: _feature_blocks.conv1.weight, ...
-
-
-def vissl_trunk_state(checkpoint: dict) -> Optional[Dict[str, torch.Tensor]]:
-    """The trunk of a VISSL checkpoint (``classy_state_dict.base_model.model.trunk``, keys
-    ``_feature_blocks.*``) with torchvision names, or None when ``checkpoint`` is not one."""
-    try:
-        trunk = checkpoint["classy_state_dict"]["base_model"]["model"]["trunk"]
-    except (KeyError, TypeError):
-        return None
-    return {k[len(VISSL_BLOCKS):] if k.startswith(VISSL_BLOCKS) else k: v for k, v in trunk.items()}
-
-
-def to_vissl_checkpoint(hub_state: Dict[str, torch.Tensor]) -> dict:
-    """A hub-format trunk as a VISSL checkpoint that ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` loads with VISSL's
-    default ``STATE_DICT_KEY_NAME: classy_state_dict`` (trunk keys ``trunk._feature_blocks.*``, no heads)."""
-    names = {v: k for k, v in _TORCHVISION_TO_HUB.items()}
-    trunk = {}
-    for key, value in hub_state.items():
-        head, _, rest = key.partition(".")
-        trunk[f"{VISSL_BLOCKS}{names.get(head, head)}.{rest}"] = value
-    return {"classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": {}}, "meta": {"trunk": {}}}}}
-
-
 def load_trunk_state(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """Reads ``path`` (our ``checkpoint.torch``/``model_phase<N>.torch``, an exported hub file, a
-    torchvision ResNet state dict or a VISSL checkpoint) and returns the trunk's hub-format state
-    dict and, for our checkpoints, the trunk name recorded in it."""
+    """Reads ``path`` and returns the trunk's state dict (hub keys for ResNets) and, where the file
+    records it, the trunk's name. The file's layout is recognised from its keys (the formats of
+    :data:`vise_plugin.registry.WEIGHT_FORMATS`: the project's checkpoints, hub files, torchvision /
+    IG / WSL state dicts, MoCo v2 / v3, VISSL, EmotionNet, CLIP's ResNet-50); an unknown layout is one
+    line listing them."""
     loaded = read_state_file(path)
     if not isinstance(loaded, dict):
         raise InputError(f"{path}: expected a state dict, found {type(loaded).__name__}")
-    if loaded.get("kind") == PRETRAINING_CHECKPOINT:
-        return checkpoint_trunk_state(loaded)
-    vissl = vissl_trunk_state(loaded)
-    return to_hub_state(loaded if vissl is None else vissl), None
+    state, trunk, fmt = convert_weights(loaded, path)
+    logger.info("%s: %s weights", path, fmt)
+    return state, trunk
 
 
 def load_trunk_weights(trunk: nn.Module, path: str) -> nn.Module:
-    """Loads ``path`` into ``trunk`` with ``strict=True``; a mismatch is one :class:`InputError` line."""
-    return fit_trunk_state(trunk, load_trunk_state(path)[0], path)
+    """Loads ``path`` into ``trunk`` with ``strict=True``; a mismatch is one :class:`InputError` line
+    (naming the trunk the file is for, where its layout says)."""
+    state, recorded = load_trunk_state(path)
+    return fit_trunk_state(trunk, state, path, recorded)
 
 
-def fit_trunk_state(trunk: nn.Module, state: Dict[str, torch.Tensor], path: str) -> nn.Module:
+def fit_trunk_state(trunk: nn.Module, state: Dict[str, torch.Tensor], path: str,
+                    recorded: Optional[str] = None) -> nn.Module:
     """``trunk.load_state_dict(state, strict=True)``, a mismatch reported as one line naming ``path``."""
     missing, unexpected = _key_mismatch(trunk, state)
     if missing or unexpected:
+        hint = f"the file is for config.model.trunk={recorded}" if recorded else "check config.model.trunk"
         raise InputError(f"{path}: does not fit the trunk ({len(missing)} missing keys, e.g. {missing[:2]}; "
-                         f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); check config.model.trunk")
+                         f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); {hint}")
     try:
         trunk.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -154,11 +106,12 @@ def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None,
     """
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    from vise_plugin.registry import WEIGHT_FORMATS
     from vise_plugin.models.trunks import build_trunk
 
     state, recorded = load_trunk_state(path)
     trunk_name = trunk_name or recorded or "resnet50"
     trunk = fit_trunk_state(build_trunk(trunk_name), state, path)
     state = {k: v.detach().clone().contiguous() for k, v in trunk.state_dict().items()}
-    torch_save_atomic(state if fmt == "hub" else to_vissl_checkpoint(state), output)
+    torch_save_atomic(WEIGHT_FORMATS.get(fmt).example(state), output)
     return state, trunk_name
