@@ -54,6 +54,7 @@ def test_a_clip_file_for_a_resnet50_trunk_names_the_trunk_to_set(tmp_path):
 def benchmark_data(tmp_path_factory):
     base = tmp_path_factory.mktemp("comparison")
     return {"politics": layouts.politics(str(base / "politics")), "cub": layouts.cub(str(base / "CUB_200_2011")),
+            "colours": layouts.image_folder(str(base / "colours"), {"train": 30, "val": 6, "test": 10}),
             "memes": layouts.hateful_memes(str(base / "memes"), train=120, dev=60, neutral_text_every=2,
                                            wrong_image_every=3)}
 
@@ -93,12 +94,15 @@ def test_the_finetune_sweep_picks_by_val_and_lists_every_point(benchmark_data, t
     run_dir = str(tmp_path / "sweep")
     record = run_benchmark(compose_config([
         "config=benchmark/finetune/cub_r50", "config.model.trunk=tiny", *SMALL, "config.benchmark.finetune.batch_size=8",
-        f"config.benchmark.dataset.root={benchmark_data['cub']}", f"config.run_dir={run_dir}",
-        f"config.benchmark.results_table={tmp_path}/table.md", "config.benchmark.finetune.sweep.trunk_lr=[0.001,0.01]",
-        "config.benchmark.finetune.sweep.head_lr=[0.01,0.1]", "config.benchmark.finetune.sweep.epochs=[1]"]))
+        "config.benchmark.dataset.name=image_folder", f"config.benchmark.dataset.root={benchmark_data['colours']}",
+        "config.benchmark.finetune.crop_scale_min=0.5", f"config.run_dir={run_dir}",
+        f"config.benchmark.results_table={tmp_path}/table.md", "config.benchmark.finetune.sweep.trunk_lr=[0.0,0.01]",
+        "config.benchmark.finetune.sweep.head_lr=[0.0,0.1]", "config.benchmark.finetune.sweep.epochs=[4]"]))
     fold = record["folds"][0]
     assert len(fold["sweep"]) == 4
     best = max(fold["sweep"], key=lambda p: p["val_acc"])
+    assert best["val_acc"] > min(p["val_acc"] for p in fold["sweep"]) + 20  # a head that never learns is far behind
+    assert best["head_lr"] == 0.1
     assert fold["val_acc"] == best["val_acc"] and fold["test_acc"] == pytest.approx(
         next(p["test_acc"] for p in fold["sweep"] if (p["trunk_lr"], p["head_lr"]) == (fold["trunk_lr"], fold["head_lr"])))
     with open(os.path.join(run_dir, "finetune_sweep.md")) as f:

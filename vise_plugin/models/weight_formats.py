@@ -167,7 +167,7 @@ class MoCoV2(_OneEncoderOfTwo):
     def example(trunk: State) -> Dict[str, Any]:
         tv = hub_to_torchvision(trunk)
         return {"state_dict": {**{f"module.encoder_q.{k}": v for k, v in tv.items()},
-                               **{f"module.encoder_k.{k}": v for k, v in tv.items()},
+                               **{f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in tv.items()},
                                "module.encoder_q.fc.0.weight": torch.zeros(2048, 2048), "module.queue": torch.zeros(128, 8)},
                 "arch": "resnet50", "epoch": 200}
 
@@ -183,7 +183,7 @@ class MoCoV3(_OneEncoderOfTwo):
     def example(trunk: State) -> Dict[str, Any]:
         tv = hub_to_torchvision(trunk)
         return {"state_dict": {**{f"module.base_encoder.{k}": v for k, v in tv.items()},
-                               **{f"module.momentum_encoder.{k}": v for k, v in tv.items()},
+                               **{f"module.momentum_encoder.{k}": torch.zeros_like(v) for k, v in tv.items()},
                                "module.base_encoder.fc.0.weight": torch.zeros(4096, 2048),
                                "module.predictor.0.weight": torch.zeros(4096, 256)}}
 
