@@ -4,8 +4,8 @@ image, and (run as a script under ``torchrun``) a two-rank run where only rank 1
 ``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <mode> <label store> <run dir>``
 writes ``<run dir>/rank<r>.txt`` on each rank: the error when it stopped on a non-finite loss,
 otherwise ``finished at iteration <n>, weights <sum of all weights>``. Modes: ``clean`` (no damage,
-through the pretraining engine), ``nan``, ``unreadable`` (rank 1's third batch of each epoch) and
-``first_unreadable`` (rank 1's first batch of each epoch, before it has read any).
+through the pretraining engine), ``nan`` and ``unreadable`` (rank 1's first batch of each epoch, the run's first before it has read
+any, and its third).
 """
 
 import datetime
@@ -35,15 +35,15 @@ class PoisonHead(HookBase):
 
 
 class UnreadableBatch:
-    """The loader's batches, but in each epoch batch ``at`` has no readable image."""
+    """The loader's batches, but in each epoch the batches ``at`` have no readable image."""
 
-    def __init__(self, loader, at: int):
+    def __init__(self, loader, at):
         self.loader = loader
-        self.at = at
+        self.at = set(at)
 
     def __iter__(self):
         for i, batch in enumerate(self.loader):
-            yield {SKIPPED: ["unreadable.jpg"] * len(batch["input"])} if i == self.at else batch
+            yield {SKIPPED: ["unreadable.jpg"] * len(batch["input"])} if i in self.at else batch
 
 
 def weights_line(trainer) -> str:
@@ -72,10 +72,8 @@ def main(mode: str, labels: str, run_dir: str) -> None:
     trainer = build_trainer(_config(labels, run_dir))
     if rank == 1 and mode == "nan":
         trainer.hooks.insert(0, PoisonHead(at=3))  # rank 1's loss is NaN at iteration 4, a checked one
-    if rank == 1 and mode == "unreadable":
-        trainer.loader = UnreadableBatch(trainer.loader, at=2)
-    if rank == 1 and mode == "first_unreadable":  # no batch read yet on this rank
-        trainer.loader = UnreadableBatch(trainer.loader, at=0)
+    if rank == 1 and mode == "unreadable":  # at 0 no batch has been read yet on this rank; at 2 one has
+        trainer.loader = UnreadableBatch(trainer.loader, at=(0, 2))
     try:
         trainer.train()
         result = weights_line(trainer)

@@ -97,12 +97,12 @@ def test_the_finetune_sweep_picks_by_val_and_lists_every_point(benchmark_data, t
         "config.benchmark.dataset.name=image_folder", f"config.benchmark.dataset.root={benchmark_data['colours']}",
         "config.benchmark.finetune.crop_scale_min=0.5", f"config.run_dir={run_dir}",
         f"config.benchmark.results_table={tmp_path}/table.md", "config.benchmark.finetune.sweep.trunk_lr=[0.0,0.01]",
-        "config.benchmark.finetune.sweep.head_lr=[0.0,0.1]", "config.benchmark.finetune.sweep.epochs=[4]"]))
+        "config.benchmark.finetune.sweep.head_lr=[0.0,0.1]", "config.benchmark.finetune.sweep.epochs=[2]"]))
     fold = record["folds"][0]
     assert len(fold["sweep"]) == 4
     best = max(fold["sweep"], key=lambda p: p["val_acc"])
-    assert best["val_acc"] > min(p["val_acc"] for p in fold["sweep"]) + 20  # a head that never learns is far behind
-    assert best["head_lr"] == 0.1
+    frozen = next(p for p in fold["sweep"] if p["trunk_lr"] == p["head_lr"] == 0)  # learns nothing
+    assert best["val_acc"] > frozen["val_acc"] + 20
     assert fold["val_acc"] == best["val_acc"] and fold["test_acc"] == pytest.approx(
         next(p["test_acc"] for p in fold["sweep"] if (p["trunk_lr"], p["head_lr"]) == (fold["trunk_lr"], fold["head_lr"])))
     with open(os.path.join(run_dir, "finetune_sweep.md")) as f:

@@ -108,9 +108,8 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_worl
     assert rank0.startswith("the loss became non-finite at iteration 4 (on another rank)"), rank0
 
 
-@pytest.mark.parametrize("mode", ["unreadable", "first_unreadable"])
-def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path, mode):
-    out, rank0, rank1 = two_ranks(mode, tiny_world["labels"], tmp_path / "run")
+def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path):
+    out, rank0, rank1 = two_ranks("unreadable", tiny_world["labels"], tmp_path / "run")  # its first batch too
     assert "skipped unreadable image unreadable.jpg (8 so far" in out
     assert rank0.startswith(f"finished at iteration {2 * ((45 + 7) // 8)},"), rank0  # 2 epochs of 6 steps
     assert rank1 == rank0  # the same iteration and the same weights: DDP kept the replicas identical
