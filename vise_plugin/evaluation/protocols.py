@@ -69,14 +69,16 @@ def finetune(trunk: nn.Module, data: LabelledImages, b: DictConfig, cache: Featu
     (:func:`sweep_grid`); the point with the best first metric on val is reported. Each fold's result
     lists every point (``sweep``: settings, val and test metrics)."""
     grid = sweep_grid(b, FinetuneSettings.from_config(b, precision))
+    key = f"val_{data.metrics[0]}"
     folds = []
     for fold in data.folds:
-        runs = [finetune_eval(copy.deepcopy(trunk), data, fold, s, device, seed, extra, data.metrics) for s in grid]
-        val = [r[f"val_{data.metrics[0]}"] for r in runs]
-        best = int(np.argmax(np.where(np.isnan(val), -np.inf, val)))
-        points = [{"trunk_lr": s.trunk_lr, "head_lr": s.head_lr, "epochs": s.epochs,
-                   **{f"{split}_{m}": r[f"{split}_{m}"] for split in ("val", "test") for m in data.metrics}}
-                  for s, r in zip(grid, runs)]
-        folds.append({**runs[best], "trunk_lr": grid[best].trunk_lr, "head_lr": grid[best].head_lr,
-                      "epochs": grid[best].epochs, "sweep": points})
+        points, best, best_val = [], None, -np.inf
+        for s in grid:  # only the best run's fine-tuned trunk is kept, not one per point
+            run = finetune_eval(copy.deepcopy(trunk), data, fold, s, device, seed, extra, data.metrics)
+            points.append({"trunk_lr": s.trunk_lr, "head_lr": s.head_lr, "epochs": s.epochs,
+                           **{f"{split}_{m}": run[f"{split}_{m}"] for split in ("val", "test") for m in data.metrics}})
+            val = -np.inf if np.isnan(run[key]) else run[key]  # the first point wins ties; a NaN never wins
+            if best is None or val > best_val:
+                best, best_val = {**run, "trunk_lr": s.trunk_lr, "head_lr": s.head_lr, "epochs": s.epochs}, val
+        folds.append({**best, "sweep": points})
     return folds, folds[0]["trunk"]
