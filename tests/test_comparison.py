@@ -137,9 +137,10 @@ def test_the_uniform_comment_target_spreads_over_the_distinct_clusters(tmp_path)
     uniform = EngagementLabels(store, "", "uniform").targets_at(0)["comments"]
     assert torch.allclose(histogram, torch.tensor([2 / 3, 0, 0, 1 / 3, 0]))
     assert torch.allclose(uniform, torch.tensor([0.5, 0, 0, 0.5, 0]))
-    from vise_plugin.data.tar_shards import comment_histogram  # the targets of posts read from tar shards
+    from vise_plugin.data.tar_shards import ShardTargets  # the targets of posts read from tar shards
 
-    assert torch.allclose(comment_histogram([[0, 2], [3, 1]], 5, uniform=True), uniform)
+    shards = ShardTargets({"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}}}, "uniform")
+    assert torch.allclose(shards.of({"comments": [[0, 2], [3, 1]], "reactions": 1})["comments"], uniform)
     with pytest.raises(ConfigError, match=r"config.data.comment_target='uniformly': use one of histogram, uniform"):
         EngagementLabels(store, "", "uniformly")
 

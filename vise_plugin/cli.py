@@ -92,9 +92,10 @@ def main_benchmark_suite(argv: Optional[List[str]] = None) -> int:
 def main_export_hub(argv: Optional[List[str]] = None) -> int:
     """``vise-export-hub <checkpoint> <output.pth> [--trunk NAME]``: the trunk in the official hub format."""
     import argparse
-    import hashlib
 
+    from vise_plugin.io_utils import file_sha256
     from vise_plugin.models import export_hub_weights
+    from vise_plugin.models.weights import EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(description="Writes the trunk of a checkpoint (ours, VISSL's, hub or torchvision) "
                                                  "in the official VisE torch.hub format (the state dict of resnet50's "
@@ -102,7 +103,7 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("checkpoint")
     parser.add_argument("output")
     parser.add_argument("--trunk", default=None, help="trunk name when the file does not record it (default resnet50)")
-    parser.add_argument("--format", default="hub", choices=["hub", "vissl"],
+    parser.add_argument("--format", default="hub", choices=EXPORT_FORMATS,
                         help="vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE")
     args = parser.parse_args(argv)
     try:
@@ -110,9 +111,7 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with open(args.output, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    print(f"wrote {args.output}: {trunk} trunk, {len(state)} tensors, sha256 {digest}")
+    print(f"wrote {args.output}: {trunk} trunk, {len(state)} tensors, sha256 {file_sha256(args.output)}")
     if args.format == "vissl":
         print(f"load it in VISSL with: config.MODEL.WEIGHTS_INIT.PARAMS_FILE={args.output}")
     elif trunk == "resnet50":

@@ -1,11 +1,12 @@
 """Named targets packed side by side in one ``(B, W)`` float tensor, for trainers that carry a single
 target tensor per batch (VISSL's train step reads ``target.size(0)``), and unpacked by the loss."""
 
-from typing import Any, Dict, Mapping, Sequence
+from functools import lru_cache
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from vise_plugin.data.target_sources import TargetSource, build_target_sources
+from vise_plugin.data.target_sources import TargetSource, build_target_sources, empty_targets
 
 
 class TargetLayout:
@@ -52,9 +53,22 @@ def packed_sources(params: Mapping[str, Any]) -> Sequence[TargetSource]:
     return build_target_sources(names, data)
 
 
+@lru_cache(maxsize=4)
+def _opened(label_store: Optional[str], tag_list: Optional[str], tag_vocab: Optional[str],
+            tag_image_root: Optional[str]) -> Tuple[Sequence[TargetSource], Dict[str, torch.Tensor], TargetLayout]:
+    params = {"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab, "tag_image_root": tag_image_root}
+    sources = packed_sources(params)
+    empty = empty_targets(sources)
+    return sources, empty, TargetLayout(empty)
+
+
+def packed_targets(params: Mapping[str, Any]) -> Tuple[Sequence[TargetSource], Dict[str, torch.Tensor], TargetLayout]:
+    """``(sources, empty targets, layout)`` of :func:`packed_sources` (``params``: the collator's
+    parameters), opened once per process (the collator's, per batch)."""
+    return _opened(*(params.get(k) for k in ("label_store", "tag_list", "tag_vocab", "tag_image_root")))
+
+
 def packed_layout(params: Mapping[str, Any]) -> TargetLayout:
-    """The layout of the targets of :func:`packed_sources` (``params``: the collator's parameters)."""
-    example: Dict[str, torch.Tensor] = {}
-    for source in packed_sources(params):
-        example.update(source.empty())
-    return TargetLayout(example)
+    """The layout of the targets of :func:`packed_sources` (``params``: the collator's parameters), read
+    afresh (a loss built after its label store was refitted gets the new widths)."""
+    return TargetLayout(empty_targets(packed_sources(params)))

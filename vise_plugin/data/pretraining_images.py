@@ -9,7 +9,7 @@ from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED
 from vise_plugin.data.images import blank_input, load_or_skip
-from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources
+from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources, empty_targets
 from vise_plugin.data.transforms import train_transform
 from vise_plugin.data.device_decode import EncodedCrop
 from vise_plugin.errors import ConfigError, InputError
@@ -76,10 +76,7 @@ class PretrainingImages(torch.utils.data.Dataset):
     def placeholder_item(self) -> Dict[str, Any]:
         """An item of this dataset's shapes with nothing to learn: a black image and every source's
         empty targets (every loss leaves it out)."""
-        target: Dict[str, torch.Tensor] = {}
-        for source in self.sources:
-            target.update(source.empty())
-        return {"input": blank_input(self.transform), "target": target}
+        return {"input": blank_input(self.transform), "target": empty_targets(self.sources)}
 
     def target_specs(self) -> Dict[str, Dict[str, Any]]:
         """``{target name: {"num_classes": K, ...}}`` of every source, for the heads and losses."""

@@ -8,7 +8,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-_SEED_STRIDE = 1_000_003  # a prime: item seeds of different epochs do not collide for epochs < stride
+SEED_STRIDE = 1_000_003  # a prime: item seeds of different epochs do not collide for epochs < stride
 
 
 class ResumableBatchSampler(torch.utils.data.Sampler):
@@ -61,13 +61,13 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     def epoch_items(self) -> torch.Tensor:
         """``(items_per_rank,)`` int64: this rank's items in the current epoch, in order."""
         if self.shuffle and self.groups is not None:
-            generator = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed * SEED_STRIDE + self.epoch)
             starts = torch.cumsum(torch.tensor([0] + self.groups[:-1]), 0)
             order = torch.cat([starts[g] + torch.randperm(self.groups[g], generator=generator)
                                for g in torch.randperm(len(self.groups), generator=generator).tolist()])
         elif self.shuffle:
             order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(
-                self.seed * _SEED_STRIDE + self.epoch))
+                self.seed * SEED_STRIDE + self.epoch))
         else:
             order = torch.arange(self.num_items)
         total = self.items_per_rank * self.world_size
@@ -76,6 +76,6 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         items = self.epoch_items().tolist()
-        base = (self.seed * _SEED_STRIDE + self.epoch) * self.num_items
+        base = (self.seed * SEED_STRIDE + self.epoch) * self.num_items
         for start in range(self.start_batch * self.batch_size, len(items), self.batch_size):
             yield [(item, base + item) for item in items[start:start + self.batch_size]]

@@ -7,6 +7,7 @@ index under temporary names, then its summary; a rerun skips the shards whose su
 killed job loses only the shards it was writing. ``manifest.json`` is written last.
 """
 
+import io
 import json
 import logging
 import os
@@ -89,7 +90,7 @@ def write_shard(plan: ShardPlan, shard: int) -> Dict[str, Any]:
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(blob), MTIME, 0o444
                 info.uname = info.gname = "vise"
-                tar.addfile(info, _Bytes(blob))
+                tar.addfile(info, io.BytesIO(blob))
             rows.append(int(row))
             images.append(store.images[row])
     index = _index(base + ".tar.tmp", len(rows))
@@ -103,18 +104,6 @@ def write_shard(plan: ShardPlan, shard: int) -> Dict[str, Any]:
         json.dump(summary, f)
     os.replace(summary_path + ".tmp", summary_path)
     return summary
-
-
-class _Bytes:
-    """A file object over ``bytes`` for :meth:`tarfile.TarFile.addfile`."""
-
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.pos + n
-        out, self.pos = self.data[self.pos:end], min(end, len(self.data))
-        return out
 
 
 def _index(tar_path: str, num_samples: int) -> np.ndarray:

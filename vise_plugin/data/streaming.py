@@ -20,8 +20,8 @@ from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
 from vise_plugin.data.images import blank_input, load_or_skip
-from vise_plugin.data.tar_shards import comment_histogram, read_manifest
-from vise_plugin.data.target_sources import uniform_comment_target
+from vise_plugin.data.resumable_sampler import SEED_STRIDE
+from vise_plugin.data.tar_shards import ShardTargets, read_manifest
 from vise_plugin.errors import InputError
 from vise_plugin.registry import register_dataset
 
@@ -47,11 +47,10 @@ class StreamingShards(torch.utils.data.IterableDataset):
         manifest = read_manifest(folder)
         self.urls = [f"{url_prefix or folder}/{s['name']}.tar" for s in manifest["shards"]]
         self.counts = [s["samples"] for s in manifest["shards"]]
-        self.tasks = {t: int(v["k"]) for t, v in manifest["tasks"].items()}
+        self.targets = ShardTargets(manifest, comment_target)
         self.folder, self.batch_size, self.transform = folder, batch_size, transform
         self.rank, self.world_size, self.seed, self.buffer = rank, world_size, seed, buffer
         self.collate = collate
-        self.uniform = uniform_comment_target(comment_target)
         self.num_items = sum(self.counts)
         self.epoch = self.start_batch = 0
 
@@ -65,7 +64,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
 
     def _rank_shards(self) -> List[int]:
         order = list(range(len(self.urls)))
-        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        random.Random(self.seed * SEED_STRIDE + self.epoch).shuffle(order)
         mine = order[self.rank::self.world_size]
         return mine or order  # fewer shards than ranks: each rank reads all of them (its own shuffle)
 
@@ -87,7 +86,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         """``(raw sample, stream position)`` pairs of this worker, shuffled, going round its shards forever."""
         position, lap = 0, 0
         while True:
-            rng = random.Random(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + self.rank) * 1_000 + worker + lap)
+            rng = random.Random(((self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE + self.rank) * 1_000 + worker + lap)
             pipeline = wds.DataPipeline(wds.SimpleShardList([self.urls[s] for s in shards]),
                                         wds.tarfile_to_samples(handler=wds.warn_and_continue),
                                         wds.shuffle(self.buffer, initial=min(self.buffer, 100), rng=rng))
@@ -100,7 +99,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         where = f"{sample.get('__url__', self.folder)}#{sample.get('__key__', '?')}"
         if "jpg" not in sample or "json" not in sample:
             return {SKIPPED: where}
-        seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + self.rank) * 10_000_000 + position
+        seed = ((self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE + self.rank) * 10_000_000 + position
         image = load_or_skip(where, self.transform, seed, skip_unreadable=True, data=sample["jpg"])
         if image is None:
             return {SKIPPED: where}
@@ -108,16 +107,13 @@ class StreamingShards(torch.utils.data.IterableDataset):
             meta = json.loads(sample["json"])
         except ValueError:
             return {SKIPPED: where}
-        return {"input": image, "target": {"comments": comment_histogram(meta["comments"], self.tasks["comments"],
-                                                                         self.uniform),
-                                           "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}}
+        return {"input": image, "target": self.targets.of(meta)}
 
     def placeholder_item(self) -> Dict[str, Any]:
-        return {"input": blank_input(self.transform), "target": {
-            "comments": torch.zeros(self.tasks["comments"]), "reactions": torch.tensor(-1, dtype=torch.int64)}}
+        return {"input": blank_input(self.transform), "target": self.targets.empty()}
 
     def target_specs(self) -> Dict[str, Dict[str, Any]]:
-        return {task: {"num_classes": k} for task, k in self.tasks.items()}
+        return self.targets.specs()
 
     def describe(self) -> str:
         return f"tar shards {self.folder} ({len(self.urls)} shards, streamed)"

@@ -24,6 +24,7 @@ from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.data.target_sources import TargetSource, uniform_comment_target
 from vise_plugin.errors import ConfigError, InputError
+from vise_plugin.labels.store import comment_histogram
 from vise_plugin.registry import TARGET_SOURCES
 
 logger = logging.getLogger(__name__)
@@ -50,15 +51,24 @@ def read_manifest(folder: str) -> Dict[str, Any]:
     return manifest
 
 
-def comment_histogram(pairs: List[List[int]], k: int, uniform: bool = False) -> torch.Tensor:
-    """``(k,)`` float32 normalised histogram of ``(cluster, count)`` pairs (``uniform``: 1/n on each of the
-    n clusters), all zero without any."""
-    hist = torch.zeros(k)
-    if pairs:
-        ids, counts = zip(*pairs)
-        hist[list(ids)] = 1.0 if uniform else torch.tensor(counts, dtype=torch.float32)
-        hist /= hist.sum()
-    return hist
+class ShardTargets:
+    """The VisE targets of shard samples (``comments``: ``(K,)`` float32 histogram, ``reactions``: int64
+    cluster), for the tasks of a shard folder's manifest and ``config.data.comment_target``."""
+
+    def __init__(self, manifest: Mapping[str, Any], comment_target: str = "histogram"):
+        self.tasks = {t: int(v["k"]) for t, v in manifest["tasks"].items()}
+        self.uniform = uniform_comment_target(comment_target)
+
+    def of(self, meta: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+        """The targets of a sample's ``.json`` description."""
+        return {"comments": torch.from_numpy(comment_histogram(meta["comments"], self.tasks["comments"], self.uniform)),
+                "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+
+    def empty(self) -> Dict[str, torch.Tensor]:
+        return {"comments": torch.zeros(self.tasks["comments"]), "reactions": torch.tensor(-1, dtype=torch.int64)}
+
+    def specs(self) -> Dict[str, Dict[str, Any]]:
+        return {task: {"num_classes": k} for task, k in self.tasks.items()}
 
 
 @TARGET_SOURCES.register("tar_shards")
@@ -75,14 +85,13 @@ class TarShards(TargetSource):
     """
 
     def __init__(self, folder: str, comment_target: str = "histogram"):
-        self.uniform = uniform_comment_target(comment_target)
         self.folder = folder
         self.manifest = read_manifest(folder)
+        self.targets = ShardTargets(self.manifest, comment_target)
         self.image_root = ""
         self.shards = [s["name"] for s in self.manifest["shards"]]
         self.counts = np.array([s["samples"] for s in self.manifest["shards"]], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)])
-        self.tasks = {t: int(v["k"]) for t, v in self.manifest["tasks"].items()}
         self._indexes: Dict[int, np.ndarray] = {}
         self._images: Dict[int, List[str]] = {}
         self._files: Dict[int, Any] = {}
@@ -169,11 +178,7 @@ class TarShards(TargetSource):
             meta = json.loads(blob[json_offset - jpg_offset:])
         except ValueError:
             raise InputError(f"{self.where(i)}: unreadable sample description") from None
-        return blob[:jpg_size], self.targets_from(meta)
-
-    def targets_from(self, meta: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-        return {"comments": comment_histogram(meta["comments"], self.tasks["comments"], self.uniform),
-                "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+        return blob[:jpg_size], self.targets.of(meta)
 
     def targets_at(self, i: int) -> Dict[str, torch.Tensor]:
         return self.read(i)[1]
@@ -190,10 +195,10 @@ class TarShards(TargetSource):
         return self.empty() if row is None else self.read(row)[1]
 
     def empty(self) -> Dict[str, torch.Tensor]:
-        return {"comments": torch.zeros(self.tasks["comments"]), "reactions": torch.tensor(-1, dtype=torch.int64)}
+        return self.targets.empty()
 
     def specs(self) -> Dict[str, Dict[str, Any]]:
-        return {task: {"num_classes": k} for task, k in self.tasks.items()}
+        return self.targets.specs()
 
     def __getstate__(self):
         state = dict(self.__dict__)

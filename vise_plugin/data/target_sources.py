@@ -63,6 +63,14 @@ class TargetSource:
         return type(self).__name__
 
 
+def empty_targets(sources: Sequence[TargetSource]) -> Targets:
+    """Every source's :meth:`TargetSource.empty` targets, in one dict (an item with nothing to learn)."""
+    empty: Targets = {}
+    for source in sources:
+        empty.update(source.empty())
+    return empty
+
+
 def _param(params: Mapping[str, Any], data_cfg: Mapping[str, Any], key: str, section: Optional[str] = None):
     """``params[key]``, else ``config.data[section][key]`` (or ``config.data[key]``)."""
     if params.get(key) is not None:

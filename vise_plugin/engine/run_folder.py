@@ -16,6 +16,8 @@ def setup_logging(run_dir: str = None, primary: bool = True) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        if isinstance(handler, logging.FileHandler):
+            handler.close()  # a suite sets up one run folder after another in one process
     root.setLevel(logging.INFO if primary else logging.WARNING)
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))

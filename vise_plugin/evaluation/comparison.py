@@ -2,7 +2,6 @@
 table (rows: weights; columns: benchmarks; mean ± std where a task has several splits) with the
 hyper-parameters chosen in each cell, and one PNG bar chart."""
 
-import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -11,6 +10,7 @@ import yaml
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import ConfigError
+from vise_plugin.evaluation.results import last_metrics, run_folder
 
 TABLE = "comparison.md"
 CHART = "comparison.png"
@@ -40,15 +40,6 @@ def parse_weights(value: str) -> Dict[str, Dict[str, Optional[str]]]:
     return parsed
 
 
-def _record(run_dir: str) -> Optional[Dict[str, Any]]:
-    path = os.path.join(run_dir, "metrics.json")
-    if not g_pathmgr.exists(path):
-        return None
-    with g_pathmgr.open(path) as f:
-        lines = [line for line in f if line.strip()]
-    return json.loads(lines[-1]) if lines else None
-
-
 def _chosen(record: Mapping[str, Any]) -> str:
     """The hyper-parameters model selection chose, over the folds (``lr 0.1, wd 0.0001``; ``/`` between
     values that differ across folds)."""
@@ -64,7 +55,7 @@ def _chosen(record: Mapping[str, Any]) -> str:
 
 def comparison(output: str, weights: Sequence[str], benchmarks: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     """``{weights: {benchmark: record}}`` of the runs in ``<output>/<weights>/<benchmark>``."""
-    return {w: {b: _record(os.path.join(output, w, b.replace("/", "_"))) for b in benchmarks} for w in weights}
+    return {w: {b: last_metrics(run_folder(os.path.join(output, w), b)) for b in benchmarks} for w in weights}
 
 
 def write_comparison(output: str, weights: Sequence[str], benchmarks: Sequence[str]) -> List[str]:

@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from iopath.common.file_io import g_pathmgr
@@ -47,6 +47,21 @@ def write_sweep_table(path: str, folds: List[Dict], metrics: Sequence[str]) -> s
     with g_pathmgr.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def run_folder(output: str, benchmark: str) -> str:
+    """The run folder of benchmark ``linear/cub_r50`` in a suite's ``output``: ``<output>/linear_cub_r50``."""
+    return os.path.join(output, benchmark.replace("/", "_"))
+
+
+def last_metrics(run_dir: str) -> Optional[Dict]:
+    """The last :func:`append_metrics` record of ``<run_dir>/metrics.json``; None when there is none."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not g_pathmgr.exists(path):
+        return None
+    with g_pathmgr.open(path) as f:
+        lines = [line for line in f if line.strip()]
+    return json.loads(lines[-1]) if lines else None
 
 
 def append_metrics(path: str, record: Dict) -> None:

@@ -97,13 +97,14 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
                                   label_separator=d.label_separator, val_fraction=d.val_fraction,
                                   split_fractions=list(d.split_fractions), split_seeds=list(d.split_seeds),
                                   seed=cfg.seed)
-    trunk = benchmark_trunk(cfg.model, cfg.seed) if "image" in benchmark_inputs(b, data) else None
+    inputs = benchmark_inputs(b, data)
+    trunk = benchmark_trunk(cfg.model, cfg.seed) if "image" in inputs else None
     setup_logging(cfg.run_dir)
     write_resolved_config(root_cfg, cfg.run_dir)
     data = drop_unreadable(data, cfg.data.max_bad_image_fraction, b.num_workers)
     device = "cuda" if use_gpu(cfg.device) else "cpu"
     logger.info("%s: %s protocol on %s, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name,
-                b.protocol, " + ".join(benchmark_inputs(b, data)), len(data.paths), len(data.classes), len(data.folds),
+                b.protocol, " + ".join(inputs), len(data.paths), len(data.classes), len(data.folds),
                 cfg.model.trunk if trunk is not None else "none", cfg.model.weights or "random init")
     fold = data.folds[0]
     logger.info("%s splits: %s", cfg.name, "; ".join(f"{split} {len(fold[split])} images from {data.source(split)}"

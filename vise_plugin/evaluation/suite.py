@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError, UserError
 from vise_plugin.evaluation.comparison import parse_weights, write_comparison
+from vise_plugin.evaluation.results import run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) 
 
     failed = []
     for name in names:
-        run_dir = os.path.join(output, name.replace("/", "_"))
+        run_dir = run_folder(output, name)
         try:
             run_engine(compose_config([f"config=benchmark/{name}", *overrides, f"config.run_dir={run_dir}",
                                        f"config.benchmark.results_table={os.path.join(output, 'results.md')}"]))

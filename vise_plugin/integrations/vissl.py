@@ -20,7 +20,6 @@ with the VisE configs shipped beside VISSL's. Importing ``vise_plugin`` never ne
 
 import logging
 import os
-from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -32,7 +31,7 @@ from vissl.data.dataset_catalog import VisslDatasetCatalog
 from classy_vision.hooks import ClassyHook
 from vissl.models.heads import MODEL_HEADS_REGISTRY, register_model_head
 
-from vise_plugin.data.packed_targets import TargetLayout, packed_sources
+from vise_plugin.data.packed_targets import packed_targets
 from vise_plugin.labels.store import LabelStore
 from vise_plugin.models.multi_head import VisEMultiHead
 from vise_plugin.models.web_tag_head import WebTagHead
@@ -100,19 +99,6 @@ class LabelStoreImages:
             return Image.new("RGB", (self.size, self.size)), False
 
 
-@lru_cache(maxsize=4)
-def _targets(label_store: Optional[str], tag_list: Optional[str], tag_vocab: Optional[str],
-             tag_image_root: Optional[str]):
-    """The collator's target sources and their layout, opened once per process."""
-    params = {"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab,
-              "tag_image_root": tag_image_root}
-    sources = packed_sources(params)
-    empty: Dict[str, torch.Tensor] = {}
-    for source in sources:
-        empty.update(source.empty())
-    return sources, empty, TargetLayout(empty)
-
-
 def vise_collator(batch: List[Dict[str, Any]], label_store: Optional[str] = None, tag_list: Optional[str] = None,
                   tag_vocab: Optional[str] = None, tag_image_root: Optional[str] = None) -> Dict[str, List[torch.Tensor]]:
     """VISSL items ``{"data": [(3, S, S)], "label": [store row], "data_valid": [1 | -1], "data_idx": [i]}``
@@ -121,7 +107,8 @@ def vise_collator(batch: List[Dict[str, Any]], label_store: Optional[str] = None
     The first source lists the images (its rows are the labels); web tags are matched by image path.
     An invalid image gets empty targets, which every loss leaves out.
     """
-    sources, empty, layout = _targets(label_store, tag_list, tag_vocab, tag_image_root)
+    sources, empty, layout = packed_targets({"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab,
+                                             "tag_image_root": tag_image_root})
     targets = []
     for item in batch:
         row, valid = int(item["label"][0]), item["data_valid"][0] == 1

@@ -13,9 +13,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from vise_plugin.integrations.vissl import CONFIGS, register, vise_hook_generator
-
-register()
+from vise_plugin.integrations.vissl import CONFIGS, vise_hook_generator  # importing it registers the project
 
 
 def vissl_config(overrides: List[str]):

@@ -58,6 +58,17 @@ def _load_blob(path: str) -> np.ndarray:
     return np.memmap(path, np.uint8, "r") if os.path.getsize(path) else np.zeros(0, np.uint8)
 
 
+def comment_histogram(pairs: Any, k: int, uniform: bool = False) -> np.ndarray:
+    """``(k,)`` float32 normalised histogram of a post's ``(n, 2)`` ``(cluster, count)`` pairs (``uniform``:
+    1/n on each of its n distinct clusters), all zero for a post without comment labels."""
+    hist = np.zeros(k, dtype=np.float32)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs):
+        hist[pairs[:, 0]] = 1 if uniform else pairs[:, 1]
+        hist /= hist.sum()
+    return hist
+
+
 class LabelStore:
     """Random access to a label store folder (see module docstring)."""
 
@@ -115,14 +126,8 @@ class LabelStore:
                 raise InputError(f"{self.folder}/{name}: sha256 differs from meta.json; the store is damaged")
 
     def comment_histogram(self, i: int, uniform: bool = False) -> np.ndarray:
-        """``(K_comments,)`` float32 normalised histogram of post ``i``'s comment clusters (``uniform``: 1/n
-        on each of its n distinct clusters), all zero for a post without comment labels."""
-        hist = np.zeros(self.num_classes("comments"), dtype=np.float32)
-        pairs = self.comment_pairs(i)
-        if len(pairs):
-            hist[pairs[:, 0]] = 1 if uniform else pairs[:, 1]
-            hist /= hist.sum()
-        return hist
+        """``(K_comments,)`` float32 :func:`comment_histogram` of post ``i``."""
+        return comment_histogram(self.comment_pairs(i), self.num_classes("comments"), uniform)
 
 
 class LabelStoreWriter:

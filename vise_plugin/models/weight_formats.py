@@ -3,7 +3,8 @@
 
 A format has ``detect(state) -> bool`` (mutually exclusive with the others), ``convert(state) ->
 (trunk state dict, trunk name or None)`` in the keys of the project's trunk, and ``example(trunk state)
--> state`` (a file of its layout holding that trunk, for tests and documentation). ``trunks`` names the
+-> state`` (a file of its layout holding that trunk: the tests' fixtures, and what ``tools/export_hub.py
+--format`` writes for ``hub`` and ``vissl``). ``trunks`` names the
 trunks its files fit. Nothing is downloaded: the files come from the user.
 """
 
