@@ -14,6 +14,7 @@ process may use, and last ``ratio: <device-decode images/s over the ceiling>``.
 """
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -37,25 +38,37 @@ from vise_plugin.labels import write_label_store  # noqa: E402
 KC, KR = 1000, 16
 
 
+def _photo(job) -> None:
+    """Photo ``i``: a smooth colour field with grain, drawn from its own seed."""
+    path, i, width, height = job
+    rng = np.random.default_rng([0, i])
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    a, b, c = rng.uniform(20, 200, 3)
+    field = np.stack([np.sin(x / a + i), np.cos(y / b), np.sin((x + y) / c)], -1) * 100 + 128
+    pixels = (field + 12 * rng.standard_normal(field.shape, dtype=np.float32)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
 def make_photos(folder: str, count: int, width: int, height: int) -> str:
-    """``count`` JPEGs and a label store over them (random targets); returns the store folder."""
+    """``count`` JPEGs (written on every core this process may use) and a label store over them
+    (random targets); returns the store folder."""
     store = os.path.join(folder, "labels")
     if os.path.exists(os.path.join(store, "meta.json")):
         return store
-    rng = np.random.default_rng(0)
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    images = []
-    for i in range(count):
-        a, b, c = rng.uniform(20, 200, 3)
-        field = np.stack([np.sin(x / a + i), np.cos(y / b), np.sin((x + y) / c)], -1) * 100 + 128
-        pixels = (field + rng.normal(0, 12, field.shape)).clip(0, 255).astype(np.uint8)
-        images.append(f"images/{i:06d}.jpg")
-        Image.fromarray(pixels).save(os.path.join(folder, images[-1]), quality=90)
+    images = [f"images/{i:06d}.jpg" for i in range(count)]
+    with multiprocessing.get_context("fork").Pool(cpu_cores()) as pool:
+        pool.map(_photo, [(os.path.join(folder, name), i, width, height) for i, name in enumerate(images)], chunksize=4)
+    rng = np.random.default_rng(0)
     pairs = [np.array([[int(rng.integers(KC)), 1]]) for _ in range(count)]
     write_label_store(store, [f"p{i}" for i in range(count)], images, pairs, rng.integers(0, KR, count),
                       {"tasks": {"comments": {"k": KC}, "reactions": {"k": KR}}, "image_root": folder})
     return store
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 class DeviceBatches:
@@ -123,7 +136,7 @@ def main() -> None:
                "device decode, from shards": run(common + ["config.data.decode_on=device"], args),
                "synthetic tensors on the device (ceiling)": run(common, args, ceiling=True)}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cpu_cores()
     print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
           f"{args.precision}{', channels_last' if args.channels_last else ''}{', compiled' if args.compile else ''}, "
           f"{args.images} photos of {width}x{height}, {args.workers} workers, {device}")

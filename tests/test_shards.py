@@ -19,6 +19,7 @@ from vise_plugin.config import compose_config
 from vise_plugin.data import EngagementLabels, StreamingShards, TarShards
 from vise_plugin.data.shard_writer import run_shard_job
 from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.errors import ConfigError
 from vise_plugin.io_utils import file_sha256
 from vise_plugin.labels import LabelStore
 
@@ -54,6 +55,8 @@ def test_shards_hold_each_image_file_and_its_targets_bit_for_bit(tiny_world, sha
             assert data == f.read()
         expected = reference.targets_at(i)
         assert torch.equal(targets["comments"], expected["comments"]) and targets["reactions"] == expected["reactions"]
+        alone = source.targets_at(i)  # read from the sample's .json member alone
+        assert torch.equal(alone["comments"], expected["comments"]) and alone["reactions"] == expected["reactions"]
         assert source.path(i) == store.images[i]
     for entry in manifest["shards"]:
         assert file_sha256(os.path.join(shards, entry["name"] + ".tar")) == entry["sha256"]
@@ -144,23 +147,38 @@ def _damaged_copy(shards, tmp_path, how):
     shutil.copytree(shards, folder)
     index = np.load(os.path.join(folder, "shard-000002.idx.npy"))
     tar = os.path.join(folder, "shard-000002.tar")
-    if how == "corrupt":  # garbage in place of the first sample's JPEG bytes, the offsets unchanged
+    if how == "corrupt":  # the first sample's JPEG header reads, its data does not; the offsets unchanged
         with open(tar, "r+b") as f:
             f.seek(int(index[0, 1]))
-            f.write(b"\x00" * int(index[0, 2]))
+            jpeg = f.read(int(index[0, 2]))
+            scan = jpeg.index(b"\xff\xda")
+            scan += 2 + int.from_bytes(jpeg[scan + 2:scan + 4], "big")
+            f.seek(int(index[0, 1]) + scan)
+            f.write(b"\xff\xd8" * ((len(jpeg) - scan) // 2))
     else:  # cut in the middle of the fourth sample
         with open(tar, "r+b") as f:
             f.truncate(int(index[3, 1]) + 10)
     return folder, int(index[0, 0])
 
 
-def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path):
+@pytest.mark.parametrize("decode_on", ["loader", "device"])
+def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path, decode_on):
     folder, key = _damaged_copy(shards, tmp_path, "corrupt")
     run_dir = str(tmp_path / "run")
-    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1"))
-    assert trainer.iteration == PER_EPOCH and trainer.bad_images.skipped == 1
+    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", f"config.data.decode_on={decode_on}"))
+    assert trainer.iteration == PER_EPOCH and (trainer.bad_images.skipped, trainer.bad_images.seen) == (1, 90)
     with open(os.path.join(run_dir, "log.txt")) as f:
         assert f"skipped unreadable image {folder}/shard-000002.tar#{key:09d}" in f.read()
+
+
+def test_an_unknown_decode_on_fails_in_one_line_before_any_work_for_both_readers(shards):
+    from vise_plugin.data.streaming import StreamingShardsDataset
+    from vise_plugin.engine.pretrain import require_inputs
+
+    with pytest.raises(ConfigError, match=r"^config.data.decode_on='gpu': use loader or device$"):
+        require_inputs(_cfg(shards, "unused", "config.data.decode_on=gpu").config)
+    with pytest.raises(ConfigError, match=r"^config.data.decode_on='gpu'"):
+        StreamingShardsDataset(shards, 8, 32, decode_on="gpu")
 
 
 def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_path):
@@ -194,7 +212,7 @@ def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
 
 
 def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
-    from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded
+    from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded, decode_batch
     from vise_plugin.data.images import load_seeded_image
     from vise_plugin.data.transforms import train_transform
 
@@ -208,10 +226,18 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
     loader = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=100 + i) for i, p in enumerate(paths)])
     items = [{"input": load_seeded_image(p, EncodedCrop(64, 0.3), seed=100 + i), "target": {"x": torch.tensor(i)}}
              for i, p in enumerate(paths)]
-    device = DeviceDecode(64)(collate_encoded(items)["input"], torch.device("cpu"))
+    device = DeviceDecode(64)(collate_encoded(items)["input"], torch.device("cpu")).images
     assert device.shape == loader.shape == (4, 3, 64, 64)
     difference = (device - loader).abs().mean().item()
     correlation = np.corrcoef(device.flatten().numpy(), loader.flatten().numpy())[0, 1]
     assert difference < 0.05 and correlation > 0.99, (difference, correlation)
     other_seed = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=7) for p in paths])
     assert (other_seed - loader).abs().mean() > 10 * difference  # the agreement is the seeds', not the images'
+
+    encoded = items[1]["input"]["encoded"]  # its header reads, its data does not decode
+    scan = bytes(encoded.numpy()).index(b"\xff\xda") + 20
+    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[:len(encoded) - scan]
+    items[1]["input"]["where"] = "photo-1.jpg"
+    batch, unreadable = decode_batch(collate_encoded(items), DeviceDecode(64), torch.device("cpu"))
+    assert unreadable == ["photo-1.jpg"] and batch["target"]["x"].tolist() == [0, 2, 3]
+    assert torch.equal(batch["input"], device[[0, 2, 3]])

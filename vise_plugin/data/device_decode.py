@@ -7,9 +7,15 @@ seed both paths crop the same region. The batch then goes to the device as the e
 boxes; :class:`DeviceDecode` decodes them there (nvJPEG through ``torchvision.io.decode_jpeg`` on a
 GPU), crops, resizes (bilinear, antialiased), flips and normalises. The two paths differ only by the
 interpolation (and the CPU path's reduced-scale JPEG decode).
+
+A JPEG whose header reads but whose data does not decode gets past the workers; :class:`DeviceDecode`
+then decodes the batch's images one by one (on the device, then on the CPU), and leaves out those
+that decode nowhere, naming them, so the trainer skips and counts them like the loader path's.
 """
 
-from typing import Any, Dict, List, Sequence
+import logging
+from functools import partial
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +25,11 @@ from PIL import Image
 from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from vise_plugin.data.transforms import MEAN, STD
+from vise_plugin.data.bad_images import collate_readable
+from vise_plugin.data.transforms import MEAN, STD, train_transform
+from vise_plugin.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class EncodedCrop:
@@ -45,17 +55,49 @@ class EncodedCrop:
         return {"encoded": encoded, "box": torch.tensor([top, left, height, width, int(flip)], dtype=torch.int64)}
 
 
+def named(image: Any, where: str) -> Any:
+    """An :class:`EncodedCrop` output with the name of its file (``where``), for the error of an image
+    that turns out not to decode on the device; any other image passes through."""
+    return {**image, "where": where} if isinstance(image, dict) and "encoded" in image else image
+
+
 def collate_encoded(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Items ``{"input": {"encoded", "box"}, "target": ...}`` -> ``{"input": {"encoded": [B tensors],
-    "box": (B, 5)}, "target": collated}`` (encoded images differ in length, so they stay a list)."""
+    """Items ``{"input": {"encoded", "box"[, "where"]}, "target": ...}`` -> ``{"input": {"encoded": [B
+    tensors], "box": (B, 5), "where": [B names]}, "target": collated}`` (encoded images differ in
+    length, so they stay a list)."""
     return {"input": {"encoded": [item["input"]["encoded"] for item in items],
-                      "box": torch.stack([item["input"]["box"] for item in items])},
+                      "box": torch.stack([item["input"]["box"] for item in items]),
+                      "where": [item["input"].get("where", f"batch item {i}") for i, item in enumerate(items)]},
             "target": default_collate([item["target"] for item in items])}
 
 
+class Decoded(NamedTuple):
+    """:class:`DeviceDecode`'s output: ``images`` ``(B', 3, S, S)`` on the device, one per item that
+    decoded (in batch order); ``unreadable``: the batch positions of the others, and their names."""
+
+    images: torch.Tensor
+    unreadable: List[int]
+    names: List[str]
+
+
+def _decode_one(encoded: torch.Tensor, device: torch.device) -> Optional[torch.Tensor]:
+    """One JPEG ``(n,)`` uint8 -> ``(3, H, W)`` uint8 on ``device``, decoded there or else on the CPU
+    (nvJPEG does not take every file libjpeg does); None when it decodes nowhere."""
+    for where in dict.fromkeys([device, torch.device("cpu")]):
+        try:
+            image = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=where)
+        except RuntimeError:
+            continue
+        if where != device:
+            logger.warning("a JPEG that %s could not decode was decoded on the CPU", device)
+        return image.to(device, non_blocking=True)
+    return None
+
+
 class DeviceDecode:
-    """``{"encoded": [B], "box": (B, 5)}`` -> ``(B, 3, size, size)`` float images on ``device``, normalised
-    as :func:`train_transform`'s.
+    """``{"encoded": [B], "box": (B, 5)[, "where": [B]]}`` -> :class:`Decoded`: ``(B', 3, size, size)``
+    float images on ``device``, normalised as :func:`train_transform`'s, and the items that did not
+    decode.
 
     Args:
         size: the output side.
@@ -64,23 +106,81 @@ class DeviceDecode:
     def __init__(self, size: int):
         self.size = size
 
-    def __call__(self, inputs: Dict[str, Any], device: torch.device, channels_last: bool = False) -> torch.Tensor:
-        encoded: List[torch.Tensor] = inputs["encoded"]
+    def decode(self, encoded: List[torch.Tensor], device: torch.device) -> List[Optional[torch.Tensor]]:
+        """``B`` encoded images -> ``B`` ``(3, H, W)`` uint8 images (on ``device`` when decoded there),
+        None where the file does not decode. One batched call, unless an image in it fails."""
+        images: List[Optional[torch.Tensor]] = list(encoded)
         jpegs = [i for i, e in enumerate(encoded) if e.dim() == 1]
-        images: List[Any] = list(encoded)
-        if jpegs:
+        if not jpegs:
+            return images
+        try:
             decoded = decode_jpeg([encoded[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
-            for i, image in zip(jpegs, decoded):
-                images[i] = image
+        except RuntimeError:
+            decoded = [_decode_one(encoded[i], device) for i in jpegs]
+        for i, image in zip(jpegs, decoded):
+            images[i] = image
+        return images
+
+    def __call__(self, inputs: Dict[str, Any], device: torch.device, channels_last: bool = False) -> Decoded:
+        images = self.decode(inputs["encoded"], device)
+        keep = [i for i, image in enumerate(images) if image is not None]
+        unreadable = [i for i, image in enumerate(images) if image is None]
+        names = inputs.get("where") or [f"batch item {i}" for i in range(len(images))]
         boxes = inputs["box"].tolist()  # the boxes are drawn on the CPU: no device read here
-        out = torch.empty(len(images), 3, self.size, self.size, device=device)
-        for i, (image, (top, left, height, width, _)) in enumerate(zip(images, boxes)):
-            crop = image.to(device, non_blocking=True)[None, :, top:top + height, left:left + width].float()
-            out[i] = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", antialias=True,
+        out = torch.empty(len(keep), 3, self.size, self.size, device=device)
+        for j, i in enumerate(keep):
+            top, left, height, width, _ = boxes[i]
+            crop = images[i].to(device, non_blocking=True)[None, :, top:top + height, left:left + width].float()
+            out[j] = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", antialias=True,
                                    align_corners=False)[0]
-        flip = inputs["box"][:, 4].to(device, non_blocking=True).bool().view(-1, 1, 1, 1)
+        flip = inputs["box"][keep, 4].to(device, non_blocking=True).bool().view(-1, 1, 1, 1)
         out = torch.where(flip, out.flip(-1), out)
         mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
         std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
         out = (out - mean) / std
-        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+        out = out.contiguous(memory_format=torch.channels_last) if channels_last else out
+        return Decoded(out, unreadable, [names[i] for i in unreadable])
+
+
+def _select(targets: Any, keep: torch.Tensor) -> Any:
+    """The rows ``keep`` of every tensor of a (nested) target dict."""
+    if isinstance(targets, Mapping):
+        return {k: _select(v, keep) for k, v in targets.items()}
+    return targets[keep]
+
+
+def decode_batch(batch: Mapping[str, Any], decode: Callable, device: torch.device,
+                 channels_last: bool = False) -> Tuple[Dict[str, Any], List[str]]:
+    """``batch`` (``{"input": encoded, "target": ...}``, from :func:`collate_encoded`) with ``input`` the
+    ``(B', 3, S, S)`` images ``decode`` (a :class:`DeviceDecode`, or any callable returning
+    :class:`Decoded` or a tensor) makes on ``device``, and the names of the images that did not decode:
+    they are left out with their targets (a batch left with none has no ``input`` nor ``target``)."""
+    batch = dict(batch)
+    if "input" not in batch:
+        return batch, []
+    decoded = decode(batch["input"], device, channels_last)
+    if isinstance(decoded, torch.Tensor) or not decoded.unreadable:
+        batch["input"] = decoded if isinstance(decoded, torch.Tensor) else decoded.images
+        return batch, []
+    unreadable = set(decoded.unreadable)
+    keep = torch.tensor([i for i in range(len(batch["input"]["encoded"])) if i not in unreadable], dtype=torch.int64)
+    if len(keep) == 0:
+        return {k: v for k, v in batch.items() if k not in ("input", "target")}, list(decoded.names)
+    batch["input"], batch["target"] = decoded.images, _select(batch["target"], keep)
+    return batch, list(decoded.names)
+
+
+def decodes_on_device(decode_on: str) -> bool:
+    """Whether ``config.data.decode_on`` is ``device`` (else ``loader``); a one-line error for any other value."""
+    if decode_on not in ("loader", "device"):
+        raise ConfigError(f"config.data.decode_on={decode_on!r}: use loader or device")
+    return decode_on == "device"
+
+
+def training_pipeline(decode_on: str, image_size: int, crop_scale_min: float = 0.08) -> Tuple[Callable, Callable]:
+    """``(transform, collate)`` of the pretraining items for ``config.data.decode_on``: decoded and
+    augmented in the workers (:func:`train_transform`, :func:`collate_readable`), or read and drawn
+    there and decoded on the device (:class:`EncodedCrop`, :func:`collate_encoded`)."""
+    if decodes_on_device(decode_on):
+        return EncodedCrop(image_size, crop_scale_min), partial(collate_readable, collate=collate_encoded)
+    return train_transform(image_size, crop_scale_min), collate_readable

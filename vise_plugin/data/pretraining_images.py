@@ -7,12 +7,11 @@ import numpy as np
 import torch
 from classy_vision.dataset import ClassyDataset
 
-from vise_plugin.data.bad_images import SKIPPED
+from vise_plugin.data.bad_images import SKIPPED, collate_readable
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources, empty_targets
-from vise_plugin.data.transforms import train_transform
-from vise_plugin.data.device_decode import EncodedCrop
-from vise_plugin.errors import ConfigError, InputError
+from vise_plugin.data.device_decode import named, training_pipeline
+from vise_plugin.errors import InputError
 from vise_plugin.registry import register_dataset
 
 
@@ -31,15 +30,18 @@ class PretrainingImages(torch.utils.data.Dataset):
         transform: PIL image (lazily decoded, see :func:`open_image`) -> tensor.
         indices: optional subset of the first source's rows (e.g. the Fig. 4 data-size ablation).
         skip_unreadable: skip unreadable images instead of raising.
+        collate: how a batch of its items is built (default :func:`collate_readable`;
+            :func:`training_pipeline` gives the one that goes with ``transform``).
     """
 
     def __init__(self, sources: Sequence[TargetSource], transform: Callable, indices: Optional[np.ndarray] = None,
-                 skip_unreadable: bool = False):
+                 skip_unreadable: bool = False, collate: Callable = collate_readable):
         if not sources:
             raise ValueError("PretrainingImages needs at least one target source")
         self.sources = list(sources)
         self.transform = transform
         self.skip_unreadable = skip_unreadable
+        self.collate = collate
         self.indices = np.arange(len(self.sources[0])) if indices is None else np.asarray(indices)
 
     @property
@@ -71,7 +73,7 @@ class PretrainingImages(torch.utils.data.Dataset):
             rel = first.path(row)
             for source in self.sources[1:]:
                 target.update(source.targets_for(rel))
-        return {"input": image, "target": target}
+        return {"input": named(image, path), "target": target}
 
     def placeholder_item(self) -> Dict[str, Any]:
         """An item of this dataset's shapes with nothing to learn: a black image and every source's
@@ -144,10 +146,9 @@ class PretrainingDataset(ClassyDataset):
     def __init__(self, sources: Sequence[TargetSource], batchsize_per_replica: int = 64, image_size: int = 224,
                  crop_scale_min: float = 0.08, subset: Optional[int] = None, seed: int = 0, shuffle: bool = True,
                  skip_unreadable: bool = False, decode_on: str = "loader"):
-        if decode_on not in ("loader", "device"):
-            raise ConfigError(f"config.data.decode_on={decode_on!r}: use loader or device")
-        transform = (train_transform if decode_on == "loader" else EncodedCrop)(image_size, crop_scale_min)
-        images = PretrainingImages(sources, transform, subset_indices(len(sources[0]), subset, seed), skip_unreadable)
+        transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
+        images = PretrainingImages(sources, transform, subset_indices(len(sources[0]), subset, seed), skip_unreadable,
+                                   collate)
         super().__init__(images, batchsize_per_replica, shuffle, transform=None, num_samples=None)
 
     @classmethod

@@ -11,7 +11,6 @@ WebDataset URLs (``pipe:``, ``http(s)://``) given by ``url_prefix``.
 
 import json
 import random
-from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import torch
@@ -19,6 +18,7 @@ import webdataset as wds
 from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
+from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
 from vise_plugin.data.tar_shards import ShardTargets, read_manifest
@@ -107,7 +107,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
             meta = json.loads(sample["json"])
         except ValueError:
             return {SKIPPED: where}
-        return {"input": image, "target": self.targets.of(meta)}
+        return {"input": named(image, where), "target": self.targets.of(meta)}
 
     def placeholder_item(self) -> Dict[str, Any]:
         return {"input": blank_input(self.transform), "target": self.targets.empty()}
@@ -133,13 +133,9 @@ class StreamingShardsDataset(ClassyDataset):
     def __init__(self, folder: str, batchsize_per_replica: int = 64, image_size: int = 224,
                  crop_scale_min: float = 0.08, seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
                  decode_on: str = "loader", comment_target: str = "histogram"):
-        from vise_plugin.data.device_decode import EncodedCrop, collate_encoded
-        from vise_plugin.data.transforms import train_transform
         from vise_plugin.engine.distributed import rank_from_env, world_size_from_env
 
-        device = decode_on == "device"
-        transform = (EncodedCrop if device else train_transform)(image_size, crop_scale_min)
-        collate = partial(collate_readable, collate=collate_encoded) if device else collate_readable
+        transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
         stream = StreamingShards(folder, batchsize_per_replica, transform, rank_from_env(), world_size_from_env(), seed,
                                  buffer, url_prefix, collate, comment_target)
         super().__init__(stream, batchsize_per_replica, False, transform=None, num_samples=None)

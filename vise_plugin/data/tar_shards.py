@@ -159,15 +159,15 @@ class TarShards(TargetSource):
         shard, pos = self.locate(i)
         return f"{os.path.join(self.folder, shard_name(shard))}.tar#{int(self._index(shard)[pos, 0]):09d}"
 
-    def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
-        """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
-        when the file is cut short or the sample cannot be parsed."""
+    def _bytes(self, i: int, json_only: bool = False) -> Tuple[bytes, Dict[str, torch.Tensor]]:
+        """Sample ``i``'s image bytes (``b""`` when ``json_only``) and targets, with one read."""
         shard, pos = self.locate(i)
         _, jpg_offset, jpg_size, json_offset, json_size = (int(v) for v in self._index(shard)[pos])
+        start = json_offset if json_only else jpg_offset
         f = self._file(shard)
-        f.seek(jpg_offset)
-        blob = f.read(json_offset + json_size - jpg_offset)
-        if len(blob) < json_offset + json_size - jpg_offset:
+        f.seek(start)
+        blob = f.read(json_offset + json_size - start)
+        if len(blob) < json_offset + json_size - start:
             name = f"{shard_name(shard)}.tar"
             if name not in self._reported:
                 self._reported.add(name)
@@ -175,13 +175,19 @@ class TarShards(TargetSource):
                                "skipped", os.path.join(self.folder, name), self.where(i), json_offset + json_size)
             raise InputError(f"{self.where(i)}: truncated shard")
         try:
-            meta = json.loads(blob[json_offset - jpg_offset:])
+            meta = json.loads(blob[json_offset - start:])
         except ValueError:
             raise InputError(f"{self.where(i)}: unreadable sample description") from None
-        return blob[:jpg_size], self.targets.of(meta)
+        return blob[:jpg_size] if not json_only else b"", self.targets.of(meta)
+
+    def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
+        """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
+        when the file is cut short or the sample cannot be parsed."""
+        return self._bytes(i)
 
     def targets_at(self, i: int) -> Dict[str, torch.Tensor]:
-        return self.read(i)[1]
+        """Sample ``i``'s targets, reading only its ``.json`` member."""
+        return self._bytes(i, json_only=True)[1]
 
     def targets_for(self, path: str) -> Dict[str, torch.Tensor]:
         """The targets of the sample of image ``path`` (when another source lists the images): one dict
@@ -192,7 +198,7 @@ class TarShards(TargetSource):
                 self.path(int(self.starts[shard]))  # loads the shard's image paths
                 self._rows.update({p: int(self.starts[shard]) + k for k, p in enumerate(self._images[shard])})
         row = self._rows.get(path)
-        return self.empty() if row is None else self.read(row)[1]
+        return self.empty() if row is None else self.targets_at(row)
 
     def empty(self) -> Dict[str, torch.Tensor]:
         return self.targets.empty()

@@ -2,7 +2,6 @@
 
 import logging
 import os
-from functools import partial
 from typing import Any, Dict, Tuple
 
 import torch
@@ -10,7 +9,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.data.bad_images import BadImageBudget, collate_readable
-from vise_plugin.data.device_decode import DeviceDecode, collate_encoded
+from vise_plugin.data.device_decode import DeviceDecode, decodes_on_device
 from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
@@ -51,7 +50,9 @@ def _dataset_config(cfg: DictConfig) -> Dict[str, Any]:
 def require_inputs(cfg: DictConfig) -> None:
     """Fails in one line, before any work or queueing, when an input of the dataset is missing (the
     dataset class's ``check_inputs``; by default the inputs of the target sources of
-    ``config.data.sources``, e.g. the label store, a tag list)."""
+    ``config.data.sources``, e.g. the label store, a tag list), or ``config.data.decode_on`` is not a
+    known value."""
+    decodes_on_device(cfg.data.decode_on)
     config = _dataset_config(cfg)
     check = getattr(DATASET_REGISTRY.get(config["name"]), "check_inputs", None)
     if check is not None:
@@ -81,9 +82,8 @@ def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -
                                            multiprocessing_context="fork" if workers > 0 else None)
     sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
                                     cfg.seed, groups=getattr(images, "groups", None))
-    collate = partial(collate_readable, collate=collate_encoded) if data.decode_on == "device" else collate_readable
     return torch.utils.data.DataLoader(
-        images, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        images, batch_sampler=sampler, collate_fn=getattr(images, "collate", collate_readable), num_workers=workers,
         pin_memory=gpu and speed.pin_memory,
         persistent_workers=workers > 0 and speed.persistent_workers,
         prefetch_factor=speed.prefetch_factor if workers > 0 else None,
@@ -140,7 +140,7 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
         bad_images=BadImageBudget(cfg.data.max_bad_image_fraction,
                                   f" under {images.image_root}" if getattr(images, "image_root", "") else ""),
-        input_transform=DeviceDecode(cfg.data.image_size) if cfg.data.decode_on == "device" else None,
+        input_transform=DeviceDecode(cfg.data.image_size) if decodes_on_device(cfg.data.decode_on) else None,
     )
 
 

@@ -5,7 +5,7 @@ except on logged iterations, and everything that varies by run (logging, checkpo
 """
 
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -14,6 +14,7 @@ from fvcore.common.param_scheduler import ParamScheduler
 from torch.utils.data import default_collate
 
 from vise_plugin.data.bad_images import SKIPPED, BadImageBudget
+from vise_plugin.data.device_decode import decode_batch
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.engine.checkpoint import (
     CHECKPOINT_FILE,
@@ -31,15 +32,12 @@ from vise_plugin.launch.preemption import Preempted, PreemptionFlag
 logger = logging.getLogger(__name__)
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool,
-               input_transform: Optional[Callable] = None):
-    if input_transform is not None:
-        images = input_transform(batch["input"], device, channels_last)
-    else:
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        images = batch["input"].to(device, non_blocking=True, memory_format=memory_format)
+def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    images = batch["input"].to(device, non_blocking=True, memory_format=memory_format)
     targets = {k: v.to(device, non_blocking=True) for k, v in batch["target"].items()}
     return images, targets
+
 
 
 class Trainer:
@@ -69,8 +67,11 @@ class Trainer:
         placeholder: returns one item with the dataset's shapes and nothing to learn (default: the
             loader's ``dataset.placeholder_item``); a rank whose whole batch is unreadable steps on
             two of them with weight 0, so it still joins the other ranks' gradient all-reduce.
-        input_transform: ``(batch["input"], device, channels_last) -> (B, 3, H, W)`` on the device, for
-            inputs the loader leaves encoded (:class:`DeviceDecode`); None: the input is the image tensor.
+        input_transform: ``(batch["input"], device, channels_last) ->`` :class:`Decoded` (the ``(B', 3, H, W)``
+            images on the device, and the batch positions and names of those that did not decode) or a
+            ``(B, 3, H, W)`` tensor, for inputs the loader leaves encoded (:class:`DeviceDecode`); None:
+            the input is the image tensor. Images that do not decode are skipped and counted like
+            those the loader could not read.
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
@@ -186,14 +187,22 @@ class Trainer:
             self.checkpointer.set_aside(self.checkpointer.existing(self.iterations_per_epoch),
                                         "config.resume=false starts over")
 
+    def decode(self, batch: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+        """``batch`` with its images decoded by ``input_transform`` (as it is without one), and the names
+        of the images that did not decode (see :func:`decode_batch`)."""
+        if self.input_transform is None:
+            return dict(batch), []
+        return decode_batch(batch, self.input_transform, self.device, self.channels_last)
+
     def run_step(self, batch: Mapping[str, Any], weight: float = 1.0) -> torch.Tensor:
-        """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``); returns
-        the loss, still on the device. ``weight=0`` takes part in the step (and DDP's gradient
-        all-reduce) while adding nothing to the gradients."""
+        """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``, the input
+        decoded by :meth:`decode` when the loader leaves it encoded); returns the loss, still on the
+        device. ``weight=0`` takes part in the step (and DDP's gradient all-reduce) while adding
+        nothing to the gradients."""
         lr = self.lr_schedule(self.iteration / self.max_iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, targets = _to_device(batch, self.device, self.channels_last, self.input_transform)
+        images, targets = _to_device(batch, self.device, self.channels_last)
         with self.precision.autocast():
             output = self.model(images)
         loss = self.loss(output, targets)
@@ -207,7 +216,7 @@ class Trainer:
         if self._placeholder is None:
             raise RuntimeError("a rank's whole batch was unreadable and the dataset has no placeholder_item() "
                                "to keep the ranks in step")
-        return self.collate([self._placeholder()] * 2)
+        return self.decode(self.collate([self._placeholder()] * 2))[0]
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         """Notes, without waiting for the device, the first iteration whose loss (and each task's) is
@@ -271,7 +280,9 @@ class Trainer:
         while self.epoch < self.num_epochs:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             for batch in self.loader:
-                skipped = batch.pop(SKIPPED, [])
+                skipped = list(batch.pop(SKIPPED, []))
+                batch, undecodable = self.decode(batch)
+                skipped += undecodable
                 if self.bad_images is not None:
                     self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0)
                 if "input" in batch:
