@@ -157,3 +157,10 @@ def test_the_table_gives_mean_and_std_over_splits_and_a_dash_where_a_run_is_miss
     rows = [r for r in (tmp_path / "comparison.md").read_text().splitlines() if r.startswith("| ")]
     assert rows[1:3] == ["| vise | 65.0 ± 5.0 |", "| random | - |"]
     assert rows[4] == "| vise | lr 0.01/0.1, wd 0.0001 |"  # differing choices across splits are all shown
+
+
+def test_scores_print_one_way_in_every_table():
+    from vise_plugin.evaluation.results import format_score
+
+    assert format_score(0.612345, "roc_auc", 0.01) == "0.6123 ± 0.0100"  # an AUC keeps 4 decimals everywhere
+    assert format_score(71.234, "acc", 1.049) == "71.23 ± 1.05" and format_score(71.25, "mAP", decimals=1) == "71.2"

@@ -53,6 +53,20 @@ def test_misspelt_key_in_experiment_file(tmp_path):
         compose_config(["config=exp"], root=tmp_path)
 
 
+def test_config_dirs_with_a_home_folder_are_searched_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "my_exp.yaml").write_text("# @package _global_\ndefaults:\n  - /demo/vise_tiny\n  - _self_\n"
+                                                   "config:\n  optimizer:\n    lr: 0.123\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("VISE_CONFIG_DIRS", raising=False)
+    assert compose_config(["config=my_exp", "config.config_dirs=['~/mine']"]).config.optimizer.lr == 0.123
+    with pytest.raises(ConfigError, match=r"^config.config_dirs: ~/missing is not a folder$"):
+        compose_config(["config=my_exp", "config.config_dirs=['~/mine','~/missing']"])
+    monkeypatch.setenv("VISE_CONFIG_DIRS", f"~/mine{os.pathsep}~/gone")
+    with pytest.raises(ConfigError, match=r"^\$VISE_CONFIG_DIRS: ~/gone is not a folder$"):
+        compose_config(["config=my_exp"])
+
+
 def test_unknown_experiment():
     with pytest.raises(ConfigError, match="nearest: pretrain/vise_r50_250m"):
         compose_config(["config=pretrain/vise_r50_25m"])

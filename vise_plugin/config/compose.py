@@ -42,13 +42,15 @@ def search_path(config_dirs: Sequence[str] = ()) -> List[Path]:
     """Where experiment files are looked for, in order: ``./configs``, ``config_dirs``,
     ``$VISE_CONFIG_DIRS`` and the shipped configs (each folder once)."""
     env = [d for d in os.environ.get("VISE_CONFIG_DIRS", "").split(os.pathsep) if d]
+    asked = [("config.config_dirs", d) for d in config_dirs] + [("$VISE_CONFIG_DIRS", d) for d in env]
+    for where, folder in asked:
+        if not Path(folder).expanduser().is_dir():
+            raise ConfigError(f"{where}: {folder} is not a folder")
     found: List[Path] = []
-    for folder in [Path.cwd() / "configs", *map(Path, config_dirs), *map(Path, env), SHIPPED_CONFIG_DIR]:
+    for folder in [Path.cwd() / "configs", *(Path(d) for _, d in asked), SHIPPED_CONFIG_DIR]:
         folder = folder.expanduser().resolve()
         if folder.is_dir() and folder not in found:
             found.append(folder)
-        elif not folder.is_dir() and str(folder) in map(str, map(Path.resolve, map(Path, config_dirs))):
-            raise ConfigError(f"config.config_dirs: {folder} is not a folder")
     return found
 
 

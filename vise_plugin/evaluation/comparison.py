@@ -10,7 +10,7 @@ import yaml
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import ConfigError
-from vise_plugin.evaluation.results import last_metrics, run_folder
+from vise_plugin.evaluation.results import format_score, last_metrics, run_folder
 
 TABLE = "comparison.md"
 CHART = "comparison.png"
@@ -74,8 +74,7 @@ def write_comparison(output: str, weights: Sequence[str], benchmarks: Sequence[s
                 continue
             metric = record["metrics"][0]
             s = record["summary"][f"test_{metric}"]
-            digits = 4 if metric == "roc_auc" else 1
-            cells.append(f"{s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if len(record["folds"]) > 1 else ""))
+            cells.append(format_score(s["mean"], metric, s["std"] if len(record["folds"]) > 1 else None, decimals=1))
             settings.append(_chosen(record))
             means[i, j], stds[i, j] = s["mean"], s["std"]
         scores += f"| {w} | " + " | ".join(cells) + " |\n"

@@ -20,14 +20,20 @@ def summarize(folds: List[Dict], metrics: Sequence[str]) -> Dict[str, Dict[str, 
     return summary
 
 
+def format_score(mean: float, metric: str, std: Optional[float] = None, decimals: int = 2) -> str:
+    """A score as the tables print it: ``71.23``, ``71.23 ± 1.05`` with a std over several splits; a ROC
+    AUC (in [0, 1]) always with 4 decimals, other metrics (percentages) with ``decimals``."""
+    digits = 4 if metric == "roc_auc" else decimals
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
 def format_result(summary: Dict[str, Dict[str, float]], metrics: Sequence[str], split_name: str,
                   num_folds: int) -> str:
     """E.g. ``test acc 71.23 ± 1.05`` or ``dev roc_auc 0.6123, acc 58.20``."""
     parts = []
     for m in metrics:
         s = summary[f"test_{m}"]
-        digits = 4 if m == "roc_auc" else 2
-        parts.append(f"{m} {s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if num_folds > 1 else ""))
+        parts.append(f"{m} {format_score(s['mean'], m, s['std'] if num_folds > 1 else None)}")
     return f"{split_name} " + ", ".join(parts)
 
 
@@ -42,7 +48,7 @@ def write_sweep_table(path: str, folds: List[Dict], metrics: Sequence[str]) -> s
         values = [np.mean([f["sweep"][i][f"{split}_{m}"] for f in folds]) for split in ("val", "test") for m in metrics]
         chosen = sum(all(f[k] == point[k] for k in ("trunk_lr", "head_lr", "epochs")) for f in folds)
         lines.append(f"| {point['trunk_lr']:g} | {point['head_lr']:g} | {point['epochs']} | "
-                     + " | ".join(f"{v:.4f}" if m == "roc_auc" else f"{v:.2f}" for v, m in zip(values, metrics * 2))
+                     + " | ".join(format_score(v, m) for v, m in zip(values, metrics * 2))
                      + f" | {chosen}/{len(folds)} folds |")
     with g_pathmgr.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
