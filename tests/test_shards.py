@@ -241,3 +241,40 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
     batch, unreadable = decode_batch(collate_encoded(items), DeviceDecode(64), torch.device("cpu"))
     assert unreadable == ["photo-1.jpg"] and batch["target"]["x"].tolist() == [0, 2, 3]
     assert torch.equal(batch["input"], device[[0, 2, 3]])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU check: nvJPEG and CUDA streams")
+def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_still_reads(tmp_path):
+    """torchvision's nvJPEG decoder writes into memory without waiting for the stream it came from
+    (pytorch/vision#9606): blocks freed while queued kernels still read them must never reach it."""
+    from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded
+    from vise_plugin.data.images import load_seeded_image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):  # photo-sized JPEGs
+        y, x = np.mgrid[0:1080, 0:1440]
+        pixels = np.stack([np.sin(x / 37 + i), np.cos(y / 23), np.sin((x + y) / 51)], -1) * 110 + 128
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(paths[-1], quality=90)
+    items = [{"input": load_seeded_image(p, EncodedCrop(224), seed=i), "target": {"x": torch.tensor(i)}}
+             for i, p in enumerate(paths)]
+    inputs = collate_encoded(items)["input"]
+    gpu, decode = torch.device("cuda"), DeviceDecode(224)
+    on_gpu = decode(inputs, gpu, channels_last=True).images
+    assert on_gpu.is_contiguous(memory_format=torch.channels_last)
+    assert (on_gpu.cpu() - decode(inputs, torch.device("cpu")).images).abs().mean() < 0.05
+
+    size, corrupted = 3 * 1080 * 1440 // 4, 0  # blocks the size of a decoded photo
+    for _ in range(40):
+        blocks = [torch.full((size,), 1.0, device=gpu) for _ in range(8)]
+        torch.cuda.synchronize()
+        work = torch.randn(4096, 4096, device=gpu)
+        for _ in range(20):  # tens of ms queued on the caller's stream before the reads
+            work = torch.tanh(work @ work)
+        sums = [block.sum() for block in blocks]
+        del blocks  # freed while the reductions are still queued
+        decode(inputs, gpu)
+        torch.cuda.synchronize()
+        corrupted += sum(float(s) != size for s in sums)
+    assert corrupted == 0

@@ -99,12 +99,29 @@ class DeviceDecode:
     float images on ``device``, normalised as :func:`train_transform`'s, and the items that did not
     decode.
 
+    On a GPU the work runs on a side stream of its own (high priority), so it overlaps the training
+    step still queued on the caller's stream, which then waits for the images. The side stream also
+    keeps the decoder's output memory apart from the caller's: torchvision's nvJPEG decoder writes
+    without waiting for the stream it allocated from (pytorch/vision#9606; on H100 the hardware engine
+    also ignores stream order, meta-pytorch/torchcodec#1634), so given a block the training step has
+    freed but not yet finished reading, it would overwrite that step's tensors. The side stream is
+    drained before every decode, and only this class's own work is ever queued on it.
+
     Args:
         size: the output side.
     """
 
     def __init__(self, size: int):
         self.size = size
+        self._streams: Dict[torch.device, torch.cuda.Stream] = {}
+
+    def _side_stream(self, device: torch.device) -> Optional["torch.cuda.Stream"]:
+        if device.type != "cuda":
+            return None
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+        if device not in self._streams:
+            self._streams[device] = torch.cuda.Stream(device, priority=-1)
+        return self._streams[device]
 
     def decode(self, encoded: List[torch.Tensor], device: torch.device) -> List[Optional[torch.Tensor]]:
         """``B`` encoded images -> ``B`` ``(3, H, W)`` uint8 images (on ``device`` when decoded there),
@@ -122,6 +139,19 @@ class DeviceDecode:
         return images
 
     def __call__(self, inputs: Dict[str, Any], device: torch.device, channels_last: bool = False) -> Decoded:
+        device = torch.device(device)
+        side = self._side_stream(device)
+        if side is None:
+            return self._decode_and_crop(inputs, device, channels_last)
+        caller = torch.cuda.current_stream(side.device)
+        side.synchronize()  # nothing queued may still read a block the decoder is handed
+        with torch.cuda.stream(side):
+            decoded = self._decode_and_crop(inputs, device, channels_last)
+        caller.wait_stream(side)
+        decoded.images.record_stream(caller)  # not reused by the side stream while the step reads it
+        return decoded
+
+    def _decode_and_crop(self, inputs: Dict[str, Any], device: torch.device, channels_last: bool) -> Decoded:
         images = self.decode(inputs["encoded"], device)
         keep = [i for i, image in enumerate(images) if image is not None]
         unreadable = [i for i, image in enumerate(images) if image is None]
