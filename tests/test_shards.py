@@ -265,16 +265,35 @@ def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_st
     assert on_gpu.is_contiguous(memory_format=torch.channels_last)
     assert (on_gpu.cpu() - decode(inputs, torch.device("cpu")).images).abs().mean() < 0.05
 
-    size, corrupted = 3 * 1080 * 1440 // 4, 0  # blocks the size of a decoded photo
+    def queue_work(matmuls=20):  # tens of ms of kernels on the caller's stream
+        work = torch.randn(4096, 4096, device=gpu)
+        for _ in range(matmuls):
+            work = torch.tanh(work @ work)
+
+    size, corrupted, pending = 3 * 1080 * 1440 // 4, 0, 0  # blocks the size of a decoded photo
     for _ in range(40):
         blocks = [torch.full((size,), 1.0, device=gpu) for _ in range(8)]
         torch.cuda.synchronize()
-        work = torch.randn(4096, 4096, device=gpu)
-        for _ in range(20):  # tens of ms queued on the caller's stream before the reads
-            work = torch.tanh(work @ work)
+        queue_work()
         sums = [block.sum() for block in blocks]
+        reads_done = torch.cuda.Event()
+        reads_done.record()
         del blocks  # freed while the reductions are still queued
         decode(inputs, gpu)
+        pending += not reads_done.query()  # the decode came back before the reads had run
         torch.cuda.synchronize()
         corrupted += sum(float(s) != size for s in sums)
-    assert corrupted == 0
+    assert corrupted == 0 and pending >= 30, (corrupted, pending)
+
+    images = decode(inputs, gpu).images  # the step's input, freed while the step still reads it
+    address = images.data_ptr()
+    queue_work(60)
+    images.sum()
+    step_done = torch.cuda.Event()
+    step_done.record()
+    del images
+    with torch.cuda.stream(decode._side_stream(gpu)):  # every block the next batches could get
+        held = [torch.empty(8, 3, 224, 224, device=gpu) for _ in range(128)]
+    assert not step_done.query(), "the queued step finished too soon for this check"
+    assert address not in {t.data_ptr() for t in held}
+    torch.cuda.synchronize()

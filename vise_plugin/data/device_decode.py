@@ -105,7 +105,9 @@ class DeviceDecode:
     without waiting for the stream it allocated from (pytorch/vision#9606; on H100 the hardware engine
     also ignores stream order, meta-pytorch/torchcodec#1634), so given a block the training step has
     freed but not yet finished reading, it would overwrite that step's tensors. The side stream is
-    drained before every decode, and only this class's own work is ever queued on it.
+    drained on the host before every decode. With an allocator backend other than the native one
+    (``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``, whose pools may hand one stream memory another
+    stream is still using) the caller's stream is drained too, at the cost of the overlap.
 
     Args:
         size: the output side.
@@ -114,6 +116,7 @@ class DeviceDecode:
     def __init__(self, size: int):
         self.size = size
         self._streams: Dict[torch.device, torch.cuda.Stream] = {}
+        self._normalise: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _side_stream(self, device: torch.device) -> Optional["torch.cuda.Stream"]:
         if device.type != "cuda":
@@ -145,6 +148,8 @@ class DeviceDecode:
             return self._decode_and_crop(inputs, device, channels_last)
         caller = torch.cuda.current_stream(side.device)
         side.synchronize()  # nothing queued may still read a block the decoder is handed
+        if torch.cuda.get_allocator_backend() != "native":
+            caller.synchronize()
         with torch.cuda.stream(side):
             decoded = self._decode_and_crop(inputs, device, channels_last)
         caller.wait_stream(side)
@@ -165,8 +170,10 @@ class DeviceDecode:
                                    align_corners=False)[0]
         flip = inputs["box"][keep, 4].to(device, non_blocking=True).bool().view(-1, 1, 1, 1)
         out = torch.where(flip, out.flip(-1), out)
-        mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+        if device not in self._normalise:  # copied to the device once, not every batch
+            self._normalise[device] = (torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255,
+                                       torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
+        mean, std = self._normalise[device]
         out = (out - mean) / std
         out = out.contiguous(memory_format=torch.channels_last) if channels_last else out
         return Decoded(out, unreadable, [names[i] for i in unreadable])
