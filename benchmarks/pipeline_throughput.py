@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,20 +131,30 @@ def main() -> None:
               "config.optimizer.lr_reference_batch=null", "config.optimizer.lr=0.01"]
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    figures = {"CPU decode (data-loader workers), from shards": run(common + ["config.data.decode_on=loader"], args),
-               "CPU decode, shards streamed (WebDataset)": run(common + ["config.data.decode_on=loader",
-                                                                         "config.data.dataset=streaming_shards"], args),
-               "device decode, from shards": run(common + ["config.data.decode_on=device"], args),
-               "synthetic tensors on the device (ceiling)": run(common, args, ceiling=True)}
+    settings = {"CPU decode (data-loader workers), from shards": (["config.data.decode_on=loader"], False),
+                "CPU decode, shards streamed (WebDataset)": (["config.data.decode_on=loader",
+                                                              "config.data.dataset=streaming_shards"], False),
+                "device decode, from shards": (["config.data.decode_on=device"], False),
+                "synthetic tensors on the device (ceiling)": ([], True)}
+    figures = {}
+    for name, (overrides, ceiling) in settings.items():
+        try:  # one setting that fails still leaves the others' figures
+            figures[name] = run(common + overrides, args, ceiling=ceiling)
+        except Exception as e:  # noqa: BLE001
+            print(f"{name}: failed: {type(e).__name__}: {e}", file=sys.stderr)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
     cores = cpu_cores()
     print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
           f"{args.precision}{', channels_last' if args.channels_last else ''}{', compiled' if args.compile else ''}, "
           f"{args.images} photos of {width}x{height}, {args.workers} workers, {device}")
     print(f"CPU cores: {cores}")
-    for name, value in figures.items():
-        print(f"{name + ':':52s} {value:9.1f} images/s")
-    print(f"ratio: {figures['device decode, from shards'] / figures['synthetic tensors on the device (ceiling)']:.2f}")
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
+    for name in settings:
+        print(f"{name + ':':52s} " + (f"{figures[name]:9.1f} images/s" if name in figures else "   failed"))
+    device_decode, ceiling = (figures.get(k) for k in ("device decode, from shards", "synthetic tensors on the device (ceiling)"))
+    print(f"ratio: {device_decode / ceiling:.2f}" if device_decode and ceiling else "ratio: not measured")
+    if len(figures) < len(settings):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
