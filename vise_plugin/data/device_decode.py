@@ -63,11 +63,11 @@ def named(image: Any, where: str) -> Any:
 
 def collate_encoded(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Items ``{"input": {"encoded", "box"[, "where"]}, "target": ...}`` -> ``{"input": {"encoded": [B
-    tensors], "box": (B, 5), "where": [B names]}, "target": collated}`` (encoded images differ in
-    length, so they stay a list)."""
+    tensors], "box": (B, 5), "where": [B names or None]}, "target": collated}`` (encoded images differ
+    in length, so they stay a list)."""
     return {"input": {"encoded": [item["input"]["encoded"] for item in items],
                       "box": torch.stack([item["input"]["box"] for item in items]),
-                      "where": [item["input"].get("where", f"batch item {i}") for i, item in enumerate(items)]},
+                      "where": [item["input"].get("where") for item in items]},
             "target": default_collate([item["target"] for item in items])}
 
 
@@ -160,7 +160,7 @@ class DeviceDecode:
         images = self.decode(inputs["encoded"], device)
         keep = [i for i, image in enumerate(images) if image is not None]
         unreadable = [i for i, image in enumerate(images) if image is None]
-        names = inputs.get("where") or [f"batch item {i}" for i in range(len(images))]
+        names = inputs.get("where") or [None] * len(images)
         boxes = inputs["box"].tolist()  # the boxes are drawn on the CPU: no device read here
         out = torch.empty(len(keep), 3, self.size, self.size, device=device)
         for j, i in enumerate(keep):
@@ -176,7 +176,7 @@ class DeviceDecode:
         mean, std = self._normalise[device]
         out = (out - mean) / std
         out = out.contiguous(memory_format=torch.channels_last) if channels_last else out
-        return Decoded(out, unreadable, [names[i] for i in unreadable])
+        return Decoded(out, unreadable, [names[i] or f"batch item {i}" for i in unreadable])
 
 
 def _select(targets: Any, keep: torch.Tensor) -> Any:
@@ -196,13 +196,15 @@ def decode_batch(batch: Mapping[str, Any], decode: Callable, device: torch.devic
     if "input" not in batch:
         return batch, []
     decoded = decode(batch["input"], device, channels_last)
-    if isinstance(decoded, torch.Tensor) or not decoded.unreadable:
-        batch["input"] = decoded if isinstance(decoded, torch.Tensor) else decoded.images
+    if isinstance(decoded, torch.Tensor):
+        decoded = Decoded(decoded, [], [])
+    if not decoded.unreadable:
+        batch["input"] = decoded.images
         return batch, []
-    unreadable = set(decoded.unreadable)
-    keep = torch.tensor([i for i in range(len(batch["input"]["encoded"])) if i not in unreadable], dtype=torch.int64)
-    if len(keep) == 0:
+    if len(decoded.images) == 0:
         return {k: v for k, v in batch.items() if k not in ("input", "target")}, list(decoded.names)
+    unreadable = set(decoded.unreadable)
+    keep = torch.tensor([i for i in range(len(decoded.images) + len(unreadable)) if i not in unreadable])
     batch["input"], batch["target"] = decoded.images, _select(batch["target"], keep)
     return batch, list(decoded.names)
 

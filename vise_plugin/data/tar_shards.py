@@ -159,11 +159,12 @@ class TarShards(TargetSource):
         shard, pos = self.locate(i)
         return f"{os.path.join(self.folder, shard_name(shard))}.tar#{int(self._index(shard)[pos, 0]):09d}"
 
-    def _bytes(self, i: int, json_only: bool = False) -> Tuple[bytes, Dict[str, torch.Tensor]]:
-        """Sample ``i``'s image bytes (``b""`` when ``json_only``) and targets, with one read."""
+    def _sample(self, i: int, with_image: bool = True) -> Tuple[Optional[bytes], Dict[str, torch.Tensor]]:
+        """Sample ``i``'s image bytes (None without ``with_image``: only its ``.json`` is read) and
+        targets, with one read."""
         shard, pos = self.locate(i)
         _, jpg_offset, jpg_size, json_offset, json_size = (int(v) for v in self._index(shard)[pos])
-        start = json_offset if json_only else jpg_offset
+        start = jpg_offset if with_image else json_offset
         f = self._file(shard)
         f.seek(start)
         blob = f.read(json_offset + json_size - start)
@@ -178,16 +179,16 @@ class TarShards(TargetSource):
             meta = json.loads(blob[json_offset - start:])
         except ValueError:
             raise InputError(f"{self.where(i)}: unreadable sample description") from None
-        return blob[:jpg_size] if not json_only else b"", self.targets.of(meta)
+        return blob[:jpg_size] if with_image else None, self.targets.of(meta)
 
     def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
         """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
         when the file is cut short or the sample cannot be parsed."""
-        return self._bytes(i)
+        return self._sample(i)
 
     def targets_at(self, i: int) -> Dict[str, torch.Tensor]:
         """Sample ``i``'s targets, reading only its ``.json`` member."""
-        return self._bytes(i, json_only=True)[1]
+        return self._sample(i, with_image=False)[1]
 
     def targets_for(self, path: str) -> Dict[str, torch.Tensor]:
         """The targets of the sample of image ``path`` (when another source lists the images): one dict

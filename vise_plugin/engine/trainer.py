@@ -39,7 +39,6 @@ def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bo
     return images, targets
 
 
-
 class Trainer:
     """Trains ``model`` on the batches of ``loader`` for ``num_epochs``.
 
