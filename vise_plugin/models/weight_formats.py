@@ -31,23 +31,25 @@ def unwrap(state: Mapping[str, Any]) -> Dict[str, Any]:
     return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
 
 
-def torchvision_to_hub(state: Mapping[str, torch.Tensor], drop: Tuple[str, ...] = ("fc",)) -> State:
-    """torchvision ResNet keys (``conv1.weight``, ``layer1.0...``) -> hub keys (``0.weight``, ``4.0...``);
-    the top-level modules ``drop`` are left out."""
+def _rename_top(state: Mapping[str, torch.Tensor], names: Mapping[str, str], drop: Tuple[str, ...] = ()) -> State:
+    """``state`` with each key's top-level module renamed by ``names``; the modules ``drop`` left out."""
     out = {}
     for key, value in state.items():
         head, _, rest = key.partition(".")
         if head not in drop:
-            out[f"{TORCHVISION_TO_HUB.get(head, head)}.{rest}"] = value
+            out[f"{names.get(head, head)}.{rest}"] = value
     return out
+
+
+def torchvision_to_hub(state: Mapping[str, torch.Tensor], drop: Tuple[str, ...] = ("fc",)) -> State:
+    """torchvision ResNet keys (``conv1.weight``, ``layer1.0...``) -> hub keys (``0.weight``, ``4.0...``);
+    the top-level modules ``drop`` are left out."""
+    return _rename_top(state, TORCHVISION_TO_HUB, drop)
 
 
 def hub_to_torchvision(state: Mapping[str, torch.Tensor]) -> State:
-    out = {}
-    for key, value in state.items():
-        head, _, rest = key.partition(".")
-        out[f"{HUB_TO_TORCHVISION.get(head, head)}.{rest}"] = value
-    return out
+    """Hub keys -> torchvision ResNet keys."""
+    return _rename_top(state, HUB_TO_TORCHVISION)
 
 
 def _prefixed(state: Mapping[str, Any], *prefixes: str) -> Optional[str]:
