@@ -5,7 +5,8 @@ image, and (run as a script under ``torchrun``) a two-rank run where only rank 1
 writes ``<run dir>/rank<r>.txt`` on each rank: the error when it stopped on a non-finite loss,
 otherwise ``finished at iteration <n>, weights <sum of all weights>``. Modes: ``clean`` (no damage,
 through the pretraining engine), ``nan`` and ``unreadable`` (rank 1's first batch of each epoch, the run's first before it has read
-any, and its third).
+any, and its third), and ``over_budget`` (the same, with ``max_bad_image_fraction=0.1``: too many for
+the ranks together, not yet for rank 1 alone).
 """
 
 import datetime
@@ -19,7 +20,7 @@ from vise_plugin.config import compose_config
 from vise_plugin.data.bad_images import SKIPPED
 from vise_plugin.engine.hooks import HookBase
 from vise_plugin.engine.pretrain import build_trainer, pretrain
-from vise_plugin.errors import NonFiniteLossError
+from vise_plugin.errors import InputError, NonFiniteLossError
 
 
 class PoisonHead(HookBase):
@@ -56,9 +57,9 @@ def _write(run_dir: str, rank: int, result: str) -> None:
         f.write(result)
 
 
-def _config(labels: str, run_dir: str):
+def _config(labels: str, run_dir: str, *extra: str):
     return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
-                           "config.logging.log_freq=4"])
+                           "config.logging.log_freq=4", *extra])
 
 
 def main(mode: str, labels: str, run_dir: str) -> None:
@@ -69,16 +70,19 @@ def main(mode: str, labels: str, run_dir: str) -> None:
         return
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails soon
     rank = dist.get_rank()
-    trainer = build_trainer(_config(labels, run_dir))
+    trainer = build_trainer(_config(labels, run_dir, *(["config.data.max_bad_image_fraction=0.1"]
+                                                       if mode == "over_budget" else [])))
     if rank == 1 and mode == "nan":
         trainer.hooks.insert(0, PoisonHead(at=3))  # rank 1's loss is NaN at iteration 4, a checked one
-    if rank == 1 and mode == "unreadable":  # at 0 no batch has been read yet on this rank; at 2 one has
+    if rank == 1 and mode in ("unreadable", "over_budget"):  # at 0 no batch has been read yet on this rank; at 2 one has
         trainer.loader = UnreadableBatch(trainer.loader, at=(0, 2))
     try:
         trainer.train()
         result = weights_line(trainer)
     except NonFiniteLossError as e:
         result = str(e)
+    except InputError as e:
+        result = f"stopped at iteration {trainer.iteration}: {e}"
     _write(run_dir, rank, result)
     dist.destroy_process_group()
 

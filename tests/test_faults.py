@@ -115,6 +115,14 @@ def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(ti
     assert rank1 == rank0  # the same iteration and the same weights: DDP kept the replicas identical
 
 
+def test_too_many_unreadable_images_on_one_rank_stop_every_rank_at_the_same_step(tiny_world, tmp_path):
+    _, rank0, rank1 = two_ranks("over_budget", tiny_world["labels"], tmp_path / "run")
+    # at iteration 10 (the ranks' agreement): 4 batches of 8 skipped on rank 1, of 2 x (45 + 4 x 8) read
+    expected = "stopped at iteration 10: 32 of 154 images could not be read (20.78%, above the 10% allowed"
+    assert rank0.startswith(expected) and rank1.startswith(expected), (rank0, rank1)
+    assert rank1.endswith("e.g. unreadable.jpg") and rank0.endswith("the images are named in each rank's log")
+
+
 def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tiny_world, tmp_path, monkeypatch):
     import vise_plugin.io_utils as io_utils
 

@@ -1,7 +1,7 @@
 """Images that cannot be read: skipped and counted, until there are too many of them."""
 
 import logging
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 from torch.utils.data import default_collate
 
@@ -32,7 +32,8 @@ class BadImageBudget:
 
     The fraction is judged once ``10 / max_fraction`` images have been read (1,000 for the default
     1%), so one bad image early on does not stop a run, while a wrong image folder stops it after
-    that many reads.
+    that many reads. With several ranks the trainer judges the counts of all of them together
+    (:meth:`judge`), so that every rank stops at once.
 
     Args:
         max_fraction: the largest share of unreadable images a run accepts.
@@ -44,19 +45,34 @@ class BadImageBudget:
         self.where = where
         self.seen = 0
         self.skipped = 0
+        self.example = ""
 
     @property
     def min_seen(self) -> int:
         return int(10 / self.max_fraction) if self.max_fraction > 0 else 0
 
-    def record(self, skipped: List[str], read: int) -> None:
-        """``skipped`` paths failed among ``len(skipped) + read`` images; raises :class:`InputError`
-        when the share of failures so far is above ``max_fraction``."""
+    def record(self, skipped: List[str], read: int, judge: bool = True) -> None:
+        """``skipped`` paths failed among ``len(skipped) + read`` images; with ``judge``, raises
+        :class:`InputError` when the share of failures so far is above ``max_fraction``."""
         self.seen += read + len(skipped)
         self.skipped += len(skipped)
         for path in skipped:
             logger.warning("skipped unreadable image %s (%d so far, %.3f%% of %d read)", path, self.skipped,
                            100 * self.skipped / self.seen, self.seen)
-        if skipped and self.seen >= self.min_seen and self.skipped > self.max_fraction * self.seen:
-            raise InputError(f"{self.skipped} of {self.seen} images could not be read "
-                             f"{over_budget(self.skipped, self.seen, self.max_fraction)}{self.where}; e.g. {skipped[0]}")
+        self.example = skipped[0] if skipped else self.example
+        if judge and skipped:
+            self.judge(self.skipped, self.seen)
+
+    def judge(self, skipped: int, seen: int) -> None:
+        """Raises :class:`InputError` when ``skipped`` of ``seen`` images (this process's counts, or
+        every rank's together) is above the budget."""
+        if seen >= self.min_seen and skipped > self.max_fraction * seen:
+            example = f"e.g. {self.example}" if self.example else "the images are named in each rank's log"
+            raise InputError(f"{skipped} of {seen} images could not be read "
+                             f"{over_budget(skipped, seen, self.max_fraction)}{self.where}; {example}")
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"seen": self.seen, "skipped": self.skipped}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.seen, self.skipped = int(state["seen"]), int(state["skipped"])

@@ -59,7 +59,7 @@ class Trainer:
         checkpointer: where state dicts go; None saves nothing.
         preemption: the flag set by the preemption signal; None ignores it.
         preemption_check_every: iterations between the all-reduce that makes ranks agree on a
-            preemption (a single process checks every step).
+            preemption and on the bad-image count (a single process checks every step).
         extra_state: saved with every checkpoint (trunk name, tasks, resolved config).
         bad_images: counts the images the loader skipped (batches built by
             :func:`collate_readable`); None: every batch is whole.
@@ -108,6 +108,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.bad_images = bad_images
+        self._agreed_bad_images = {"seen": 0, "skipped": 0}
         self.last_loss: Optional[torch.Tensor] = None
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
         self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
@@ -141,7 +142,13 @@ class Trainer:
             "grad_scaler": self.precision.state_dict(),
             "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
             "rng": rng_state(),
+            **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
         }
+
+    def _bad_images_so_far(self) -> Dict[str, int]:
+        """The images read and skipped so far: this process's counts, or with several ranks all ranks'
+        at their last agreement (:meth:`_agree`)."""
+        return self.bad_images.state_dict() if self.world_size == 1 else dict(self._agreed_bad_images)
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.base_model.load_state_dict(state["model"])
@@ -151,6 +158,9 @@ class Trainer:
         self.iteration, self.epoch, self.batch_in_epoch = (position["iteration"], position["epoch"],
                                                            position["batch_in_epoch"])
         set_rng_state(state["rng"])
+        if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
+            self._agreed_bad_images = dict(state["bad_images"])
+            self.bad_images.load_state_dict(state["bad_images"] if self.rank == 0 else {"seen": 0, "skipped": 0})
 
     def resume_or_start(self) -> bool:
         """Loads the newest readable checkpoint of the run folder; returns whether there was one.
@@ -256,16 +266,25 @@ class Trainer:
             + (f"the last good checkpoint is {saved[0]} (iteration {saved[1]})" if saved
                else "no checkpoint was written before it"))
 
-    def _preempted(self) -> bool:
-        if self.preemption is None:
-            return False
+    def _agree(self) -> bool:
+        """Whether to stop now for a preemption. With several ranks, every ``preemption_check_every``
+        iterations one all-reduce makes them agree on it (so every rank stops after the same step) and
+        sums their bad-image counts, judged on every rank, so a run over its budget stops on all of them
+        at once instead of leaving the others waiting in the next all-reduce."""
+        requested = self.preemption is not None and self.preemption.requested
         if self.world_size == 1:
-            return self.preemption.requested
+            return requested
         if self.iteration % self.preemption_check_every:
             return False
-        flag = torch.tensor([float(self.preemption.requested)], device=self.device)
-        dist.all_reduce(flag)  # every rank stops after the same step
-        return bool(flag.item() > 0)
+        budget = self.bad_images
+        counts = torch.tensor([int(requested), budget.seen if budget else 0, budget.skipped if budget else 0],
+                              dtype=torch.int64, device=self.device)
+        dist.all_reduce(counts)
+        stop, seen, skipped = counts.tolist()
+        if budget is not None:
+            self._agreed_bad_images = {"seen": seen, "skipped": skipped}
+            budget.judge(skipped, seen)
+        return stop > 0
 
     def _call(self, method: str) -> None:
         for hook in self.hooks:
@@ -282,8 +301,9 @@ class Trainer:
                 skipped = list(batch.pop(SKIPPED, []))
                 batch, undecodable = self.decode(batch)
                 skipped += undecodable
-                if self.bad_images is not None:
-                    self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0)
+                if self.bad_images is not None:  # with several ranks judged in _agree, for all of them together
+                    self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0,
+                                           judge=self.world_size == 1)
                 if "input" in batch:
                     self.last_loss = self.run_step(batch)
                 elif self.world_size > 1:
@@ -298,7 +318,7 @@ class Trainer:
                     self._call("after_epoch")
                 else:
                     self._call("after_step")
-                if self._preempted():
+                if self._agree():
                     self._call("on_preempt")
                     raise Preempted(self.iteration, self.checkpointer.path(CHECKPOINT_FILE)
                                     if self.checkpointer else "no checkpoint")
