@@ -72,12 +72,51 @@ def test_a_rerun_writes_only_the_missing_shards_and_the_same_bytes(tiny_world, s
     shutil.copytree(shards, folder)
     for name in ("shard-000003.tar", "shard-000003.idx.npy", "shard-000003.json", "manifest.json"):
         os.remove(os.path.join(folder, name))
+    os.remove(os.path.join(folder, "shard-000005.tar"))  # its summary stays
+    with open(os.path.join(folder, "shard-000007.tar"), "r+b") as f:
+        f.truncate(5000)
+    redo = {f"shard-00000{k}.tar" for k in (3, 5, 7)}
     before = {n: os.path.getmtime(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith(".tar")}
     _write(tiny_world["labels"], folder, workers=2)
-    assert file_sha256(os.path.join(folder, "shard-000003.tar")) == file_sha256(os.path.join(shards, "shard-000003.tar"))
-    assert all(os.path.getmtime(os.path.join(folder, n)) == t for n, t in before.items())
+    for name in redo:
+        assert file_sha256(os.path.join(folder, name)) == file_sha256(os.path.join(shards, name))
+    assert all(os.path.getmtime(os.path.join(folder, n)) == t for n, t in before.items() if n not in redo)
     assert json.load(open(os.path.join(folder, "manifest.json")))["shards"] == \
         json.load(open(os.path.join(shards, "manifest.json")))["shards"]
+
+
+def test_an_unreadable_plan_manifest_shard_or_description_is_named_in_one_line(tiny_world, shards, tmp_path):
+    from vise_plugin.data.tar_shards import FORMAT
+    from vise_plugin.errors import InputError
+
+    folder = str(tmp_path / "copy")
+    shutil.copytree(shards, folder)
+    os.remove(os.path.join(folder, "shard-000004.tar"))
+    source = TarShards(folder)
+    with pytest.raises(InputError, match=rf"^{folder}/shard-000004.tar: cannot be opened$"):
+        source.read(int(source.starts[4]))
+    json_offset = int(np.load(os.path.join(folder, "shard-000005.idx.npy"))[0, 3])
+    with open(os.path.join(folder, "shard-000005.tar"), "r+b") as f:  # a description without its comments
+        f.seek(json_offset)
+        description = f.read(200)
+        f.seek(json_offset + description.index(b'"comments"'))
+        f.write(b'"commentz"')
+    with pytest.raises(InputError, match=rf"^{folder}/shard-000005.tar#\d{{9}}: unreadable sample description"):
+        source.read(int(source.starts[5]))
+
+    with open(os.path.join(folder, "plan.json"), "w") as f:
+        f.write('{"label_store": ')
+    with pytest.raises(ConfigError, match=rf"^{folder}/plan.json: unreadable"):
+        _write(tiny_world["labels"], folder)
+    manifest = os.path.join(folder, "manifest.json")
+    with open(manifest, "w") as f:
+        f.write('{"format": "vise-shards/1", "shards": [')
+    with pytest.raises(InputError, match=rf"^{manifest}: not readable as JSON"):
+        TarShards(folder)
+    with open(manifest, "w") as f:
+        json.dump({"format": FORMAT, "shards": []}, f)
+    with pytest.raises(InputError, match=rf"^{manifest}: no 'tasks' entry"):
+        StreamingShards(folder, 8, lambda image: image)
 
 
 def _weights(run_dir):
@@ -134,11 +173,14 @@ def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     trainer = build_trainer(_cfg(shards, run_dir, *stream))
-    trainer.hooks.append(_StopAfter(len(trainer.sampler) + 4))
+    trainer.hooks.append(_StopAfter(len(trainer.sampler) + 2))
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
+    saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
+    assert (saved["epoch"], saved["batch_in_epoch"]) == (1, 1)  # odd: the data-loader's worker 0 makes batch 1 now
     resumed = pretrain(_cfg(shards, run_dir, *stream))
     assert resumed.iteration == 2 * len(resumed.sampler)
+    assert resumed.bad_images.seen == 2 * len(resumed.sampler) * 8  # the count went on from the checkpoint's
     assert _same(_weights(run_dir), _weights(reference))
 
 
@@ -181,13 +223,18 @@ def test_an_unknown_decode_on_fails_in_one_line_before_any_work_for_both_readers
         StreamingShardsDataset(shards, 8, 32, decode_on="gpu")
 
 
-def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_path):
+@pytest.mark.parametrize("reader", ["indexed", "streamed"])
+def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_path, reader):
     folder, _ = _damaged_copy(shards, tmp_path, "truncate")
     run_dir = str(tmp_path / "run")
-    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", "config.data.max_bad_image_fraction=0.1"))
-    assert trainer.iteration == PER_EPOCH and trainer.bad_images.skipped == 5  # samples 3..7 of shard 2
+    streamed = ["config.data.dataset=streaming_shards", "config.data.num_workers=2"] if reader == "streamed" else []
+    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", "config.data.max_bad_image_fraction=0.1",
+                            "config.data.batch_size_per_gpu=10", *streamed))  # 9 batches of 10: every sample read
+    assert trainer.iteration == 9
+    assert (trainer.bad_images.skipped, trainer.bad_images.seen) == (5, 90)  # samples 3..7 of shard 2
     with open(os.path.join(run_dir, "log.txt")) as f:
-        assert f"{folder}/shard-000002.tar: truncated shard" in f.read()
+        log = f.read()
+    assert f"{folder}/shard-000002.tar: " in log and "its remaining samples are skipped" in log
 
 
 def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
@@ -203,12 +250,63 @@ def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
         assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(90))
         shard_of = [source.locate(i)[0] for i in seen[0]]
         assert sum(a != b for a, b in zip(shard_of, shard_of[1:])) <= 2 * len(source.groups)  # grouped by shard
-    streamed = []  # the samples each rank's (single) worker streams in an epoch
-    for rank in (0, 1):
-        stream = StreamingShards(shards, 8, lambda image: torch.zeros(1), rank, 2)
-        samples = stream._samples(stream._rank_shards(), worker=0)
-        streamed.append([json.loads(next(samples)[0]["json"])["row"] for _ in range(len(stream) * 8)])
-    assert not set(streamed[0]) & set(streamed[1]) and all(len(set(s)) == len(s) for s in streamed)
+
+
+def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_one_seek(shards):
+    from vise_plugin.data.streaming import Run, epoch_runs
+
+    assert epoch_runs([3, 0, 2], [2, 1, 0], 0, 5) == [Run(2, 0, 2, 0), Run(0, 0, 3, 2)]
+    assert epoch_runs([3, 0, 2], [2, 1, 0], 4, 4) == [Run(0, 2, 3, 4), Run(2, 0, 2, 5), Run(0, 0, 1, 7)]  # round again
+    stream = StreamingShards(shards, 9, lambda image: image)
+    at = stream._open_at(2, 3)
+    assert at is not None and at.tell() > 0
+    at.close()
+    row = int(np.load(os.path.join(shards, "shard-000002.idx.npy"))[3, 0])
+    assert int(next(stream._shard_samples(2, 3))["__key__"]) == row
+    remote = StreamingShards(shards, 9, lambda image: image, url_prefix=f"pipe:cat {shards}")  # read, not seeked
+    assert int(next(remote._shard_samples(2, 3))["__key__"]) == row
+
+
+def _streamed(shards, rank, epoch, start_batch=0, workers=2):
+    """``[[(row, the item's first random draw), ...] per batch]`` of one rank of 2, batches of 9, read
+    through a DataLoader with ``workers`` workers."""
+    stream = StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, buffer=20,
+                             collate=lambda items: [(int(item["input"]["where"].split("#")[1]),
+                                                     float(item["input"]["encoded"])) for item in items])
+    stream.set_epoch(epoch, start_batch)
+    return list(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers))
+
+
+def test_streamed_ranks_and_workers_read_every_sample_once_and_resume_at_any_batch(shards):
+    epochs = []
+    for epoch in (0, 1):
+        ranks = [_streamed(shards, rank, epoch) for rank in (0, 1)]
+        assert [len(batches) for batches in ranks] == [5, 5]  # 90 samples = 2 ranks x 5 batches x 9
+        rows = [[row for batch in batches for row, _ in batch] for batches in ranks]
+        assert not set(rows[0]) & set(rows[1]) and sorted(rows[0] + rows[1]) == list(range(90))
+        draws = [draw for batches in ranks for batch in batches for _, draw in batch]
+        assert len(set(draws)) == 90  # every item its own augmentation seed, whichever worker read it
+        epochs.append(ranks)
+        for start in (1, 3):  # worker 0 makes batch `start` of the resumed epoch
+            assert _streamed(shards, 1, epoch, start) == ranks[1][start:]
+    assert epochs[0][0] != epochs[1][0]
+
+
+def _spoil(encoded):
+    """A JPEG ``(n,)`` uint8 tensor, in place: its header still reads, its data no longer decodes."""
+    scan = bytes(encoded.numpy()).index(b"\xff\xda") + 20
+    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[:len(encoded) - scan]
+
+
+def test_running_out_of_device_memory_while_decoding_stops_instead_of_decoding_image_by_image(monkeypatch):
+    from vise_plugin.data import device_decode
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(device_decode, "decode_jpeg", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        device_decode.DeviceDecode(32).decode([torch.zeros(100, dtype=torch.uint8)], torch.device("cpu"))
 
 
 def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
@@ -234,9 +332,7 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
     other_seed = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=7) for p in paths])
     assert (other_seed - loader).abs().mean() > 10 * difference  # the agreement is the seeds', not the images'
 
-    encoded = items[1]["input"]["encoded"]  # its header reads, its data does not decode
-    scan = bytes(encoded.numpy()).index(b"\xff\xda") + 20
-    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[:len(encoded) - scan]
+    _spoil(items[1]["input"]["encoded"])
     items[1]["input"]["where"] = "photo-1.jpg"
     batch, unreadable = decode_batch(collate_encoded(items), DeviceDecode(64), torch.device("cpu"))
     assert unreadable == ["photo-1.jpg"] and batch["target"]["x"].tolist() == [0, 2, 3]
@@ -264,6 +360,10 @@ def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_st
     on_gpu = decode(inputs, gpu, channels_last=True).images
     assert on_gpu.is_contiguous(memory_format=torch.channels_last)
     assert (on_gpu.cpu() - decode(inputs, torch.device("cpu")).images).abs().mean() < 0.05
+    spoilt = dict(inputs, encoded=[e.clone() for e in inputs["encoded"]], where=[f"{i}.jpg" for i in range(8)])
+    _spoil(spoilt["encoded"][2])
+    left = decode(spoilt, gpu)  # nvJPEG must refuse it, not hand back pixels that would be trained on
+    assert left.names == ["2.jpg"] and (left.images - on_gpu[[0, 1, 3, 4, 5, 6, 7]]).abs().mean() < 0.01
 
     def queue_work(matmuls=20):  # tens of ms of kernels on the caller's stream
         work = torch.randn(4096, 4096, device=gpu)

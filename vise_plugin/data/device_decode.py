@@ -86,6 +86,8 @@ def _decode_one(encoded: torch.Tensor, device: torch.device) -> Optional[torch.T
     for where in dict.fromkeys([device, torch.device("cpu")]):
         try:
             image = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=where)
+        except torch.OutOfMemoryError:
+            raise
         except RuntimeError:
             continue
         if where != device:
@@ -135,6 +137,8 @@ class DeviceDecode:
             return images
         try:
             decoded = decode_jpeg([encoded[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+        except torch.OutOfMemoryError:
+            raise  # not the images' fault: decoding them one by one would hide it and crawl
         except RuntimeError:
             decoded = [_decode_one(encoded[i], device) for i in jpegs]
         for i, image in zip(jpegs, decoded):

@@ -3,8 +3,8 @@
 The label store's rows are cut into shards of ``samples_per_shard`` consecutive rows, sized from the
 mean file size of a sample of the images so that a shard is about ``shard_bytes``. Each shard is one
 job (local processes or a submitit array, like the label job): it writes ``shard-NNNNNN.tar`` and its
-index under temporary names, then its summary; a rerun skips the shards whose summary exists, so a
-killed job loses only the shards it was writing. ``manifest.json`` is written last.
+index under temporary names, then its summary; a rerun skips the shards complete on disk (summary,
+index, and a tar file of the summary's size), so a killed job loses only the shards it was writing. ``manifest.json`` is written last.
 """
 
 import io
@@ -13,12 +13,12 @@ import logging
 import os
 import tarfile
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from iopath.common.file_io import g_pathmgr
 
-from vise_plugin.data.tar_shards import FORMAT, MANIFEST, sample_json, shard_name
+from vise_plugin.data.tar_shards import FORMAT, MANIFEST, sample_json, sample_key, shard_name
 from vise_plugin.errors import ConfigError
 from vise_plugin.io_utils import file_sha256
 from vise_plugin.labels.store import LabelStore
@@ -66,12 +66,27 @@ def _summary_path(plan: ShardPlan, shard: int) -> str:
     return os.path.join(plan.output, f"{shard_name(shard)}.json")
 
 
+def _written(plan: ShardPlan, shard: int) -> Optional[Dict[str, Any]]:
+    """Shard ``shard``'s summary when the shard is complete on disk (its summary, its index, and its
+    tar file of the summary's size), else None."""
+    base = os.path.join(plan.output, shard_name(shard))
+    try:
+        with open(_summary_path(plan, shard)) as f:
+            summary = json.load(f)
+        complete = os.path.getsize(base + ".tar") == summary["bytes"] and os.path.exists(base + ".idx.npy")
+    except (OSError, ValueError, KeyError, TypeError):
+        complete = False
+    if not complete and os.path.exists(_summary_path(plan, shard)):
+        logger.warning("%s: incomplete (its tar file, index or summary is missing or differs); written again", base)
+    return summary if complete else None
+
+
 def write_shard(plan: ShardPlan, shard: int) -> Dict[str, Any]:
-    """Writes shard ``shard`` (skipped when its summary exists); returns its summary."""
+    """Writes shard ``shard`` (skipped when it is complete on disk); returns its summary."""
+    summary = _written(plan, shard)
+    if summary is not None:
+        return summary
     summary_path = _summary_path(plan, shard)
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            return json.load(f)
     store = LabelStore(plan.label_store)
     base = os.path.join(plan.output, shard_name(shard))
     rows, images, skipped = [], [], []
@@ -85,7 +100,7 @@ def write_shard(plan: ShardPlan, shard: int) -> Dict[str, Any]:
                 logger.warning("%s: left out of %s (%s)", path, shard_name(shard), e.strerror or e)
                 skipped.append(int(row))
                 continue
-            key = f"{row:09d}"
+            key = sample_key(row)
             for name, blob in ((f"{key}.jpg", data), (f"{key}.json", sample_json(store, row))):
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime, info.mode = len(blob), MTIME, 0o444
@@ -147,15 +162,19 @@ def run_shard_job(cfg: Any) -> Dict[str, Any]:
     g_pathmgr.mkdirs(s.output)
     plan_path = os.path.join(s.output, "plan.json")
     if os.path.exists(plan_path):  # a rerun continues with the same cut (the folder may have moved)
-        with open(plan_path) as f:
-            plan = ShardPlan(**{**json.load(f), "output": s.output})
+        try:
+            with open(plan_path) as f:
+                plan = ShardPlan(**{**json.load(f), "output": s.output})
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{plan_path}: unreadable ({e}); delete it to plan the shards again") from None
         if os.path.abspath(plan.label_store) != os.path.abspath(cfg.data.labels):
             raise ConfigError(f"{s.output} holds shards of {plan.label_store}, not of {cfg.data.labels}; "
                               "write into another config.shards.output")
     else:
         plan = plan_shards(cfg.data.labels, image_root, s.output, int(s.shard_bytes))
-        with open(plan_path, "w") as f:
+        with open(plan_path + ".tmp", "w") as f:
             json.dump(asdict(plan), f)
+        os.replace(plan_path + ".tmp", plan_path)
     logger.info("writing %d posts of %s as %d shard(s) of %d into %s", plan.num_samples, plan.label_store,
                 plan.num_shards, plan.samples_per_shard, plan.output)
     slurm = OmegaConf.to_container(cfg.slurm, resolve=True)

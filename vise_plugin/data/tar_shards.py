@@ -38,16 +38,28 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}"
 
 
+def sample_key(row: int) -> str:
+    """The member name stem of label store row ``row``'s sample."""
+    return f"{row:09d}"
+
+
 def read_manifest(folder: str) -> Dict[str, Any]:
     """``<folder>/manifest.json``; a one-line error when the folder is not a finished shard set."""
     path = os.path.join(folder, MANIFEST)
     if not g_pathmgr.exists(path):
         raise ConfigError(f"shard manifest not found: {path}; point config.data.shards=<folder> at one written by "
                           "tools/write_shards.py")
-    with g_pathmgr.open(path) as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT:
-        raise InputError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT}")
+    try:
+        with g_pathmgr.open(path) as f:
+            manifest = json.load(f)
+    except ValueError as e:
+        raise InputError(f"{path}: not readable as JSON ({e}); write the shards again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path}: format {found!r}, expected {FORMAT}")
+    for key in ("tasks", "shards"):
+        if key not in manifest:
+            raise InputError(f"{path}: no {key!r} entry; write the shards again")
     return manifest
 
 
@@ -55,14 +67,22 @@ class ShardTargets:
     """The VisE targets of shard samples (``comments``: ``(K,)`` float32 histogram, ``reactions``: int64
     cluster), for the tasks of a shard folder's manifest and ``config.data.comment_target``."""
 
-    def __init__(self, manifest: Mapping[str, Any], comment_target: str = "histogram"):
-        self.tasks = {t: int(v["k"]) for t, v in manifest["tasks"].items()}
+    def __init__(self, manifest: Mapping[str, Any], comment_target: str = "histogram", where: str = MANIFEST):
+        try:
+            self.tasks = {t: int(manifest["tasks"][t]["k"]) for t in ("comments", "reactions")}
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{where}: tasks.comments.k and tasks.reactions.k are needed ({e!r})") from None
         self.uniform = uniform_comment_target(comment_target)
 
-    def of(self, meta: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-        """The targets of a sample's ``.json`` description."""
-        return {"comments": torch.from_numpy(comment_histogram(meta["comments"], self.tasks["comments"], self.uniform)),
-                "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+    def of(self, meta: Any, where: str = "") -> Dict[str, torch.Tensor]:
+        """The targets of a sample's ``.json`` description; :class:`InputError` naming ``where`` when it
+        lacks them."""
+        try:
+            comments = comment_histogram(meta["comments"], self.tasks["comments"], self.uniform)
+            return {"comments": torch.from_numpy(comments),
+                    "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise InputError(f"{where}: unreadable sample description ({e!r})") from None
 
     def empty(self) -> Dict[str, torch.Tensor]:
         return {"comments": torch.zeros(self.tasks["comments"]), "reactions": torch.tensor(-1, dtype=torch.int64)}
@@ -87,7 +107,7 @@ class TarShards(TargetSource):
     def __init__(self, folder: str, comment_target: str = "histogram"):
         self.folder = folder
         self.manifest = read_manifest(folder)
-        self.targets = ShardTargets(self.manifest, comment_target)
+        self.targets = ShardTargets(self.manifest, comment_target, os.path.join(folder, MANIFEST))
         self.image_root = ""
         self.shards = [s["name"] for s in self.manifest["shards"]]
         self.counts = np.array([s["samples"] for s in self.manifest["shards"]], dtype=np.int64)
@@ -127,8 +147,12 @@ class TarShards(TargetSource):
 
     def _index(self, shard: int) -> np.ndarray:
         if shard not in self._indexes:
-            path = self._local(f"{shard_name(shard)}.idx.npy")
-            self._indexes[shard] = np.load(path, mmap_mode="r")
+            name = f"{shard_name(shard)}.idx.npy"
+            try:
+                self._indexes[shard] = np.load(self._local(name), mmap_mode="r")
+            except (OSError, ValueError) as e:
+                self._report(os.path.join(self.folder, name), f"cannot be read ({e})")
+                raise InputError(f"{os.path.join(self.folder, name)}: cannot be read") from None
         return self._indexes[shard]
 
     def _local(self, name: str) -> str:
@@ -141,8 +165,19 @@ class TarShards(TargetSource):
         if shard not in self._files:
             if len(self._files) >= 16:
                 self._files.pop(next(iter(self._files))).close()
-            self._files[shard] = open(self._local(f"{shard_name(shard)}.tar"), "rb")
+            path = os.path.join(self.folder, f"{shard_name(shard)}.tar")
+            try:
+                self._files[shard] = open(self._local(f"{shard_name(shard)}.tar"), "rb")
+            except OSError as e:
+                self._report(path, f"cannot be opened ({e.strerror or e})")
+                raise InputError(f"{path}: cannot be opened") from None
         return self._files[shard]
+
+    def _report(self, path: str, what: str) -> None:
+        """Logs a damaged shard once (per process); its samples are then skipped one by one."""
+        if path not in self._reported:
+            self._reported.add(path)
+            logger.warning("%s: %s; its remaining samples are skipped", path, what)
 
     def path(self, i: int) -> str:
         """The sample's original image path (relative to the label store's image root)."""
@@ -156,8 +191,13 @@ class TarShards(TargetSource):
         return f"tar shards {self.folder} ({len(self.shards)} shards)"
 
     def where(self, i: int) -> str:
+        """``<folder>/shard-NNNNNN.tar#<key>`` (``#sample <position>`` when the shard's index is unreadable)."""
         shard, pos = self.locate(i)
-        return f"{os.path.join(self.folder, shard_name(shard))}.tar#{int(self._index(shard)[pos, 0]):09d}"
+        try:
+            key = sample_key(int(self._index(shard)[pos, 0]))
+        except InputError:
+            key = f"sample {pos}"
+        return f"{os.path.join(self.folder, shard_name(shard))}.tar#{key}"
 
     def _sample(self, i: int, with_image: bool = True) -> Tuple[Optional[bytes], Dict[str, torch.Tensor]]:
         """Sample ``i``'s image bytes (None without ``with_image``: only its ``.json`` is read) and
@@ -169,17 +209,14 @@ class TarShards(TargetSource):
         f.seek(start)
         blob = f.read(json_offset + json_size - start)
         if len(blob) < json_offset + json_size - start:
-            name = f"{shard_name(shard)}.tar"
-            if name not in self._reported:
-                self._reported.add(name)
-                logger.warning("%s: truncated shard (sample %s needs bytes up to %d); its remaining samples are "
-                               "skipped", os.path.join(self.folder, name), self.where(i), json_offset + json_size)
+            self._report(os.path.join(self.folder, f"{shard_name(shard)}.tar"),
+                         f"truncated shard (sample {self.where(i)} needs bytes up to {json_offset + json_size})")
             raise InputError(f"{self.where(i)}: truncated shard")
         try:
             meta = json.loads(blob[json_offset - start:])
         except ValueError:
             raise InputError(f"{self.where(i)}: unreadable sample description") from None
-        return blob[:jpg_size] if with_image else None, self.targets.of(meta)
+        return blob[:jpg_size] if with_image else None, self.targets.of(meta, self.where(i))
 
     def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
         """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
