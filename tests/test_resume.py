@@ -135,3 +135,24 @@ def test_a_numbered_checkpoint_newer_than_checkpoint_torch_wins(tmp_path):
 
 def test_an_empty_run_folder_starts_from_the_beginning(tmp_path):
     assert Checkpointer(str(tmp_path / "new")).latest(5) is None
+
+
+def test_a_resume_past_the_end_of_an_epoch_goes_on_with_the_next_epoch(tiny_world, tmp_path):
+    """E.g. the batch size grew since the checkpoint: its batch in the epoch no longer exists."""
+    import signal
+
+    from vise_plugin.engine.pretrain import build_trainer
+
+    def too_long(*args):
+        raise TimeoutError("the trainer did not move past the missing batches")
+
+    trainer = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "run")))
+    trainer.batch_in_epoch = 3 * trainer.iterations_per_epoch
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(120)
+    try:
+        trainer.train()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert (trainer.epoch, trainer.iteration) == (2, trainer.iterations_per_epoch)  # epoch 1 only

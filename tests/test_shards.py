@@ -178,6 +178,8 @@ def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
         trainer.train()
     saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
     assert (saved["epoch"], saved["batch_in_epoch"]) == (1, 1)  # odd: the data-loader's worker 0 makes batch 1 now
+    with pytest.raises(ConfigError, match=r"^config.data.num_workers: .* set config.data.num_workers=2$"):
+        pretrain(_cfg(shards, run_dir, *stream, "config.data.num_workers=0"))  # its lanes would not be the same
     resumed = pretrain(_cfg(shards, run_dir, *stream))
     assert resumed.iteration == 2 * len(resumed.sampler)
     assert resumed.bad_images.seen == 2 * len(resumed.sampler) * 8  # the count went on from the checkpoint's
@@ -234,7 +236,8 @@ def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_p
     assert (trainer.bad_images.skipped, trainer.bad_images.seen) == (5, 90)  # samples 3..7 of shard 2
     with open(os.path.join(run_dir, "log.txt")) as f:
         log = f.read()
-    assert f"{folder}/shard-000002.tar: " in log and "its remaining samples are skipped" in log
+    said = "truncated shard" if reader == "indexed" else "unreadable after sample 3 (unexpected end of data)"
+    assert f"{folder}/shard-000002.tar: {said}" in log and "its remaining samples are skipped" in log
 
 
 def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
@@ -252,7 +255,9 @@ def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
         assert sum(a != b for a, b in zip(shard_of, shard_of[1:])) <= 2 * len(source.groups)  # grouped by shard
 
 
-def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_one_seek(shards):
+def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_one_seek(shards, monkeypatch):
+    import webdataset as wds
+
     from vise_plugin.data.streaming import Run, epoch_runs
 
     assert epoch_runs([3, 0, 2], [2, 1, 0], 0, 5) == [Run(2, 0, 2, 0), Run(0, 0, 3, 2)]
@@ -262,7 +267,14 @@ def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_on
     assert at is not None and at.tell() > 0
     at.close()
     row = int(np.load(os.path.join(shards, "shard-000002.idx.npy"))[3, 0])
-    assert int(next(stream._shard_samples(2, 3))["__key__"]) == row
+    with monkeypatch.context() as patch:
+        patch.setattr(wds, "gopen", None)  # not opened from its start
+        assert int(next(stream._shard_samples(2, 3))["__key__"]) == row
+    with pytest.raises(ConfigError, match=r"^url_prefix='s4://bucket': WebDataset opens no s4: URLs"):
+        StreamingShards(shards, 9, lambda image: image, url_prefix="s4://bucket")
+    draw = StreamingShards(shards, 9, lambda image: torch.rand(1), seed=2**62)._item  # seeds past torch's range
+    sample = next(stream._shard_samples(2, 3))
+    assert not torch.equal(draw(sample, 10**6)["input"], draw(sample, 10**6 + 1)["input"])
     remote = StreamingShards(shards, 9, lambda image: image, url_prefix=f"pipe:cat {shards}")  # read, not seeked
     assert int(next(remote._shard_samples(2, 3))["__key__"]) == row
 

@@ -40,7 +40,8 @@ def test_pretrain_writes_run_folder_and_logs(tiny_world, tmp_path):
     for key in ("loss", "loss_comments", "loss_reactions", "lr", "images_per_sec", "eta_seconds", "peak_mem_mb"):
         assert key in first
     checkpoint = _checkpoint(run_dir)
-    assert checkpoint["position"] == {"iteration": 2 * PER_EPOCH, "epoch": 2, "batch_in_epoch": 0}
+    assert checkpoint["position"] == {"iteration": 2 * PER_EPOCH, "epoch": 2, "batch_in_epoch": 0, "loader_workers": 1}
+    assert checkpoint["bad_images"] == {"seen": 90 * 2, "skipped": 0}
     assert checkpoint["trunk"] == "tiny" and set(checkpoint["tasks"]) == {"comments", "reactions"}
     assert _checkpoint(run_dir, "model_phase0.torch")["position"]["iteration"] == PER_EPOCH
     assert not [n for n in os.listdir(run_dir) if n.endswith(".tmp")]

@@ -39,7 +39,7 @@ def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor
     if seed is None:
         return load_image(path, transform, data)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed % 2**63)  # a seed built from large run seeds and positions may pass torch's range
         return load_image(path, transform, data)
 
 

@@ -7,10 +7,12 @@ DataLoader takes batches from its workers in turn starting with worker 0, so aft
 ``b`` worker ``w`` serves lane ``(w + b) % workers``, and the batches come back in the same order as
 in a run that never stopped. A lane reads its part start to end (a shard it starts inside is entered
 with one seek, through the shard's index, when the shards are local files), shuffles it through a
-seeded buffer, and skips, without decoding them, the samples of its batches before ``b``. Every rank
-therefore reads its own samples, the same number of them, and no sample twice in an epoch; the
-``num_items % (world_size * batch_size)`` samples at the end of an epoch's list are left for that
-epoch. A shard that ends early or cannot be opened is logged once by name and its missing samples are
+seeded buffer, and skips, without decoding them, the samples of its batches before ``b``; the lanes
+are the workers, so a mid-epoch resume needs the number of workers it stopped with (the trainer checks).
+Every rank therefore reads its own samples, the same number of them, and no sample twice in an epoch
+(unless the shards hold fewer than ``world_size * batch_size``: the list is then gone round again);
+the ``num_items % (world_size * batch_size)`` samples at the end of an epoch's list are left out of
+that epoch. A shard that ends early or cannot be opened is logged once by name and its missing samples are
 skipped and counted like unreadable images. The shards are local paths or WebDataset URLs (``pipe:``,
 ``http(s)://``) given by ``url_prefix``.
 """
@@ -21,12 +23,14 @@ import logging
 import os
 import random
 import tarfile
+from urllib.parse import urlparse
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import webdataset as wds
 from classy_vision.dataset import ClassyDataset
+from webdataset.gopen import gopen_schemes
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
@@ -34,7 +38,7 @@ from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
 from vise_plugin.data.tar_shards import ShardTargets, read_manifest, sample_key
-from vise_plugin.errors import InputError
+from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.registry import register_dataset
 
 logger = logging.getLogger(__name__)
@@ -90,8 +94,19 @@ def tar_samples(stream: BinaryIO, url: str) -> Iterator[Dict[str, Any]]:
         yield sample
 
 
+def check_url_prefix(url_prefix: Optional[str]) -> None:
+    """A one-line error for a ``url_prefix`` whose scheme WebDataset cannot open."""
+    scheme = urlparse(url_prefix or "").scheme
+    if scheme and scheme not in gopen_schemes:
+        raise ConfigError(f"url_prefix={url_prefix!r}: WebDataset opens no {scheme}: URLs; use a local folder, "
+                          f"pipe:<command writing the shard named last to stdout>, or one of "
+                          f"{', '.join(sorted(k for k in gopen_schemes if not k.startswith('_')))}")
+
+
 class StreamingShards(torch.utils.data.IterableDataset):
     """Batches ``{"input": (B, 3, S, S), "target": {...}, "skipped": [...]}`` streamed from a shard folder.
+
+    An epoch's batches depend on the number of data-loader workers (:attr:`resume_needs_same_workers`).
 
     Args:
         folder: the shard folder (its ``manifest.json`` lists the shards and their sizes).
@@ -105,10 +120,13 @@ class StreamingShards(torch.utils.data.IterableDataset):
         comment_target: ``histogram`` or ``uniform``, as for :class:`EngagementLabels`.
     """
 
+    resume_needs_same_workers = True  # the lanes are the data-loader's workers
+
     def __init__(self, folder: str, batch_size: int, transform: Callable, rank: int = 0, world_size: int = 1,
                  seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
                  collate: Callable = collate_readable, comment_target: str = "histogram"):
         manifest = read_manifest(folder)
+        check_url_prefix(url_prefix)
         self.names = [s["name"] for s in manifest["shards"]]
         self.urls = [f"{url_prefix or folder}/{name}.tar" for name in self.names]
         self.counts = [int(s["samples"]) for s in manifest["shards"]]
@@ -177,7 +195,11 @@ class StreamingShards(torch.utils.data.IterableDataset):
         url = self.urls[shard]
         stream = self._open_at(shard, start) if self.seekable and start else None
         skip = 0 if stream is not None else start
-        stream = stream or wds.gopen(url, "rb")
+        if stream is None:
+            try:
+                stream = wds.gopen(url, "rb")
+            except ValueError as e:  # webdataset's word for a URL it will not open: a setting, not a bad shard
+                raise ConfigError(f"{url}: {e}") from None
         try:
             for k, sample in enumerate(tar_samples(stream, url)):
                 if k >= skip:
@@ -197,10 +219,10 @@ class StreamingShards(torch.utils.data.IterableDataset):
             f = open(self.urls[shard], "rb")
         except (OSError, ValueError, IndexError):
             return None
-        f.seek(max(jpg_offset - tarfile.BLOCKSIZE, 0))
         try:
+            f.seek(max(jpg_offset - tarfile.BLOCKSIZE, 0))
             name = tarfile.TarInfo.frombuf(f.read(tarfile.BLOCKSIZE), "utf-8", "surrogateescape").name
-        except tarfile.TarError:
+        except (OSError, tarfile.TarError):
             name = None
         if name != f"{sample_key(row)}.jpg":
             f.close()
@@ -263,6 +285,7 @@ class StreamingShardsDataset(ClassyDataset):
         if not folder:
             raise InputError("streaming_shards reads config.data.shards=<folder of manifest.json>; it is unset")
         read_manifest(folder)
+        check_url_prefix(config.get("url_prefix"))
         return folder
 
     @classmethod

@@ -26,7 +26,7 @@ from vise_plugin.engine.checkpoint import (
 )
 from vise_plugin.engine.hooks.base import HookBase
 from vise_plugin.engine.precision import MixedPrecision
-from vise_plugin.errors import NonFiniteLossError
+from vise_plugin.errors import ConfigError, NonFiniteLossError
 from vise_plugin.launch.preemption import Preempted, PreemptionFlag
 
 logger = logging.getLogger(__name__)
@@ -140,15 +140,21 @@ class Trainer:
             "model": self.base_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.precision.state_dict(),
-            "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                         "loader_workers": self.loader_workers},
             "rng": rng_state(),
             **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
         }
 
     def _bad_images_so_far(self) -> Dict[str, int]:
         """The images read and skipped so far: this process's counts, or with several ranks all ranks'
-        at their last agreement (:meth:`_agree`)."""
+        at their last agreement (:meth:`agree_on_bad_images`, which the checkpoint hook calls first)."""
         return self.bad_images.state_dict() if self.world_size == 1 else dict(self._agreed_bad_images)
+
+    @property
+    def loader_workers(self) -> int:
+        """The data-loader's worker processes (at least 1: the main process reads without any)."""
+        return max(int(getattr(self.loader, "num_workers", 0) or 0), 1)
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.base_model.load_state_dict(state["model"])
@@ -157,6 +163,12 @@ class Trainer:
         position = state["position"]
         self.iteration, self.epoch, self.batch_in_epoch = (position["iteration"], position["epoch"],
                                                            position["batch_in_epoch"])
+        saved_workers = position.get("loader_workers", self.loader_workers)
+        if (self.batch_in_epoch and saved_workers != self.loader_workers
+                and getattr(self.sampler, "resume_needs_same_workers", False)):
+            raise ConfigError(f"config.data.num_workers: the checkpoint stopped inside a streamed epoch read by "
+                              f"{saved_workers} data-loader worker(s), and that epoch goes on exactly only with as "
+                              f"many; set config.data.num_workers={saved_workers if saved_workers > 1 else 0}")
         set_rng_state(state["rng"])
         if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
             self._agreed_bad_images = dict(state["bad_images"])
@@ -266,25 +278,35 @@ class Trainer:
             + (f"the last good checkpoint is {saved[0]} (iteration {saved[1]})" if saved
                else "no checkpoint was written before it"))
 
+    def agree_on_bad_images(self) -> None:
+        """Judges the images read and skipped so far against the budget. With several ranks their counts
+        are summed first (an all-reduce: every rank calls this at the same iterations) and judged on
+        every rank, so a run over its budget stops on all of them at once instead of leaving the others
+        waiting in the next all-reduce; the sums go into the next checkpoint."""
+        budget = self.bad_images
+        if budget is None:
+            return
+        if self.world_size == 1:
+            budget.judge(budget.skipped, budget.seen)
+            return
+        counts = torch.tensor([budget.seen, budget.skipped], dtype=torch.int64, device=self.device)
+        dist.all_reduce(counts)
+        seen, skipped = counts.tolist()
+        self._agreed_bad_images = {"seen": seen, "skipped": skipped}
+        budget.judge(skipped, seen)
+
     def _agree(self) -> bool:
         """Whether to stop now for a preemption. With several ranks, every ``preemption_check_every``
-        iterations one all-reduce makes them agree on it (so every rank stops after the same step) and
-        sums their bad-image counts, judged on every rank, so a run over its budget stops on all of them
-        at once instead of leaving the others waiting in the next all-reduce."""
+        iterations they agree on it (so every rank stops after the same step) and on the bad-image count."""
         requested = self.preemption is not None and self.preemption.requested
         if self.world_size == 1:
             return requested
         if self.iteration % self.preemption_check_every:
             return False
-        budget = self.bad_images
-        counts = torch.tensor([int(requested), budget.seen if budget else 0, budget.skipped if budget else 0],
-                              dtype=torch.int64, device=self.device)
-        dist.all_reduce(counts)
-        stop, seen, skipped = counts.tolist()
-        if budget is not None:
-            self._agreed_bad_images = {"seen": seen, "skipped": skipped}
-            budget.judge(skipped, seen)
-        return stop > 0
+        self.agree_on_bad_images()
+        flag = torch.tensor([int(requested)], dtype=torch.int64, device=self.device)
+        dist.all_reduce(flag)
+        return int(flag.item()) > 0
 
     def _call(self, method: str) -> None:
         for hook in self.hooks:
@@ -296,6 +318,12 @@ class Trainer:
         self.model.train()
         self._call("before_train")
         while self.epoch < self.num_epochs:
+            if self.batch_in_epoch >= self.iterations_per_epoch:
+                logger.warning("resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
+                               "or the number of ranks changed): going on with epoch %d", self.batch_in_epoch,
+                               self.epoch, self.iterations_per_epoch, self.epoch + 1)
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                continue
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             for batch in self.loader:
                 skipped = list(batch.pop(SKIPPED, []))
@@ -322,5 +350,6 @@ class Trainer:
                     self._call("on_preempt")
                     raise Preempted(self.iteration, self.checkpointer.path(CHECKPOINT_FILE)
                                     if self.checkpointer else "no checkpoint")
+        self.agree_on_bad_images()  # the last iterations since the ranks' last agreement
         self.check_finite()
         self._call("after_train")
