@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, torchrun_command
 from vise_plugin.config import compose_config
 from vise_plugin.data import EngagementLabels, StreamingShards, TarShards
 from vise_plugin.data.shard_writer import run_shard_job
@@ -277,6 +277,18 @@ def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_on
     assert not torch.equal(draw(sample, 10**6)["input"], draw(sample, 10**6 + 1)["input"])
     remote = StreamingShards(shards, 9, lambda image: image, url_prefix=f"pipe:cat {shards}")  # read, not seeked
     assert int(next(remote._shard_samples(2, 3))["__key__"]) == row
+
+
+def test_two_gloo_ranks_train_on_disjoint_samples_that_cover_the_epoch_once_with_either_reader(shards, tmp_path):
+    cmd = torchrun_command(os.path.join(ROOT, "tests", "shard_ranks.py"), shards, str(tmp_path))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for reader in ("indexed", "streamed"):
+        rows = [json.load(open(tmp_path / f"{reader}_rank{rank}.json")) for rank in (0, 1)]
+        assert len(rows[0]) == len(rows[1]) == 45, reader
+        assert not set(rows[0]) & set(rows[1]) and sorted(rows[0] + rows[1]) == list(range(90)), reader
+        saved = torch.load(tmp_path / reader / "checkpoint.torch", weights_only=True)["bad_images"]
+        assert saved == {"seen": 90, "skipped": 0}, reader  # both ranks' counts, not the first's alone
 
 
 def _streamed(shards, rank, epoch, start_batch=0, workers=2):
