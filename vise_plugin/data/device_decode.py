@@ -4,8 +4,8 @@ The data-loader workers only read the file and draw the augmentation: :class:`En
 lazily opened image (its header gives the size) and draws RandomResizedCrop's box and the flip with the
 same random calls, in the same order, as the CPU path (:func:`train_transform`), so under the same item
 seed both paths crop the same region. The batch then goes to the device as the encoded bytes and the
-boxes; :class:`DeviceDecode` decodes them there (nvJPEG through ``torchvision.io.decode_jpeg`` on a
-GPU), crops, resizes (bilinear, antialiased), flips and normalises. The two paths differ only by the
+boxes; :class:`DeviceDecode` decodes them there (nvJPEG on a GPU, through torchvision's or TorchCodec's
+``decode_jpeg``), crops, resizes (bilinear, antialiased), flips and normalises. The two paths differ only by the
 interpolation (and the CPU path's reduced-scale JPEG decode).
 
 A JPEG whose header reads but whose data does not decode gets past the workers; :class:`DeviceDecode`
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import default_collate
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from vise_plugin.data.bad_images import collate_readable
+from vise_plugin.data.jpeg_decoders import jpeg_decoder
 from vise_plugin.data.transforms import MEAN, STD, train_transform
 from vise_plugin.errors import ConfigError
 
@@ -80,12 +80,12 @@ class Decoded(NamedTuple):
     names: List[str]
 
 
-def _decode_one(encoded: torch.Tensor, device: torch.device) -> Optional[torch.Tensor]:
+def _decode_one(decode_jpeg: Callable, encoded: torch.Tensor, device: torch.device) -> Optional[torch.Tensor]:
     """One JPEG ``(n,)`` uint8 -> ``(3, H, W)`` uint8 on ``device``, decoded there or else on the CPU
     (nvJPEG does not take every file libjpeg does); None when it decodes nowhere."""
     for where in dict.fromkeys([device, torch.device("cpu")]):
         try:
-            image = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=where)
+            image = decode_jpeg(encoded, where)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError:
@@ -113,10 +113,12 @@ class DeviceDecode:
 
     Args:
         size: the output side.
+        decoder: the JPEG decoder (``config.data.jpeg_decoder``, see :func:`jpeg_decoder`).
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, decoder: str = "auto"):
         self.size = size
+        self.decode_jpeg = jpeg_decoder(decoder)
         self._streams: Dict[torch.device, torch.cuda.Stream] = {}
         self._normalise: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -136,11 +138,11 @@ class DeviceDecode:
         if not jpegs:
             return images
         try:
-            decoded = decode_jpeg([encoded[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+            decoded = self.decode_jpeg([encoded[i] for i in jpegs], device)
         except torch.OutOfMemoryError:
             raise  # not the images' fault: decoding them one by one would hide it and crawl
         except RuntimeError:
-            decoded = [_decode_one(encoded[i], device) for i in jpegs]
+            decoded = [_decode_one(self.decode_jpeg, encoded[i], device) for i in jpegs]
         for i, image in zip(jpegs, decoded):
             images[i] = image
         return images

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.data.bad_images import BadImageBudget, collate_readable
 from vise_plugin.data.device_decode import DeviceDecode, decodes_on_device
+from vise_plugin.data.jpeg_decoders import jpeg_decoder
 from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
@@ -51,8 +52,9 @@ def require_inputs(cfg: DictConfig) -> None:
     """Fails in one line, before any work or queueing, when an input of the dataset is missing (the
     dataset class's ``check_inputs``; by default the inputs of the target sources of
     ``config.data.sources``, e.g. the label store, a tag list), or ``config.data.decode_on`` is not a
-    known value."""
-    decodes_on_device(cfg.data.decode_on)
+    known value (nor, decoding on the device, ``config.data.jpeg_decoder`` an installed decoder)."""
+    if decodes_on_device(cfg.data.decode_on):
+        jpeg_decoder(cfg.data.jpeg_decoder)
     config = _dataset_config(cfg)
     check = getattr(DATASET_REGISTRY.get(config["name"]), "check_inputs", None)
     if check is not None:
@@ -140,7 +142,8 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
                      "config": OmegaConf.to_container(root_cfg, resolve=True)},
         bad_images=BadImageBudget(cfg.data.max_bad_image_fraction,
                                   f" under {images.image_root}" if getattr(images, "image_root", "") else ""),
-        input_transform=DeviceDecode(cfg.data.image_size) if decodes_on_device(cfg.data.decode_on) else None,
+        input_transform=(DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder) if decodes_on_device(cfg.data.decode_on)
+                         else None),
     )
 
 
