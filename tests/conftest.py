@@ -24,14 +24,19 @@ def torchrun_command(script: str, *args: str) -> List[str]:
 
 
 def two_ranks(mode: str, labels: str, run_dir) -> tuple:
-    """Runs ``tests/poison.py <mode>`` on two gloo ranks; returns its output and what each rank wrote."""
+    """Runs ``tests/poison.py <mode>`` on two gloo ranks (``mode``: ``clean``, or damaged modes joined by
+    commas, run in one job); returns its output and what each rank wrote (for damaged modes, a dict
+    mode -> (rank 0's, rank 1's))."""
     import subprocess
 
     cmd = torchrun_command(os.path.join(ROOT, "tests", "poison.py"), mode, labels, str(run_dir))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    return (out, *[open(os.path.join(str(run_dir), f"rank{r}.txt")).read() for r in (0, 1)])
+    if mode == "clean":
+        return (out, *[open(os.path.join(str(run_dir), f"rank{r}.txt")).read() for r in (0, 1)])
+    return out, {m: tuple(open(os.path.join(str(run_dir), m, f"rank{r}.txt")).read() for r in (0, 1))
+                 for m in mode.split(",")}
 
 
 TINY_LABELS = {

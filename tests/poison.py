@@ -1,8 +1,8 @@
 """Damage injected into a run: a hook that turns a head NaN, a loader whose batch has no readable
 image, and (run as a script under ``torchrun``) a two-rank run where only rank 1 is damaged.
 
-``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <mode> <label store> <run dir>``
-writes ``<run dir>/rank<r>.txt`` on each rank: the error when it stopped on a non-finite loss,
+``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <mode>[,<mode>...] <label store> <run dir>``
+writes ``<run dir>/rank<r>.txt`` (``<run dir>/<mode>/rank<r>.txt`` for the damaged modes) on each rank: the error when it stopped on a non-finite loss,
 otherwise ``finished at iteration <n>, weights <sum of all weights>``. Modes: ``clean`` (no damage,
 through the pretraining engine), ``nan`` and ``unreadable`` (rank 1's first batch of each epoch, the run's first before it has read
 any, and its third), and ``over_budget`` (the same, with ``max_bad_image_fraction=0.1``: too many for
@@ -62,14 +62,9 @@ def _config(labels: str, run_dir: str, *extra: str):
                            "config.logging.log_freq=4", *extra])
 
 
-def main(mode: str, labels: str, run_dir: str) -> None:
+def _poisoned(mode: str, labels: str, run_dir: str, rank: int) -> None:
+    """One damaged run inside the process group; its outcome in ``<run_dir>/rank<r>.txt``."""
     os.makedirs(run_dir, exist_ok=True)
-    if mode == "clean":  # the engine function tools/run.py calls, which joins and leaves the process group
-        trainer = pretrain(_config(labels, run_dir))
-        _write(run_dir, int(os.environ["RANK"]), weights_line(trainer))
-        return
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails soon
-    rank = dist.get_rank()
     trainer = build_trainer(_config(labels, run_dir, *(["config.data.max_bad_image_fraction=0.1"]
                                                        if mode == "over_budget" else [])))
     if rank == 1 and mode == "nan":
@@ -84,6 +79,19 @@ def main(mode: str, labels: str, run_dir: str) -> None:
     except InputError as e:
         result = f"stopped at iteration {trainer.iteration}: {e}"
     _write(run_dir, rank, result)
+
+
+def main(modes: str, labels: str, run_dir: str) -> None:
+    """``modes``: ``clean``, or damaged modes separated by commas, run one after the other in one
+    process group, each in ``<run_dir>/<mode>``."""
+    os.makedirs(run_dir, exist_ok=True)
+    if modes == "clean":  # the engine function tools/run.py calls, which joins and leaves the process group
+        trainer = pretrain(_config(labels, run_dir))
+        _write(run_dir, int(os.environ["RANK"]), weights_line(trainer))
+        return
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails soon
+    for mode in modes.split(","):
+        _poisoned(mode, labels, os.path.join(run_dir, mode), dist.get_rank())
     dist.destroy_process_group()
 
 

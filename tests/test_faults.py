@@ -102,21 +102,27 @@ def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkp
     assert not os.path.exists(os.path.join(run_dir, "model_iteration6.torch"))
 
 
-def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(tiny_world, tmp_path):
-    _, rank0, rank1 = two_ranks("nan", tiny_world["labels"], tmp_path / "run")
+@pytest.fixture(scope="module")
+def poisoned(tiny_world, tmp_path_factory):
+    """Two gloo ranks of which rank 1 is damaged, in one torchrun job: its output and each mode's results."""
+    return two_ranks("nan,unreadable,over_budget", tiny_world["labels"], tmp_path_factory.mktemp("poisoned"))
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_iteration(poisoned):
+    rank0, rank1 = poisoned[1]["nan"]
     assert rank1.startswith("the loss became non-finite at iteration 4 (comments)"), rank1
     assert rank0.startswith("the loss became non-finite at iteration 4 (on another rank)"), rank0
 
 
-def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(tiny_world, tmp_path):
-    out, rank0, rank1 = two_ranks("unreadable", tiny_world["labels"], tmp_path / "run")  # its first batch too
+def test_a_rank_whose_whole_batch_is_unreadable_stays_in_step_with_the_others(poisoned):
+    out, (rank0, rank1) = poisoned[0], poisoned[1]["unreadable"]  # its first batch too
     assert "skipped unreadable image unreadable.jpg (8 so far" in out
     assert rank0.startswith(f"finished at iteration {2 * ((45 + 7) // 8)},"), rank0  # 2 epochs of 6 steps
     assert rank1 == rank0  # the same iteration and the same weights: DDP kept the replicas identical
 
 
-def test_too_many_unreadable_images_on_one_rank_stop_every_rank_at_the_same_step(tiny_world, tmp_path):
-    _, rank0, rank1 = two_ranks("over_budget", tiny_world["labels"], tmp_path / "run")
+def test_too_many_unreadable_images_on_one_rank_stop_every_rank_at_the_same_step(poisoned):
+    rank0, rank1 = poisoned[1]["over_budget"]
     # at iteration 10 (the ranks' agreement): 4 batches of 8 skipped on rank 1, of 2 x (45 + 4 x 8) read
     expected = "stopped at iteration 10: 32 of 154 images could not be read (20.78%, above the 10% allowed"
     assert rank0.startswith(expected) and rank1.startswith(expected), (rank0, rank1)
