@@ -19,7 +19,6 @@ skipped and counted like unreadable images. The shards are local paths or WebDat
 
 import bisect
 import json
-import logging
 import os
 import random
 import tarfile
@@ -37,11 +36,10 @@ from vise_plugin.data.bad_images import SKIPPED, collate_readable
 from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
-from vise_plugin.data.tar_shards import ShardTargets, read_manifest, sample_key
+from vise_plugin.data.tar_shards import MANIFEST, ShardTargets, read_manifest, report_damaged_shard, sample_key
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.registry import register_dataset
 
-logger = logging.getLogger(__name__)
 
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)  # a shard cut short, gone, or not a tar
 
@@ -131,7 +129,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         self.urls = [f"{url_prefix or folder}/{name}.tar" for name in self.names]
         self.counts = [int(s["samples"]) for s in manifest["shards"]]
         self.seekable = url_prefix is None and "://" not in folder
-        self.targets = ShardTargets(manifest, comment_target, os.path.join(folder, "manifest.json"))
+        self.targets = ShardTargets(manifest, comment_target, os.path.join(folder, MANIFEST))
         self.folder, self.batch_size, self.transform = folder, batch_size, transform
         self.rank, self.world_size, self.seed, self.buffer = rank, world_size, seed, buffer
         self.collate = collate
@@ -231,9 +229,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         return f
 
     def _report(self, shard: int, what: str) -> None:
-        if shard not in self._reported:
-            self._reported.add(shard)
-            logger.warning("%s: %s; its remaining samples are skipped", self.urls[shard], what)
+        report_damaged_shard(self._reported, self.urls[shard], what)
 
     def _item(self, sample: Dict[str, Any], position: int) -> Dict[str, Any]:
         where = f"{sample.get('__url__', self.folder)}#{sample.get('__key__', '?')}"

@@ -63,6 +63,14 @@ def read_manifest(folder: str) -> Dict[str, Any]:
     return manifest
 
 
+def report_damaged_shard(reported: set, path: str, what: str) -> None:
+    """Logs a damaged shard once per process (``reported``: the shards already logged); its remaining
+    samples are then skipped and counted one by one."""
+    if path not in reported:
+        reported.add(path)
+        logger.warning("%s: %s; its remaining samples are skipped", path, what)
+
+
 class ShardTargets:
     """The VisE targets of shard samples (``comments``: ``(K,)`` float32 histogram, ``reactions``: int64
     cluster), for the tasks of a shard folder's manifest and ``config.data.comment_target``."""
@@ -174,10 +182,7 @@ class TarShards(TargetSource):
         return self._files[shard]
 
     def _report(self, path: str, what: str) -> None:
-        """Logs a damaged shard once (per process); its samples are then skipped one by one."""
-        if path not in self._reported:
-            self._reported.add(path)
-            logger.warning("%s: %s; its remaining samples are skipped", path, what)
+        report_damaged_shard(self._reported, path, what)
 
     def path(self, i: int) -> str:
         """The sample's original image path (relative to the label store's image root)."""
