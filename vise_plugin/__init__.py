@@ -7,10 +7,18 @@ Importing the package registers with classy-vision the datasets ``vise_engagemen
 
 import warnings
 
-# classy-vision imports torchvision's deprecated video transforms at import time.
-warnings.filterwarnings("ignore", message=r".*torchvision\.transforms\._(functional|transforms)_video.*")
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated.*")
-
-from vise_plugin import data, losses, models, tasks  # noqa: E402,F401  (registration)
+# classy-vision imports torchvision's deprecated video transforms and calls torch.jit.script at import
+# time. Those warnings are hidden while the package imports; the filters that hide them are removed
+# afterwards, and those the dependencies install themselves stay.
+_IMPORT_WARNINGS = (r".*torchvision\.transforms\._(functional|transforms)_video.*", r".*torch\.jit\.script.*deprecated.*")
+for _message in _IMPORT_WARNINGS:
+    warnings.filterwarnings("ignore", message=_message)
+_ours = warnings.filters[:len(_IMPORT_WARNINGS)]
+try:
+    from vise_plugin import data, losses, models, tasks  # noqa: E402,F401  (registration)
+finally:
+    warnings.filters[:] = [f for f in warnings.filters if not any(f is o for o in _ours)]
+    warnings._filters_mutated()
+    del _message, _ours
 
 __version__ = "0.1.0"

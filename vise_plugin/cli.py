@@ -12,10 +12,12 @@ from vise_plugin.config import compose_config
 from vise_plugin.errors import UserError
 from vise_plugin.launch.preemption import Preempted
 from vise_plugin.launch.submitit_launcher import run_engine
+from vise_plugin.process_state import keeps_process_state
 
 PREEMPTED_EXIT_CODE = 3
 
 
+@keeps_process_state
 def run_cli(job: Callable[[DictConfig], object], argv: Optional[List[str]] = None) -> int:
     """Composes the config from ``argv`` and runs ``job`` on it.
 
@@ -82,6 +84,7 @@ def main_extract_features(argv: Optional[List[str]] = None) -> int:
     return run_cli(extract_job, argv)
 
 
+@keeps_process_state
 def main_benchmark_suite(argv: Optional[List[str]] = None) -> int:
     """``vise-suite config.model.weights=<file> [benchmarks=a,b] [output=...] [watch=<run folder>] [...]``."""
     from vise_plugin.evaluation.suite import run_suite
@@ -89,6 +92,7 @@ def main_benchmark_suite(argv: Optional[List[str]] = None) -> int:
     return run_suite(sys.argv[1:] if argv is None else argv)
 
 
+@keeps_process_state
 def main_export_hub(argv: Optional[List[str]] = None) -> int:
     """``vise-export-hub <checkpoint> <output.pth> [--trunk NAME]``: the trunk in the official hub format."""
     import argparse
@@ -119,6 +123,7 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+@keeps_process_state
 def main_plot_curves(argv: Optional[List[str]] = None) -> int:
     """``vise-curves <run folder> [<run folder> ...] [--labels a b] [--output curves.png]``."""
     import argparse

@@ -18,6 +18,7 @@ from vise_plugin.evaluation.results import append_metrics
 from vise_plugin.labels import LabelStore
 from vise_plugin.labels.job.pipeline import run_label_job
 from vise_plugin.models import build_trunk
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def _source_config(root_cfg: DictConfig, source: str, world: str, tag_files: Opt
 
 
 @ENGINES.register("demo")
+@keeps_process_state
 def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     """Runs the whole demo for ``config=demo/vise_demo``; returns ``{trunk name: {"<split>_acc": {"mean", "std"}}}``."""
     cfg = root_cfg.config

@@ -15,6 +15,7 @@ from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
 from vise_plugin.engine.checkpoint import Checkpointer
+from vise_plugin.engine.determinism import apply_speed_settings
 from vise_plugin.engine.distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
 from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from vise_plugin.engine.model_setup import prepare_model
@@ -26,6 +27,7 @@ from vise_plugin.engine.training_curves import STDOUT_JSON
 from vise_plugin.errors import ConfigError
 from vise_plugin.launch.preemption import PreemptionFlag
 from vise_plugin.models import VisEModel
+from vise_plugin.process_state import keeps_process_state
 from vise_plugin.registry import DATASET_REGISTRY, ENGINES, build_classy, spec
 
 logger = logging.getLogger(__name__)
@@ -148,15 +150,19 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
 
 
 @ENGINES.register("pretrain")
+@keeps_process_state
 def pretrain(root_cfg: DictConfig) -> Trainer:
     """Runs VisE pretraining for a composed config (``root_cfg.config``); returns the trainer.
 
     With several processes (``torchrun``, or SLURM through the submitit launcher) it trains with
     DDP. It continues from the newest checkpoint of the run folder unless ``config.resume=false``.
-    On the preemption signal it saves ``checkpoint.torch`` and raises :class:`Preempted`.
+    On the preemption signal it saves ``checkpoint.torch`` and raises :class:`Preempted`. Threads, random
+    generators, kernel flags and log handlers it sets (``config.speed.cpu_threads``, ``deterministic``) are
+    put back when it returns.
     """
     cfg = root_cfg.config
     require_inputs(cfg)
+    apply_speed_settings(cfg.speed.cpu_threads, cfg.speed.deterministic)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
     init_distributed(use_gpu(cfg.device), cfg.distributed.backend)

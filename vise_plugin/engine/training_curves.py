@@ -8,6 +8,7 @@ from typing import Dict, List, Sequence
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import InputError
+from vise_plugin.process_state import keeps_process_state
 
 STDOUT_JSON = "stdout.json"
 CURVES_PNG = "training_curves.png"
@@ -22,6 +23,7 @@ def read_log_records(run_dir: str) -> List[Dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+@keeps_process_state
 def plot_training_curves(run_dirs: Sequence[str], output: str, labels: Sequence[str] = ()) -> str:
     """Writes a PNG with three panels (loss, lr, images/s against iteration), one colour per run;
     the loss panel shows the total as a solid line and each task's loss dashed. Returns ``output``."""

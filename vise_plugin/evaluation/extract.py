@@ -19,6 +19,7 @@ from vise_plugin.evaluation.datasets.screening import drop_unreadable
 from vise_plugin.evaluation.features import extract_features
 from vise_plugin.evaluation.protocols import eval_images
 from vise_plugin.evaluation.runner import benchmark_trunk
+from vise_plugin.process_state import keeps_process_state
 
 
 def list_images(images: str, root: str = None) -> Tuple[str, List[str]]:
@@ -39,6 +40,7 @@ def list_images(images: str, root: str = None) -> Tuple[str, List[str]]:
         return root, [line.strip() for line in f if line.strip()]
 
 
+@keeps_process_state
 def extract_job(root_cfg: DictConfig) -> str:
     """Writes ``features.npy`` ``(N, D)`` float32, ``images.txt`` (N paths, in order) and ``meta.json``."""
     cfg = root_cfg.config

@@ -20,6 +20,7 @@ from vise_plugin.evaluation.results import (append_metrics, append_table_row, fo
                                             write_sweep_table)
 from vise_plugin.feature_cache import FeatureCache
 from vise_plugin.models import build_trunk, load_trunk_weights
+from vise_plugin.process_state import keeps_process_state
 from vise_plugin.registry import ENGINES, PROTOCOLS
 from vise_plugin.text.text_features import text_features
 
@@ -88,6 +89,7 @@ def evaluate_trunk(trunk: Optional[nn.Module], data: LabelledImages, b: DictConf
 
 
 @ENGINES.register("benchmark")
+@keeps_process_state
 def run_benchmark(root_cfg: DictConfig) -> Dict:
     """The benchmark of ``root_cfg.config`` end to end: run folder, ``metrics.json``, results row, CAM grid."""
     cfg = root_cfg.config

@@ -15,6 +15,7 @@ from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError, UserError
 from vise_plugin.evaluation.comparison import parse_weights, write_comparison
 from vise_plugin.evaluation.results import run_folder
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def compare_weights(weights: Dict[str, Dict[str, Optional[str]]], names: Sequenc
     return failed
 
 
+@keeps_process_state
 def run_suite(argv: Sequence[str]) -> int:
     """``benchmarks=a,b output=dir [watch=<run folder> poll_seconds=60 | weights={name: file, ...}]
     [config.* overrides]``; returns the exit code (2 when any benchmark failed)."""

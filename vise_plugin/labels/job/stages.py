@@ -22,6 +22,7 @@ from vise_plugin.labels.job.work_dir import WorkDir, read_json, write_json_atomi
 from vise_plugin.labels.labeler import EngagementLabeler
 from vise_plugin.labels.records import BAD_RECORD_KINDS, EngagementRecord, parse_record
 from vise_plugin.labels.store import LabelStoreWriter
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def _labeler(folder: str) -> EngagementLabeler:
     return _LABELERS[key]
 
 
+@keeps_process_state
 def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
     """Step 2 for one shard: labels its posts outside the fitting subset into ``assign/<shard>/``.
 

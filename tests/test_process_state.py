@@ -1,0 +1,118 @@
+"""Every public entry point leaves its caller's process as it found it: threads, random generators,
+kernel flags, warnings filters, log handlers, working directory, environment and signal handlers."""
+
+import logging
+import os
+import random
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+from vise_plugin.process_state import ProcessState, kept_process_state
+
+
+@pytest.fixture
+def unusual_state():
+    """A caller's state no entry point would set by itself: 3 threads, seeded generators, one extra
+    warnings filter and log handler; put back after the test whatever happens."""
+    with kept_process_state():
+        torch.set_num_threads(3)
+        torch.manual_seed(1234)
+        random.seed(1234)
+        np.random.seed(1234)
+        warnings.filterwarnings("ignore", message="a caller's own filter")
+        handler = logging.NullHandler()
+        logging.getLogger().addHandler(handler)
+        yield
+        logging.getLogger().removeHandler(handler)
+
+
+def _entry_points(world, run_dir, tmp):
+    """``name -> (function, argv)``: the command-line entries as the console scripts call them."""
+    from vise_plugin import cli
+    from vise_plugin.demo import generate_downstream
+
+    downstream = generate_downstream(os.path.join(tmp, "downstream"), {"train": 4, "val": 2, "test": 2}, seed=0)
+    labels, checkpoint = world["labels"], os.path.join(run_dir, "checkpoint.torch")
+    tiny = ["config=demo/vise_tiny", f"config.data.labels={labels}"]
+    bench = ["config.model.trunk=tiny", f"config.model.weights={checkpoint}", "config.benchmark.num_workers=0",
+             "config.benchmark.linear.epochs=2", "config.benchmark.cam.num_images=2",
+             f"config.benchmark.dataset.root={downstream}", f"config.benchmark.results_table={tmp}/table.md"]
+    return {
+        "vise-labels": (cli.main_generate_labels, [
+            "config=demo/vise_tiny", f"config.data.posts={world['posts']}", f"config.data.labels={tmp}/store",
+            "config.labels.comments.k=5", "config.labels.reactions.k=3", "config.labels.fit_fraction=0.3",
+            "config.labels.num_workers=1"]),
+        "vise-run pretrain": (cli.main_run, [*tiny, f"config.run_dir={tmp}/pretrain", "config.optimizer.num_epochs=1",
+                                             "config.data.subset=24", "config.speed.deterministic=true"]),
+        "vise-run benchmark": (cli.main_run, ["config=benchmark/linear/demo_emotion", *bench,
+                                              f"config.run_dir={tmp}/bench"]),
+        "vise-shards": (cli.main_write_shards, [*tiny, f"config.shards.output={tmp}/shards",
+                                                "config.shards.num_workers=1"]),
+        "vise-extract": (cli.main_extract_features, [
+            "config=benchmark/extract_r50", "config.model.trunk=tiny", f"config.model.weights={checkpoint}",
+            f"config.extract.images={downstream}/test", f"config.extract.output={tmp}/feats",
+            "config.benchmark.image_size=32", "config.benchmark.num_workers=0"]),
+        "vise-suite": (cli.main_benchmark_suite, ["benchmarks=linear/demo_emotion", f"output={tmp}/suite", *bench]),
+        "vise-export-hub": (cli.main_export_hub, [checkpoint, f"{tmp}/hub.pth", "--trunk", "tiny"]),
+        "vise-curves": (cli.main_plot_curves, [run_dir, "--output", f"{tmp}/curves.png"]),
+    }
+
+
+def test_every_entry_point_leaves_the_callers_process_as_it_found_it(tiny_world, tiny_run, tmp_path, unusual_state,
+                                                                       capsys):
+    cwd = os.getcwd()
+    for name, (function, argv) in _entry_points(tiny_world, tiny_run["run_dir"], str(tmp_path)).items():
+        before = ProcessState.capture()
+        code = function(argv)
+        after = ProcessState.capture()
+        assert code == 0, (name, capsys.readouterr().err[-2000:])
+        assert before.differences(after) == [], name
+        assert os.getcwd() == cwd
+
+
+def test_a_run_that_fails_also_leaves_the_process_as_it_found_it(tiny_world, tmp_path, unusual_state):
+    from vise_plugin.config import compose_config
+    from vise_plugin.engine.pretrain import pretrain
+    from vise_plugin.errors import ConfigError
+
+    before = ProcessState.capture()
+    with pytest.raises(ConfigError):  # fails after logging and threads are set up: the heads are unknown
+        pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
+                                 f"config.run_dir={tmp_path}", "config.model.heads=[no_such_head]"]))
+    assert before.differences(ProcessState.capture()) == []
+
+
+def test_importing_the_package_adds_no_warnings_filter_and_shows_no_warning():
+    """Its dependencies install their own filters; the package adds none and prints none of theirs."""
+    code = ("import warnings, torch, torchvision, numpy, sklearn, scipy, PIL, omegaconf, hydra, fvcore, iopath\n"
+            "before = list(warnings.filters)\n"
+            "import vise_plugin\n"
+            "added = [f for f in warnings.filters if f not in before]\n"
+            "assert not added, added\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_snapshot_sees_each_setting_change():
+    """The check above can fail: each setting, changed, is reported by name."""
+    with kept_process_state():
+        before = ProcessState.capture()
+        torch.set_num_threads(torch.get_num_threads() + 1)
+        torch.manual_seed(7)
+        np.random.seed(7)
+        random.seed(7)
+        torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+        warnings.filterwarnings("ignore", message="x")
+        logging.getLogger().addHandler(logging.NullHandler())
+        os.environ["VISE_PROCESS_STATE_TEST"] = "1"
+        assert sorted(before.differences(ProcessState.capture())) == sorted(
+            ["threads", "torch_rng", "numpy_rng", "python_rng", "backend.cudnn.benchmark", "warning_filters",
+             "root_handlers", "environ"])
+    assert "VISE_PROCESS_STATE_TEST" not in os.environ
