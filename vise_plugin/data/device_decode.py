@@ -10,12 +10,16 @@ interpolation (and the CPU path's reduced-scale JPEG decode).
 
 A JPEG whose header reads but whose data does not decode gets past the workers; :class:`DeviceDecode`
 then decodes the batch's images one by one (on the device, then on the CPU), and leaves out those
-that decode nowhere, naming them, so the trainer skips and counts them like the loader path's.
+that decode nowhere, naming them, so the trainer skips and counts them like the loader path's. A
+decoder that does not work on the device is not taken for bad data: it fails a small JPEG decoded
+there before the device's first batch, or decodes none of a batch's JPEGs that the CPU decodes, and
+either stops the run in one line.
 """
 
+import io
 import logging
 from functools import partial
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -25,9 +29,10 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from vise_plugin.data.bad_images import collate_readable
-from vise_plugin.data.jpeg_decoders import jpeg_decoder
+from vise_plugin.data.jpeg_decoders import chosen_decoder, jpeg_decoder
 from vise_plugin.data.transforms import MEAN, STD, train_transform
 from vise_plugin.errors import ConfigError
+from vise_plugin.models.weights import _reason
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +85,21 @@ class Decoded(NamedTuple):
     names: List[str]
 
 
-def _decode_one(decode_jpeg: Callable, encoded: torch.Tensor, device: torch.device) -> Optional[torch.Tensor]:
+PROBE_SIZE, PROBE_COLOUR = 16, (200, 100, 50)
+
+
+def _probe_jpeg() -> torch.Tensor:
+    """A ``PROBE_SIZE`` square JPEG of ``PROBE_COLOUR``: ``(n,)`` uint8 file bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (PROBE_SIZE, PROBE_SIZE), PROBE_COLOUR).save(buffer, format="JPEG", quality=95)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def _decode_one(decode_jpeg: Callable, encoded: torch.Tensor,
+                device: torch.device) -> Tuple[Optional[torch.Tensor], bool]:
     """One JPEG ``(n,)`` uint8 -> ``(3, H, W)`` uint8 on ``device``, decoded there or else on the CPU
-    (nvJPEG does not take every file libjpeg does); None when it decodes nowhere."""
+    (nvJPEG does not take every file libjpeg does), and whether it decoded on ``device``; None when it
+    decodes nowhere."""
     for where in dict.fromkeys([device, torch.device("cpu")]):
         try:
             image = decode_jpeg(encoded, where)
@@ -90,10 +107,8 @@ def _decode_one(decode_jpeg: Callable, encoded: torch.Tensor, device: torch.devi
             raise
         except RuntimeError:
             continue
-        if where != device:
-            logger.warning("a JPEG that %s could not decode was decoded on the CPU", device)
-        return image.to(device, non_blocking=True)
-    return None
+        return image.to(device, non_blocking=True), where == device
+    return None, False
 
 
 class DeviceDecode:
@@ -111,6 +126,10 @@ class DeviceDecode:
     (``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``, whose pools may hand one stream memory another
     stream is still using) the caller's stream is drained too, at the cost of the overlap.
 
+    The device is known at the first call (the trainer's), so the decoder is probed then, once per
+    device, on a small JPEG of a known colour: a decoder that fails there, or decodes it wrong, stops
+    the run with a :class:`ConfigError` instead of sending every image to the CPU.
+
     Args:
         size: the output side.
         decoder: the JPEG decoder (``config.data.jpeg_decoder``, see :func:`jpeg_decoder`).
@@ -119,8 +138,37 @@ class DeviceDecode:
     def __init__(self, size: int, decoder: str = "auto"):
         self.size = size
         self.decode_jpeg = jpeg_decoder(decoder)
+        chosen = chosen_decoder(decoder)
+        self.decoder = decoder if chosen == decoder else f"{decoder} ({chosen})"
         self._streams: Dict[torch.device, torch.cuda.Stream] = {}
         self._normalise: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._probed: Set[torch.device] = set()
+        self._fallback_logged = False
+
+    def _unusable(self, device: torch.device, what: str) -> ConfigError:
+        return ConfigError(f"config.data.decode_on=device, config.data.jpeg_decoder={self.decoder}: the decoder "
+                           f"{what}; use config.data.decode_on=loader (decoding in the data-loader workers) or "
+                           "another config.data.jpeg_decoder")
+
+    def probe(self, device: torch.device) -> None:
+        """Decodes :func:`_probe_jpeg` on ``device`` (once per device); a :class:`ConfigError` when the
+        decoder fails there or returns other pixels. Running out of memory is raised as it is."""
+        if device in self._probed:
+            return
+        test = f"a {PROBE_SIZE} x {PROBE_SIZE} test JPEG on {device}"
+        try:
+            image = self.decode_jpeg([_probe_jpeg()], device)[0]
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # whatever a decoder that cannot start raises, not only RuntimeError
+            raise self._unusable(device, f"does not decode {test} ({_reason(e)})") from None
+        shape, dtype = tuple(image.shape), str(image.dtype).replace("torch.", "")
+        mean = tuple(round(float(c)) for c in image.float().mean((1, 2)).cpu()) if image.dim() == 3 else ()
+        if (shape != (3, PROBE_SIZE, PROBE_SIZE) or image.dtype != torch.uint8 or image.device.type != device.type
+                or max(abs(m - c) for m, c in zip(mean, PROBE_COLOUR)) > 8):
+            raise self._unusable(device, f"decoded {test} to {shape} {dtype} of mean {mean} on {image.device}, "
+                                         f"not {PROBE_COLOUR}")
+        self._probed.add(device)
 
     def _side_stream(self, device: torch.device) -> Optional["torch.cuda.Stream"]:
         if device.type != "cuda":
@@ -141,8 +189,16 @@ class DeviceDecode:
             decoded = self.decode_jpeg([encoded[i] for i in jpegs], device)
         except torch.OutOfMemoryError:
             raise  # not the images' fault: decoding them one by one would hide it and crawl
-        except RuntimeError:
-            decoded = [_decode_one(self.decode_jpeg, encoded[i], device) for i in jpegs]
+        except RuntimeError as error:
+            decoded, on_device = zip(*(_decode_one(self.decode_jpeg, encoded[i], device) for i in jpegs))
+            on_cpu = sum(image is not None and not there for image, there in zip(decoded, on_device))
+            if on_cpu and not any(on_device):  # the decoder failing, not the data
+                raise self._unusable(device, f"decoded none of a batch's {len(jpegs)} JPEGs on {device}, of which "
+                                             f"the CPU decoded {on_cpu} ({_reason(error)})") from None
+            if on_cpu and not self._fallback_logged:
+                logger.warning("a JPEG that %s could not decode was decoded on the CPU (later ones are not logged)",
+                               device)
+                self._fallback_logged = True
         for i, image in zip(jpegs, decoded):
             images[i] = image
         return images
@@ -163,6 +219,7 @@ class DeviceDecode:
         return decoded
 
     def _decode_and_crop(self, inputs: Dict[str, Any], device: torch.device, channels_last: bool) -> Decoded:
+        self.probe(device)
         images = self.decode(inputs["encoded"], device)
         keep = [i for i, image in enumerate(images) if image is not None]
         unreadable = [i for i, image in enumerate(images) if image is None]

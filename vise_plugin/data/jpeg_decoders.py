@@ -35,9 +35,9 @@ def _torchcodec(encoded: Encoded, device: torch.device) -> Encoded:
         raise RuntimeError(str(e)) from None
 
 
-def jpeg_decoder(name: str = "auto") -> Callable[[Encoded, torch.device], Encoded]:
-    """The decoder ``name`` (one of :data:`JPEG_DECODERS`); a one-line error when it is unknown or
-    not installed."""
+def chosen_decoder(name: str = "auto") -> str:
+    """``torchvision`` or ``torchcodec``: the decoder ``name`` (one of :data:`JPEG_DECODERS`) stands for;
+    a one-line error when it is unknown or not installed."""
     if name not in JPEG_DECODERS:
         raise ConfigError(f"config.data.jpeg_decoder={name!r}: use one of {', '.join(JPEG_DECODERS)}")
     has_torchvision = hasattr(torchvision.io, "decode_jpeg")
@@ -49,4 +49,10 @@ def jpeg_decoder(name: str = "auto") -> Callable[[Encoded, torch.device], Encode
     if name == "torchvision" and not has_torchvision:
         raise ConfigError(f"config.data.jpeg_decoder=torchvision: torchvision {torchvision.__version__} has no "
                           "decode_jpeg; use torchcodec")
-    return _torchvision if name == "torchvision" else _torchcodec
+    return name
+
+
+def jpeg_decoder(name: str = "auto") -> Callable[[Encoded, torch.device], Encoded]:
+    """The decoder ``name`` (one of :data:`JPEG_DECODERS`); a one-line error when it is unknown or
+    not installed."""
+    return _torchvision if chosen_decoder(name) == "torchvision" else _torchcodec
