@@ -12,10 +12,12 @@ import torchvision
 from PIL import Image
 
 import benchmark_layouts as layouts
+import published_layouts as published
 from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.evaluation import run_benchmark
-from vise_plugin.models import build_trunk, load_trunk_weights
+from vise_plugin.models import build_trunk, load_trunk_state, load_trunk_weights
+from vise_plugin.models.weights import read_state_file
 from vise_plugin.registry import WEIGHT_FORMATS
 
 SMALL = ["config.device=cpu", "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0",
@@ -48,6 +50,20 @@ def test_a_clip_file_for_a_resnet50_trunk_names_the_trunk_to_set(tmp_path):
     torch.save(WEIGHT_FORMATS.get("clip_rn50").example(build_trunk("clip_rn50").state_dict()), path)
     with pytest.raises(InputError, match=r"clip.pt: does not fit the trunk .*the file is for config.model.trunk=clip_rn50$"):
         load_trunk_weights(build_trunk("resnet50"), path)
+
+
+@pytest.mark.parametrize("release", list(published.RELEASES))
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_each_published_checkpoint_loads_into_its_trunk_from_the_tensors_its_layout_names(release, tmp_path):
+    path = str(tmp_path / release)
+    written = published.RELEASES[release](path)
+    assert [name for name, fmt in WEIGHT_FORMATS if fmt.detect(read_state_file(path))] == [written.layout]
+    with torch.device("meta"):  # the trunk's keys and shapes without its memory
+        trunk = build_trunk(written.trunk)
+    load_trunk_weights(trunk, path)  # what config.model.weights runs: strict, every key with its shape
+    came_from = published.came_from(written, load_trunk_state(path)[0])
+    assert sorted(came_from.values()) == sorted(written.trunk_sources)  # the right encoder, each tensor once
+    assert all(src.rsplit(".", 1)[1] == k.rsplit(".", 1)[1] for k, src in came_from.items())
 
 
 @pytest.fixture(scope="module")

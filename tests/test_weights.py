@@ -1,11 +1,15 @@
 """Weights in and out: our checkpoints, torchvision and hub state dicts, hubconf, export and extraction tools."""
 
 import os
+import pickle
 import subprocess
 import sys
+import zipfile
+from typing import List
 
 import benchmark_layouts as layouts
 import numpy as np
+import published_layouts as published
 import pytest
 import torch
 import torchvision
@@ -15,6 +19,7 @@ from vise_plugin.config import compose_config
 from vise_plugin.errors import InputError
 from vise_plugin.evaluation import run_benchmark
 from vise_plugin.models import build_trunk, load_trunk_weights
+from vise_plugin.models.weights import read_state_file
 
 
 def _tool(name, *args):
@@ -70,6 +75,71 @@ def test_weights_files_are_read_with_weights_only(tmp_path):
         load_trunk_weights(build_trunk("tiny"), path)
     with pytest.raises(InputError, match="weights file not found"):
         load_trunk_weights(build_trunk("tiny"), str(tmp_path / "missing.pth"))
+
+
+def _no_code(*args, **kwargs):
+    raise AssertionError("torch.jit.load runs the archive's code")
+
+
+def test_openai_s_torchscript_clip_loads_into_the_clip_trunk_without_running_its_code(tmp_path, monkeypatch):
+    path = str(tmp_path / "RN50.pt")
+    written = published.openai_clip_rn50(path)  # a torch.jit.save archive, its weights in fp16
+    monkeypatch.setattr(torch.jit, "load", _no_code)
+    trunk = load_trunk_weights(build_trunk("clip_rn50"), path)  # strict: every key and shape
+    state = trunk.state_dict()
+    came_from = published.came_from(written, state)
+    assert sorted(came_from.values()) == sorted(written.trunk_sources)  # the image tower, each tensor once
+    assert all(src.rsplit(".", 1)[1] == k.rsplit(".", 1)[1] for k, src in came_from.items())
+    stem = state["0.conv1.weight"]  # fp16 in the file
+    assert stem.dtype == torch.float32 and torch.all(stem == published.number(stem))
+
+
+class _WithSizes(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.sizes: List[int] = [224, 224]  # a typed list: data.pkl tags it with TorchScript's helpers
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_scripted_module_with_typed_attributes_reads_as_its_state_dict(tmp_path):
+    path = str(tmp_path / "scripted.pt")
+    module = torch.jit.script(_WithSizes())
+    torch.jit.save(module, path)
+    state = read_state_file(path)
+    assert list(state) == ["conv.weight", "conv.bias"]
+    assert all(torch.equal(state[k], v) for k, v in module.state_dict().items())
+
+
+class _Exec:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def _with_record(path, name, data):
+    """The zip at ``path`` with its record ``<archive>/<name>`` replaced by ``data``."""
+    with zipfile.ZipFile(path) as src:
+        records = {info.filename: src.read(info) for info in src.infolist()}
+    with zipfile.ZipFile(path, "w") as out:
+        for filename, content in records.items():
+            out.writestr(filename, data if filename.endswith("/" + name) else content)
+
+
+@pytest.mark.faults
+def test_a_torchscript_archive_whose_pickle_would_run_code_is_refused_in_one_line(tmp_path):
+    path = str(tmp_path / "RN50.pt")
+    published.openai_clip_rn50(path)
+    marker = str(tmp_path / "ran")
+    for payload in (_Exec(marker), _Boom()):
+        _with_record(path, "data.pkl", pickle.dumps({"visual.conv1.weight": payload}, protocol=2))
+        with pytest.raises(InputError, match=r"^\S*RN50.pt: a TorchScript archive .*UnpicklingError.*") as refused:
+            load_trunk_weights(build_trunk("tiny"), path)
+        assert "\n" not in str(refused.value) and not os.path.exists(marker)
 
 
 def test_benchmark_and_extraction_with_our_checkpoint(tiny_run, tmp_path, capsys):

@@ -216,7 +216,9 @@ class Vissl:
 @WEIGHT_FORMATS.register("clip_rn50")
 class ClipRN50:
     """CLIP's ResNet-50 (OpenAI's release or open_clip's): the image tower ``visual.*`` (the text tower
-    left out), for the ``clip_rn50`` trunk (its stem of three convolutions and its attention pooling)."""
+    left out), for the ``clip_rn50`` trunk (its stem of three convolutions and its attention pooling).
+    OpenAI's ``RN50.pt`` is a TorchScript archive: :func:`vise_plugin.models.weights.read_state_file`
+    gives its state dict, read without running its code."""
 
     trunks = ("clip_rn50",)
 

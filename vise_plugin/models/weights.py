@@ -3,14 +3,20 @@ trunk in one line's error, and exporting the official VisE hub format (or a VISS
 
 The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``
 (keys ``0.weight``, ``1.running_mean``, ``4.0.conv1.weight``, ...), which is also the state dict of
-our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``.
+our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``, and a TorchScript
+archive (OpenAI's CLIP files) by the same unpickler without running its code.
 """
 
 import logging
+import os
+import pickle
+import pickletools
 import time
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch._weights_only_unpickler
+import torch.jit._pickle
 import torch.nn as nn
 from iopath.common.file_io import g_pathmgr
 
@@ -22,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) -> dict:
-    """``torch.load(weights_only=True)`` of any iopath location; one-line :class:`InputError` on failure.
+    """``torch.load(weights_only=True)`` of any iopath location (of a TorchScript archive, its tensors: see
+    :func:`_torchscript_tensors`); one-line :class:`InputError` on failure.
 
     An I/O error (``OSError``: a storage hiccup, a stale mount) is retried up to ``attempts`` times in
     all, waiting ``retry_delay_s``, then twice as long, ...; a file that is not there, cannot be
@@ -32,10 +39,11 @@ def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) ->
     for attempt in range(1, attempts + 1):
         try:
             with g_pathmgr.open(path, "rb") as f:
-                return torch.load(f, map_location="cpu", weights_only=True)
+                script = _torchscript_tensors(f, path)
+                return script if script is not None else torch.load(f, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise InputError(f"{path}: weights file not found") from None
-        except MemoryError:
+        except (MemoryError, InputError):
             raise
         except OSError as e:
             if attempt == attempts:
@@ -51,11 +59,74 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
+class _ScriptObject:
+    """A TorchScript object (``__torch__.*``) of an archive's ``data.pkl``: its attributes, nothing else."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"a TorchScript object's state is a {type(state).__name__}")
+        self.attributes = state
+
+
+# TorchScript's tags of typed lists and dicts: each returns its first argument
+_TORCHSCRIPT_TAGS = [torch.jit._pickle.restore_type_tag, torch.jit._pickle.build_intlist,
+                     torch.jit._pickle.build_doublelist, torch.jit._pickle.build_boollist,
+                     torch.jit._pickle.build_tensorlist]
+
+
+def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
+    """The tensors of a TorchScript archive (a zip of ``torch.jit.save``) by attribute path, e.g.
+    ``{"visual.conv1.weight": ...}`` (the module's parameters and buffers, as its state dict names them, and
+    any other tensor attribute); None, ``f`` rewound, when ``f`` is not one.
+
+    Nothing of the archive runs: its ``data.pkl`` goes through torch's weights-only unpickler and storage
+    reader (``torch.load(weights_only=True)`` on ``torch.save``'s zips), each TorchScript class it names
+    standing for a holder of attributes. A refusal is one :class:`InputError` line.
+    """
+    serialization = torch.serialization
+    start = f.tell()
+    if not serialization._is_zipfile(f):
+        return None
+    with serialization._open_zipfile_reader(f) as archive:
+        if not serialization._is_torchscript_zip(archive):
+            f.seek(start)
+            return None
+        try:
+            classes = {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(archive.get_record("data.pkl"))
+                       if op.name == "GLOBAL" and arg.split(" ")[0].split(".")[0] == "__torch__"}
+            admitted = [(_ScriptObject, name) for name in classes] + _TORCHSCRIPT_TAGS
+            with serialization.safe_globals([g for g in admitted if g not in serialization.get_safe_globals()]):
+                root = serialization._load(archive, "cpu", torch._weights_only_unpickler, weights_only=True,
+                                           encoding="utf-8")
+            if not isinstance(root, _ScriptObject):
+                raise pickle.UnpicklingError(f"the archive holds a {type(root).__name__}, not a module")
+            return _attribute_tensors(root)
+        except (OSError, MemoryError):
+            raise
+        except Exception as e:
+            raise InputError(
+                f"{path}: a TorchScript archive whose tensors cannot be read without running its code "
+                f"({_reason(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
+                f"torch.jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}_state.pt')\""
+            ) from None
+
+
+def _attribute_tensors(obj: _ScriptObject, prefix: str = "") -> Dict[str, torch.Tensor]:
+    out = {}
+    for name, value in obj.attributes.items():
+        if isinstance(value, torch.Tensor):
+            out[prefix + name] = value
+        elif isinstance(value, _ScriptObject):
+            out.update(_attribute_tensors(value, f"{prefix}{name}."))
+    return out
+
+
 def load_trunk_state(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
     """Reads ``path`` and returns the trunk's state dict (hub keys for ResNets) and, where the file
     records it, the trunk's name. The file's layout is recognised from its keys (the formats of
     :data:`vise_plugin.registry.WEIGHT_FORMATS`: the project's checkpoints, hub files, torchvision /
-    IG / WSL state dicts, MoCo v2 / v3, VISSL, EmotionNet, CLIP's ResNet-50); an unknown layout is one
+    IG / WSL state dicts, MoCo v2 / v3, VISSL, EmotionNet, CLIP's ResNet-50 from open_clip or OpenAI's
+    TorchScript archive); an unknown layout is one
     line listing them."""
     loaded = read_state_file(path)
     if not isinstance(loaded, dict):
