@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from vise_plugin.config import compose_config
-from vise_plugin.evaluation import run_benchmark
+from vise_plugin.evaluation import (FinetuneSettings, finetune_eval, read_benchmark_dataset, run_benchmark,
+                                    state_fingerprint)
 from vise_plugin.evaluation.suite import run_suite
+from vise_plugin.models import build_trunk
+from vise_plugin.process_state import kept_process_state
 
 TASKS = ("unbiased_emotion", "politics", "hateful_memes", "cub")
 CHANCE = {"unbiased_emotion": 100 / 6, "politics": 50, "cub": 100 / 3}
@@ -148,3 +151,83 @@ def test_suite_watches_a_training_run_and_submits_each_checkpoint_through_submit
     assert run_suite(args) == 0  # a restarted watch finds nothing left to do
     with open(os.path.join(out, "phase0", "results.md")) as f:
         assert len(f.read().splitlines()) == 3
+
+
+@pytest.fixture(scope="session")
+def nine_train_images(tmp_path_factory):
+    """An ImageFolder task of 3 classes: 9 train images (one more than a batch of 8), 3 val, 3 test."""
+    root = layouts.image_folder(str(tmp_path_factory.mktemp("nine") / "if"), {"train": 3, "val": 1, "test": 1})
+    return read_benchmark_dataset("image_folder", root)
+
+
+def _finetune(data, trunk=None, **settings):
+    s = FinetuneSettings(**{"epochs": 2, "image_size": 16, "resize_ratio": 1.0, "num_workers": 0, **settings})
+    with kept_process_state():  # finetune_eval seeds torch's generator
+        return finetune_eval(trunk or build_trunk("tiny"), data, data.folds[0], s)
+
+
+def test_finetune_reads_the_loss_once_per_epoch_not_once_per_step(nine_train_images):
+    """The host syncs of a fine-tune epoch do not grow with its number of steps: batches of 4 images
+    (2 steps) and of 8 (1 step) ask the device as often. The image transforms are left out: a real run
+    makes them in the loader's worker processes, on CPU tensors."""
+    from host_sync import HostSyncRecorder
+
+    counts = []
+    for batch_size in (4, 8):
+        with HostSyncRecorder() as recorder:
+            _finetune(nine_train_images, batch_size=batch_size, epochs=1)
+        counts.append(len([c for c in recorder.calls if "/torchvision/" not in c]))
+    assert counts[0] == counts[1], recorder.calls
+
+
+def test_finetune_drops_a_last_training_batch_of_one_image(nine_train_images):
+    """9 train images in batches of 8: the tiny trunk's last stage is 1 x 1 at 8 px, where BatchNorm in train
+    mode cannot normalise a batch of one image."""
+    out = _finetune(nine_train_images, batch_size=8, image_size=8)
+    assert 1 <= out["best_epoch"] <= 2 and np.isfinite(out["test_acc"])
+    trunk = build_trunk("tiny")
+    before = state_fingerprint(trunk)
+    _finetune(nine_train_images, trunk, batch_size=16, image_size=8)  # the whole split is the epoch's one batch
+    assert state_fingerprint(trunk) != before
+
+
+def test_benchmark_loaders_use_at_most_the_usable_cpus(monkeypatch):
+    from vise_plugin.evaluation.loader_workers import loader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 5}, raising=False)
+    assert [loader_workers(n) for n in (8, 3, 2, 0)] == [3, 3, 2, 0]
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows: every CPU
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert [loader_workers(n) for n in (8, 2)] == [4, 2]
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune"])
+def test_every_benchmark_loader_caps_the_configured_workers_at_the_usable_cpus(datasets, tmp_path, monkeypatch,
+                                                                                protocol):
+    """config.benchmark.num_workers=8 on a process allowed 2 CPUs: the screening, the feature extraction
+    and every fine-tuning loader ask for 2 workers (and run without any here)."""
+    import torch
+
+    asked = []
+
+    class CountingLoader(torch.utils.data.DataLoader):
+        def __init__(self, *args, num_workers=0, **kwargs):
+            asked.append(num_workers)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", CountingLoader)
+    _run(f"{protocol}/politics_r50", datasets["politics"], str(tmp_path / "run"), "config.benchmark.num_workers=8",
+         "config.benchmark.finetune.epochs=1", "config.benchmark.cam.num_images=0")
+    assert len(asked) >= (2 if protocol == "linear" else 4) and set(asked) == {2}, asked
+
+
+def test_suite_with_every_benchmark_failing_says_so_and_names_no_table(tmp_path, capsys):
+    out = str(tmp_path / "suite")
+    code = run_suite(["benchmarks=linear/cub_r50,finetune/politics_r50", f"output={out}", *TINY,
+                      f"config.benchmark.data_root={tmp_path / 'no_datasets'}"])
+    captured = capsys.readouterr()
+    assert code == 2 and not os.path.exists(os.path.join(out, "results.md"))
+    assert "table:" not in captured.out and "results.md" not in captured.out
+    assert "every benchmark failed (0/2): linear/cub_r50, finetune/politics_r50" in captured.out
+    assert "finetune/politics_r50: error: politics dataset folder not found: " in captured.err

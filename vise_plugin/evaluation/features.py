@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.errors import ConfigError
+from vise_plugin.evaluation.loader_workers import loader_workers
 from vise_plugin.registry import POOLING
 from vise_plugin.labels.npy_appender import NpyAppender
 
@@ -53,11 +54,12 @@ def extract_features(trunk: nn.Module, dataset: torch.utils.data.Dataset, batch_
 
     Returns ``(N, D)`` float32: in memory, or, with ``out``, streamed to that ``.npy`` file (under a
     temporary name, renamed when complete) and opened memory-mapped. The trunk runs in eval mode and
-    is put back in its previous mode afterwards; ``precision`` bf16/fp16 runs it under autocast.
+    is put back in its previous mode afterwards; ``precision`` bf16/fp16 runs it under autocast. At most
+    ``num_workers`` loader workers start, and no more than the CPUs this process may use.
     """
     was_training = trunk.training
     net = trunk_up_to(trunk, layer).eval().to(device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=loader_workers(num_workers),
                                          pin_memory=device != "cpu")
     writer, blocks = None, []
     amp = MixedPrecision(precision, torch.device(device).type)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from vise_plugin.data.transforms import eval_transform, train_transform
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.evaluation.datasets import ImageListDataset, LabelledImages
+from vise_plugin.evaluation.loader_workers import loader_workers
 from vise_plugin.registry import METRICS
 from vise_plugin.models.trunks import trunk_out_channels
 
@@ -82,12 +83,16 @@ class _Runner:
         return None if self.extra is None else self.extra[index].to(self.device)
 
     def loader(self, indices: np.ndarray, train: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+        """Batches ``(images (B, 3, S, S), targets, index (B,))``; for training shuffled, and without a
+        last batch of one image (BatchNorm in train mode cannot normalise a lone image's 1 x 1 map)
+        unless it is the only batch."""
         s = self.s
         transform = train_transform(s.image_size, s.crop_scale_min) if train else eval_transform(s.image_size, s.resize_ratio)
+        lone_last = len(indices) > s.batch_size and len(indices) % s.batch_size == 1
         return torch.utils.data.DataLoader(
             ImageListDataset(self.data, indices, transform), batch_size=s.batch_size, shuffle=train,
-            num_workers=s.num_workers, generator=torch.Generator().manual_seed(seed) if train else None,
-            pin_memory=self.device != "cpu")
+            num_workers=loader_workers(s.num_workers), drop_last=train and lone_last,
+            generator=torch.Generator().manual_seed(seed) if train else None, pin_memory=self.device != "cpu")
 
     @torch.no_grad()
     def scores(self, indices: np.ndarray) -> np.ndarray:
@@ -102,9 +107,11 @@ def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.nda
     """Fine-tunes ``trunk`` (modified in place) with a new linear head on ``fold["train"]``.
 
     SGD with momentum, a cosine schedule per iteration, ``trunk_lr`` for the trunk and ``head_lr``
-    for the head. After every epoch the model is scored on val; the epoch with the best
-    ``metrics[0]`` is scored on test. Returns ``{"val_<m>", "test_<m>", "best_epoch", "test_scores": (n_test, K),
-    "trunk": the fine-tuned trunk, "classifier": (weight (K, C + E), bias (K,))}``.
+    for the head; an epoch of ``n`` train images drops its last batch when that holds one image and is
+    not the only one (``n > batch_size`` and ``n % batch_size == 1``). After every epoch the model is
+    scored on val; the epoch with the best ``metrics[0]`` is scored on test. Returns ``{"val_<m>",
+    "test_<m>", "best_epoch", "test_scores": (n_test, K), "trunk": the fine-tuned trunk,
+    "classifier": (weight (K, C + E), bias (K,))}``.
     """
     torch.manual_seed(seed)
     num_classes = data.targets.shape[1] if data.multilabel else len(data.classes)
@@ -120,17 +127,17 @@ def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.nda
     best, best_state, best_epoch, start = -np.inf, None, -1, time.time()
     for epoch in range(s.epochs):
         model.train()
-        seen, total = 0, 0.0
+        seen, total = 0, torch.zeros((), device=run.device)  # summed on the device, read once for the log line
         for images, targets, index in loader:
             loss = _loss(run.logits(images, index), targets.to(run.device))
             opt.zero_grad(set_to_none=True)
             run.amp.backward_and_step(loss, opt)
             sched.step()
-            seen, total = seen + len(images), total + loss.item() * len(images)
+            seen, total = seen + len(images), total + loss.detach() * len(images)
         val = select(run.scores(fold["val"]), data.targets[fold["val"]])
         elapsed = time.time() - start
         logger.info("fine-tune epoch %d/%d  loss %.4f  val %s %.2f  lr %.3g/%.3g  %.1f img/s  eta %ds", epoch + 1,
-                    s.epochs, total / max(seen, 1), metrics[0], val, *sched.get_last_lr(),
+                    s.epochs, total.item() / max(seen, 1), metrics[0], val, *sched.get_last_lr(),
                     seen * (epoch + 1) / max(elapsed, 1e-9), elapsed / (epoch + 1) * (s.epochs - epoch - 1))
         if best_state is None or val > best:  # a NaN val metric (one class in val) keeps the first epoch
             best, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())

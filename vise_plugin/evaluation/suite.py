@@ -32,20 +32,26 @@ def _option(args: List[str], name: str, default: Optional[str]) -> Optional[str]
 
 def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) -> List[str]:
     """Runs (or, with ``config.slurm.use_slurm=true``, submits) each benchmark into ``<output>/<name>``,
-    all appending to ``<output>/results.md``; returns the names that failed."""
+    all appending to ``<output>/results.md``; returns the names that failed. The closing line names the
+    table only once a benchmark has written it (submitted jobs write it when they finish)."""
     from vise_plugin.launch.submitit_launcher import run_engine
 
     failed = []
+    table = os.path.join(output, "results.md")
     for name in names:
         run_dir = run_folder(output, name)
         try:
             run_engine(compose_config([f"config=benchmark/{name}", *overrides, f"config.run_dir={run_dir}",
-                                       f"config.benchmark.results_table={os.path.join(output, 'results.md')}"]))
+                                       f"config.benchmark.results_table={table}"]))
         except UserError as e:
             failed.append(name)
             print(f"{name}: error: {e}", file=sys.stderr, flush=True)
-    print(f"{len(names) - len(failed)}/{len(names)} benchmarks done or submitted; table: "
-          f"{os.path.join(output, 'results.md')}" + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    done = f"{len(names) - len(failed)}/{len(names)}"
+    if names and len(failed) == len(names):
+        print(f"every benchmark failed ({done}): {', '.join(failed)}", flush=True)
+        return failed
+    print(f"{done} benchmarks done or submitted" + (f"; table: {table}" if g_pathmgr.exists(table) else "")
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
     return failed
 
 

@@ -11,6 +11,7 @@ from vise_plugin.data.bad_images import over_budget
 from vise_plugin.data.images import open_image
 from vise_plugin.errors import InputError
 from vise_plugin.evaluation.datasets.labelled_images import LabelledImages
+from vise_plugin.evaluation.loader_workers import loader_workers
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class _Decodable(torch.utils.data.Dataset):
 
 def unreadable_images(data: LabelledImages, num_workers: int = 0) -> List[int]:
     """Indices of the images of ``data`` that cannot be opened and decoded (a reduced-scale decode)."""
-    loader = torch.utils.data.DataLoader(_Decodable(data), batch_size=64, num_workers=num_workers,
+    loader = torch.utils.data.DataLoader(_Decodable(data), batch_size=64,
+                                         num_workers=loader_workers(num_workers),
                                          collate_fn=list)
     ok = [flag for batch in tqdm(loader, desc=f"{data.name} images", unit="batch", dynamic_ncols=True)
           for flag in batch]
