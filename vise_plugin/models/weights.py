@@ -12,6 +12,7 @@ import os
 import pickle
 import pickletools
 import time
+import zipfile
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -83,32 +84,35 @@ def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
     reader (``torch.load(weights_only=True)`` on ``torch.save``'s zips), each TorchScript class it names
     standing for a holder of attributes. A refusal is one :class:`InputError` line.
     """
-    serialization = torch.serialization
     start = f.tell()
-    if not serialization._is_zipfile(f):
+    try:
+        with zipfile.ZipFile(f) as listing:  # torch.load's test: a record <archive>/constants.pkl
+            script = any(name.split("/", 1)[-1] == "constants.pkl" for name in listing.namelist())
+    except zipfile.BadZipFile:
+        script = False
+    f.seek(start)
+    if not script:
         return None
-    with serialization._open_zipfile_reader(f) as archive:
-        if not serialization._is_torchscript_zip(archive):
-            f.seek(start)
-            return None
-        try:
+    serialization = torch.serialization
+    try:
+        with serialization._open_zipfile_reader(f) as archive:
             classes = {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(archive.get_record("data.pkl"))
                        if op.name == "GLOBAL" and arg.split(" ")[0].split(".")[0] == "__torch__"}
             admitted = [(_ScriptObject, name) for name in classes] + _TORCHSCRIPT_TAGS
             with serialization.safe_globals([g for g in admitted if g not in serialization.get_safe_globals()]):
                 root = serialization._load(archive, "cpu", torch._weights_only_unpickler, weights_only=True,
                                            encoding="utf-8")
-            if not isinstance(root, _ScriptObject):
-                raise pickle.UnpicklingError(f"the archive holds a {type(root).__name__}, not a module")
-            return _attribute_tensors(root)
-        except (OSError, MemoryError):
-            raise
-        except Exception as e:
-            raise InputError(
-                f"{path}: a TorchScript archive whose tensors cannot be read without running its code "
-                f"({_reason(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
-                f"torch.jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}_state.pt')\""
-            ) from None
+        if not isinstance(root, _ScriptObject):
+            raise pickle.UnpicklingError(f"the archive holds a {type(root).__name__}, not a module")
+        return _attribute_tensors(root)
+    except (OSError, MemoryError):
+        raise
+    except Exception as e:
+        raise InputError(
+            f"{path}: a TorchScript archive whose tensors cannot be read without running its code "
+            f"({_reason(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
+            f"torch.jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}_state.pt')\""
+        ) from None
 
 
 def _attribute_tensors(obj: _ScriptObject, prefix: str = "") -> Dict[str, torch.Tensor]:
