@@ -51,10 +51,20 @@ def _dataset_config(cfg: DictConfig) -> Dict[str, Any]:
 
 
 def require_inputs(cfg: DictConfig) -> None:
-    """Fails in one line, before any work or queueing, when an input of the dataset is missing (the
+    """Fails in one line, before any work or queueing, when the config names a part nothing is registered
+    under (trunk, heads, loss, dataset, lr schedule), the warm-up is not shorter than the run,
+    ``config.speed.precision`` or ``config.device`` is not a known value, an input of the dataset is missing (the
     dataset class's ``check_inputs``; by default the inputs of the target sources of
     ``config.data.sources``, e.g. the label store, a tag list), or ``config.data.decode_on`` is not a
     known value (nor, decoding on the device, ``config.data.jpeg_decoder`` an installed decoder)."""
+    from vise_plugin.config.named_parts import check_named_parts
+    from vise_plugin.engine.schedule import check_lr_schedule
+
+    check_named_parts(cfg)
+    check_lr_schedule(cfg.optimizer.num_epochs, cfg.optimizer.warmup_epochs, cfg.optimizer.schedule)
+    MixedPrecision(cfg.speed.precision)
+    if cfg.device != "cuda" or not cfg.slurm.use_slurm:  # a submitted job looks for its GPU where it runs
+        use_gpu(cfg.device)
     if decodes_on_device(cfg.data.decode_on):
         jpeg_decoder(cfg.data.jpeg_decoder)
     config = _dataset_config(cfg)

@@ -26,16 +26,23 @@ def constant(peak_lr: float) -> ParamScheduler:
     return ConstantParamScheduler(peak_lr)
 
 
+def check_lr_schedule(num_epochs: float, warmup_epochs: float, kind: str = "cosine") -> None:
+    """Raises the one-line :class:`ConfigError` of :func:`lr_schedule` for these arguments without building
+    the schedule (the launcher checks a config before it queues a job)."""
+    LR_SCHEDULES.get(kind, "config.optimizer.schedule")
+    if 0 < warmup_epochs and warmup_epochs >= num_epochs:
+        raise ConfigError(f"config.optimizer.warmup_epochs={warmup_epochs} must be below num_epochs={num_epochs}")
+
+
 def lr_schedule(peak_lr: float, num_epochs: float, warmup_epochs: float, kind: str = "cosine") -> ParamScheduler:
     """Linear warm-up from ``0.1 * peak_lr`` over ``warmup_epochs``, then the schedule ``kind``.
 
     The trainer evaluates it before every step at ``iteration / max_iterations``.
     """
+    check_lr_schedule(num_epochs, warmup_epochs, kind)
     main = LR_SCHEDULES.get(kind, "config.optimizer.schedule")(peak_lr)
     if warmup_epochs <= 0:
         return main
-    if warmup_epochs >= num_epochs:
-        raise ConfigError(f"config.optimizer.warmup_epochs={warmup_epochs} must be below num_epochs={num_epochs}")
     warm = warmup_epochs / num_epochs
     return CompositeParamScheduler(
         [LinearParamScheduler(WARMUP_START_FACTOR * peak_lr, peak_lr), main],

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, InputError, UserError
+from vise_plugin.launch.job_folders import job_folder, remove_placeholder_folder
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ def _call(fn: Callable, args: Tuple, imports: Sequence[str] = ()) -> Any:
         return fn(*args)
     except UserError as e:
         return JobFailure(e)
+
+
+def _submitit_job(fn: Callable, args: Tuple, imports: Sequence[str] = ()) -> Any:
+    """:func:`_call` as a submitit job."""
+    remove_placeholder_folder()
+    return _call(fn, args, imports)
 
 
 def slurm_parameters(slurm_cfg: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -126,9 +133,9 @@ class JobRunner:
         cluster = self.slurm.get("cluster", "slurm")
         if cluster not in ("slurm", "local"):
             raise ConfigError(f"config.slurm.cluster={cluster!r}: use slurm or local")
-        executor = submitit.AutoExecutor(folder=os.path.join(self.log_folder, "%j"), cluster=cluster)
+        executor = submitit.AutoExecutor(folder=job_folder(self.log_folder), cluster=cluster)
         executor.update_parameters(**slurm_parameters(self.slurm, name))
-        submitted = executor.map_array(_call, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
+        submitted = executor.map_array(_submitit_job, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
         logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted), cluster,
                     submitted[0].job_id)
         index = {job.job_id: i for i, job in enumerate(submitted)}

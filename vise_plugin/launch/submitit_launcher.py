@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, UserError
 from vise_plugin.registry import ENGINES
+from vise_plugin.launch.job_folders import job_folder, remove_placeholder_folder
 from vise_plugin.launch.job_runner import slurm_parameters
 from vise_plugin.launch.preemption import Preempted, preemption_signal
 
@@ -56,6 +57,7 @@ class EngineJob:
     def __call__(self) -> Any:
         import submitit
 
+        remove_placeholder_folder()
         env = submitit.JobEnvironment()
         set_distributed_env(env)
         import_modules(self.config["config"].get("imports") or [])  # a node of the job sees the user's parts too
@@ -114,7 +116,7 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
         engine.check_inputs(cfg)  # fail here, not in the queue
     folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")
     gpu = cfg.device != "cpu"
-    executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=cfg.slurm.cluster,
+    executor = submitit.AutoExecutor(folder=job_folder(folder), cluster=cfg.slurm.cluster,
                                      slurm_max_num_timeout=int(cfg.slurm.max_num_timeout))
     executor.update_parameters(**executor_parameters(cfg, gpu))
     job = executor.submit(EngineJob(cfg.engine, OmegaConf.to_container(root_cfg, resolve=True)))
