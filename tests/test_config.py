@@ -97,3 +97,23 @@ def test_production_config_without_data_fails_fast_in_one_line(tmp_path):
     assert lines[-1].startswith("error: label store not found: /datasets/vise/labels_250m")
     assert "config.data.labels=" in lines[-1] and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing written for a run that cannot start
+
+
+def test_the_demo_labels_its_default_world_in_four_shards(tmp_path):
+    """The demo's label job cuts the default world's posts file into 4 shards (README, "What the demo shows")."""
+    from vise_plugin.demo.world import generate_posts
+    from vise_plugin.labels.job.shards import plan_shards
+
+    cfg = compose_config(["config=demo/vise_demo"]).config
+    posts = generate_posts(str(tmp_path), cfg.demo.num_posts, cfg.demo.world_seed, cfg.data.image_size, images=False)
+    assert len(plan_shards([posts], cfg.labels.shard_bytes)) == 4
+
+
+def test_the_demo_world_without_images_has_the_same_posts(tmp_path):
+    from vise_plugin.demo.world import generate_posts
+
+    with_images = generate_posts(str(tmp_path / "a"), 30, seed=5)
+    posts_only = generate_posts(str(tmp_path / "b"), 30, seed=5, images=False)
+    with open(with_images, "rb") as a, open(posts_only, "rb") as b:
+        assert a.read() == b.read()
+    assert len(os.listdir(tmp_path / "a" / "images")) == 30 and not (tmp_path / "b" / "images").exists()

@@ -62,20 +62,27 @@ def _shape_points(emotion: str, cx: float, cy: float, r: float, angle: float) ->
     return []
 
 
-def draw_image(emotion: str, scene: str, rng: np.random.Generator, size: int = 32) -> Image.Image:
-    """A ``size`` x ``size`` RGB picture: scene-tinted noisy background, clutter, one emotion shape."""
+def draw_image(emotion: str, scene: str, rng: np.random.Generator, size: int = 32,
+               render: bool = True) -> Optional[Image.Image]:
+    """A ``size`` x ``size`` RGB picture: scene-tinted noisy background, clutter, one emotion shape.
+    ``render=False`` draws the same numbers from ``rng`` and returns None (no picture is painted)."""
     s = 2 * size
     tint = np.array(SCENE_TINTS[scene]) + rng.normal(0, 25, 3)
-    background = np.clip(tint + rng.normal(0, 30, (s, s, 3)), 0, 255).astype(np.uint8)
-    image = Image.fromarray(background)
-    draw = ImageDraw.Draw(image)
+    noise = rng.normal(0, 30, (s, s, 3))
+    blobs = []
     for _ in range(rng.integers(1, 4)):  # clutter blobs
         x, y, w = rng.uniform(0, s), rng.uniform(0, s), rng.uniform(3, 9)
-        draw.ellipse([x - w, y - w * rng.uniform(0.5, 1.5), x + w, y + w], fill=tuple(rng.integers(0, 256, 3).tolist()))
+        blobs.append(([x - w, y - w * rng.uniform(0.5, 1.5), x + w, y + w], tuple(rng.integers(0, 256, 3).tolist())))
     r = rng.uniform(0.22, 0.36) * s
     cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
     color = tuple(rng.integers(0, 256, 3).tolist())
     angle = rng.uniform(0, 2 * math.pi)
+    if not render:
+        return None
+    image = Image.fromarray(np.clip(tint + noise, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for box, fill in blobs:
+        draw.ellipse(box, fill=fill)
     if emotion == "joy":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
     elif emotion == "sadness":  # horizontal bars
@@ -112,15 +119,18 @@ def make_reactions(emotion: str, rng: np.random.Generator) -> Dict[str, int]:
     return {name: int(c) for name, c in zip(REACTION_TYPES, counts)}
 
 
-def generate_posts(folder: str, num_posts: int, seed: int, image_size: int = 32) -> str:
-    """Writes ``posts.jsonl`` and ``images/`` into ``folder``; returns the JSONL path."""
+def generate_posts(folder: str, num_posts: int, seed: int, image_size: int = 32, images: bool = True) -> str:
+    """Writes ``posts.jsonl`` and ``images/`` into ``folder``; returns the JSONL path. ``images=False``
+    writes the same ``posts.jsonl`` alone (its posts name images that are not written)."""
     rng = np.random.default_rng(seed)
-    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "images") if images else folder, exist_ok=True)
     records = []
     for i in range(num_posts):
         emotion, scene = EMOTIONS[rng.integers(len(EMOTIONS))], SCENES[rng.integers(len(SCENES))]
         rel = f"images/{i:06d}.jpg"
-        draw_image(emotion, scene, rng, image_size).save(os.path.join(folder, rel), quality=95)
+        image = draw_image(emotion, scene, rng, image_size, render=images)
+        if images:
+            image.save(os.path.join(folder, rel), quality=95)
         n_comments = 0 if rng.random() < 0.08 else int(rng.integers(1, 16))
         records.append(EngagementRecord(
             id=f"post{i:06d}", image=rel,
