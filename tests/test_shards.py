@@ -436,3 +436,185 @@ def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_st
     assert not step_done.query(), "the queued step finished too soon for this check"
     assert address not in {t.data_ptr() for t in held}
     torch.cuda.synchronize()
+
+
+def _with_manifest(shards, tmp_path, edit):
+    """A copy of ``shards`` whose manifest's shard entries are ``edit(entries)``."""
+    folder = str(tmp_path / "edited")
+    shutil.copytree(shards, folder)
+    path = os.path.join(folder, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["shards"] = edit(manifest["shards"])
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    return folder
+
+
+def test_the_indexed_reader_reads_the_shards_its_manifest_lists_and_skips_one_its_index_contradicts(
+        tiny_world, shards, tmp_path):
+    from vise_plugin.errors import InputError
+
+    store = LabelStore(tiny_world["labels"])
+    folder = _with_manifest(shards, tmp_path, lambda entries: [entries[k] for k in (0, 2, 5)])
+    rows = [int(r) for k in (0, 2, 5) for r in np.load(os.path.join(folder, f"shard-00000{k}.idx.npy"))[:, 0]]
+    source = TarShards(folder)
+    assert len(source) == len(rows)
+    for i, row in enumerate(rows):
+        with open(os.path.join(store.meta["image_root"], store.images[row]), "rb") as f:
+            assert source.read(i)[0] == f.read(), i
+        assert source.path(i) == store.images[row] and source.where(i).endswith(f".tar#{row:09d}")
+
+    def one_more(entries):
+        entries[2]["samples"] += 1  # shard-000002: the manifest counts a sample its index does not hold
+        return entries
+
+    source = TarShards(_with_manifest(shards, tmp_path / "more", one_more))
+    folder = source.folder
+    for i in range(int(source.starts[2]), int(source.starts[3])):  # none of its samples is trained on
+        with pytest.raises(InputError, match=rf"^{folder}/shard-000002.tar: its index holds \d+ samples, "
+                                             rf"manifest.json lists \d+$"):
+            source.read(i)
+    assert source.read(int(source.starts[3]))[0] == source.read(int(source.starts[3]))[0]  # the next shard reads
+
+
+def test_a_lane_reads_exactly_its_samples_so_a_shard_cut_after_them_is_not_reported(shards, tmp_path):
+    from vise_plugin.data.streaming import Run
+
+    folder, _ = _damaged_copy(shards, tmp_path, "truncate")  # cut inside shard 2's fourth sample
+    rows = np.load(os.path.join(folder, "shard-000002.idx.npy"))[:, 0].tolist()
+    for prefix in (None, f"pipe:cat {folder}"):  # entered with a seek, and read from its start
+        stream = StreamingShards(folder, 9, lambda image: image, url_prefix=prefix)
+        samples = [sample for sample, _ in stream._read([Run(2, 0, 3, 0), Run(2, 1, 3, 3)])]
+        assert [int(s["__key__"]) for s in samples] == rows[0:3] + rows[1:3], prefix
+        assert all("jpg" in s and "json" in s for s in samples) and stream._reported == set(), prefix
+
+
+def _flaky_prefix(tmp_path, folder, failures):
+    """A ``pipe:`` url_prefix whose first ``failures`` reads stop part-way with exit status 1, as a
+    dropped connection would."""
+    script, count = tmp_path / "flaky.sh", tmp_path / "reads"
+    script.write_text(f'n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n'
+                      f'if [ "$n" -lt {failures} ]; then head -c 12000 "$1"; exit 1; fi\nexec cat "$1"\n')
+    return f"pipe:sh {script} {folder}"
+
+
+def test_a_transient_read_error_is_retried_from_the_same_sample_before_the_rest_is_counted(shards, tmp_path, caplog):
+    import logging
+
+    from vise_plugin.data.streaming import Run, StreamingShardsDataset
+
+    def read(**settings):
+        stream = StreamingShards(shards, 9, lambda image: image, retry_delay_s=0.001, **settings)
+        samples = [(s["__key__"], s.get("jpg")) for s, _ in stream._read([Run(2, 1, stream.counts[2], 0)])]
+        return samples, stream._reported
+
+    whole, reported = read()
+    assert len(whole) > 4 and all(jpg for _, jpg in whole) and not reported
+    assert read(url_prefix=_flaky_prefix(tmp_path, shards, 2), read_attempts=3) == (whole, set())
+    os.makedirs(tmp_path / "again")
+    with caplog.at_level(logging.WARNING):
+        cut, reported = read(url_prefix=_flaky_prefix(tmp_path / "again", shards, 5), read_attempts=2)
+    read_whole = sum(jpg is not None for _, jpg in cut)
+    assert 0 < read_whole < len(whole) and cut[:read_whole] == whole[:read_whole]
+    assert cut[read_whole:] == [(f"sample {1 + k}", None) for k in range(read_whole, len(whole))]  # counted
+    assert reported == {f"pipe:sh {tmp_path}/again/flaky.sh {shards}/shard-000002.tar"}
+    assert f"shard-000002.tar: unreadable after sample {1 + read_whole} (" in caplog.text and "exit 1" in caplog.text
+    dataset = StreamingShardsDataset.from_config({"batchsize_per_replica": 8, "data": {"shards": shards},
+                                                  "read_attempts": 5, "retry_delay_s": 0.5})
+    assert (dataset.dataset.read_attempts, dataset.dataset.retry_delay_s) == (5, 0.5)
+
+
+def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards, tmp_path, caplog):
+    import logging
+
+    from vise_plugin.data.streaming import Run
+    from vise_plugin.errors import InputError
+
+    folder = str(tmp_path / "gone")
+    shutil.copytree(shards, folder)
+    os.remove(os.path.join(folder, "shard-000002.tar"))
+    os.remove(os.path.join(folder, "shard-000004.idx.npy"))
+    with caplog.at_level(logging.WARNING):
+        stream = StreamingShards(folder, 9, lambda image: image, read_attempts=1)
+        assert [s for s, _ in stream._read([Run(2, 0, 2, 0)])] == \
+            [{"__url__": f"{folder}/shard-000002.tar", "__key__": f"sample {k}"} for k in (0, 1)]
+        source = TarShards(folder)
+        with pytest.raises(InputError):
+            source.read(int(source.starts[4]))
+    assert f"{folder}/shard-000002.tar: unreadable after sample 0 (No such file or directory)" in caplog.text
+    assert f"{folder}/shard-000004.idx.npy: cannot be read (No such file or directory)" in caplog.text
+
+
+def _rows_and_draws(stream):
+    """``[(row, the item's first random draw), ...]`` of every batch of one epoch of ``stream``, read in
+    this process."""
+    stream.collate = lambda items: [(int(item["input"]["where"].split("#")[1]), float(item["input"]["encoded"]))
+                                    for item in items]
+    return [pair for batch in stream for pair in batch]
+
+
+def test_a_file_url_prefix_streams_what_the_folder_gives_and_a_remote_folder_is_checked_up_front(shards, monkeypatch):
+    from vise_plugin.data import streaming
+
+    def draw(image):
+        return {"encoded": torch.rand(1)}
+
+    assert _rows_and_draws(StreamingShards(shards, 9, draw, url_prefix=f"file://{shards}")) == \
+        _rows_and_draws(StreamingShards(shards, 9, draw))
+    manifest = streaming.read_manifest(shards)
+    monkeypatch.setattr(streaming, "read_manifest", lambda folder: manifest)  # as if iopath read the folder
+    with pytest.raises(ConfigError, match=r"^config.data.shards='s4://bucket/shards': WebDataset opens no s4: URLs"):
+        StreamingShards("s4://bucket/shards", 9, draw)
+    with pytest.raises(ConfigError, match=r"^config.data.shards='s4://bucket/shards': WebDataset opens no s4: URLs"):
+        streaming.StreamingShardsDataset.check_inputs({"data": {"shards": "s4://bucket/shards"}})
+
+
+def test_a_shard_folder_served_over_http_streams_the_same_samples_and_a_wrong_one_fails_in_one_line(
+        shards, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    from iopath.common.file_io import HTTPURLHandler, g_pathmgr
+
+    from vise_plugin.data.streaming import StreamingShardsDataset
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=os.path.dirname(shards)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(g_pathmgr._path_handlers, "http://", HTTPURLHandler())
+    try:
+        served = f"http://127.0.0.1:{server.server_address[1]}"
+
+        def draw(image):
+            return {"encoded": torch.rand(1)}
+
+        assert _rows_and_draws(StreamingShards(f"{served}/{os.path.basename(shards)}", 9, draw)) == \
+            _rows_and_draws(StreamingShards(shards, 9, draw))
+        with pytest.raises(ConfigError, match=rf"^shard manifest not found: {served}/wrong/manifest.json"):
+            StreamingShardsDataset.check_inputs({"data": {"shards": f"{served}/wrong"}})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_streamed_subset_trains_on_the_samples_of_the_indexed_subset(shards):
+    from vise_plugin.engine.pretrain import build_dataset
+
+    subset = ["config.data.subset=36", "config.seed=3"]
+    indexed = build_dataset(_cfg(shards, "unused", *subset).config)
+    source = TarShards(shards)
+    expected = sorted(int(source.where(int(i)).split("#")[1]) for i in indexed.indices)
+    assert len(expected) == 36
+    streamed = build_dataset(_cfg(shards, "unused", *subset, "config.data.dataset=streaming_shards").config)
+    assert streamed.num_items == 36 and len(streamed) == 36 // 8
+    rows = [int(s["__key__"]) for s, _ in streamed._read(streamed.lane_runs(0, 1))]
+    assert len(rows) == len(set(rows)) == 32 and set(rows) <= set(expected)
+    ranks = [StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, seed=3, subset=36)
+             for rank in (0, 1)]
+    assert sorted(row for stream in ranks for row, _ in _rows_and_draws(stream)) == expected  # 2 ranks x 2 x 9

@@ -12,17 +12,25 @@ are the workers, so a mid-epoch resume needs the number of workers it stopped wi
 Every rank therefore reads its own samples, the same number of them, and no sample twice in an epoch
 (unless the shards hold fewer than ``world_size * batch_size``: the list is then gone round again);
 the ``num_items % (world_size * batch_size)`` samples at the end of an epoch's list are left out of
-that epoch. A shard that ends early or cannot be opened is logged once by name and its missing samples are
-skipped and counted like unreadable images. The shards are local paths or WebDataset URLs (``pipe:``,
-``http(s)://``) given by ``url_prefix``.
+that epoch. With ``subset``, the lists hold only the samples the indexed reader's ``config.data.subset``
+draws (each shard's in its order); a lane reads past the others in its shards. A lane reads no sample
+past its last one. A read stopped by an ``OSError`` (a dropped connection, a failed ``pipe:`` command)
+is made again, ``read_attempts`` times with a doubling wait, from the sample it stopped at; a shard that
+then still ends early or cannot be opened is logged once by name with the error's text, and its missing
+samples are skipped and counted like unreadable images. The shards are local paths or WebDataset URLs
+(``file://``, ``pipe:``, ``http(s)://``) given by ``url_prefix``, or a remote folder of a scheme
+WebDataset opens (checked before any data-loader worker starts).
 """
 
 import bisect
 import json
+import logging
 import os
 import random
 import tarfile
+import time
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,11 +43,14 @@ from webdataset.tariterators import base_plus_ext, tar_file_iterator
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
 from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
+from vise_plugin.data.pretraining_images import subset_indices
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
-from vise_plugin.data.tar_shards import MANIFEST, ShardTargets, read_manifest, report_damaged_shard, sample_key
+from vise_plugin.data.tar_shards import (MANIFEST, ShardTargets, error_text, read_manifest, report_damaged_shard,
+                                         sample_key)
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.registry import register_dataset
 
+logger = logging.getLogger(__name__)
 
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)  # a shard cut short, gone, or not a tar
 
@@ -74,31 +85,45 @@ def epoch_runs(counts: Sequence[int], order: Sequence[int], first: int, length: 
 
 def tar_samples(stream: BinaryIO, url: str) -> Iterator[Dict[str, Any]]:
     """The samples of a tar stream, ``{"__key__", "__url__", ext: bytes}`` (a sample's members are
-    adjacent); a complete sample read before an error is still yielded, then the error raised."""
+    adjacent). A sample is yielded once its ``.jpg`` and ``.json`` are read (the format's two members),
+    so taking a sample never reads into the next; one that lacks a member is yielded as it is when the
+    next one starts or the stream ends. A read error is raised after the samples read before it."""
     sample: Dict[str, Any] = {}
-    try:
-        for member in tar_file_iterator(stream):
-            key, ext = base_plus_ext(member["fname"])
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample = sample or {"__key__": key, "__url__": url}
-            sample[ext] = member["data"]
-    except READ_ERRORS:
+    for member in tar_file_iterator(stream):
+        key, ext = base_plus_ext(member["fname"])
+        if sample and sample["__key__"] != key:
+            yield sample
+            sample = {}
+        sample = sample or {"__key__": key, "__url__": url}
+        sample[ext] = member["data"]
         if "jpg" in sample and "json" in sample:
             yield sample
-        raise
+            sample = {}
     if sample:
         yield sample
 
 
-def check_url_prefix(url_prefix: Optional[str]) -> None:
-    """A one-line error for a ``url_prefix`` whose scheme WebDataset cannot open."""
-    scheme = urlparse(url_prefix or "").scheme
-    if scheme and scheme not in gopen_schemes:
-        raise ConfigError(f"url_prefix={url_prefix!r}: WebDataset opens no {scheme}: URLs; use a local folder, "
-                          f"pipe:<command writing the shard named last to stdout>, or one of "
+def check_shard_location(folder: str, url_prefix: Optional[str] = None) -> None:
+    """A one-line error, before any data-loader worker starts, when WebDataset cannot open the shards:
+    a ``url_prefix`` of a scheme it does not open, or without one a remote ``folder`` (``<scheme>://``)
+    of such a scheme (the folder's manifest and indexes are read through iopath, its shards through
+    WebDataset)."""
+    location, key = (url_prefix, "url_prefix") if url_prefix else (folder, "config.data.shards")
+    scheme = urlparse(location).scheme if url_prefix or "://" in folder else ""
+    if scheme and scheme != "file" and scheme not in gopen_schemes:
+        advice = "" if url_prefix else "set url_prefix to where WebDataset reads the shards: "
+        raise ConfigError(f"{key}={location!r}: WebDataset opens no {scheme}: URLs; {advice}use a local folder, "
+                          f"file://<folder>, pipe:<command writing the shard named last to stdout>, or one of "
                           f"{', '.join(sorted(k for k in gopen_schemes if not k.startswith('_')))}")
+
+
+def local_folder(folder: str, url_prefix: Optional[str]) -> Optional[str]:
+    """The local folder of the shard files (``url_prefix`` ``file://<folder>``, or no prefix and a local
+    ``folder``), where a lane enters a shard with a seek; None when they are streamed from elsewhere."""
+    if url_prefix is None:
+        return None if "://" in folder else folder
+    parsed = urlparse(url_prefix)
+    return url2pathname(parsed.path) if parsed.scheme == "file" and parsed.netloc in ("", "localhost") else None
 
 
 class StreamingShards(torch.utils.data.IterableDataset):
@@ -116,19 +141,35 @@ class StreamingShards(torch.utils.data.IterableDataset):
         url_prefix: where the shards are read from (default: the folder itself).
         collate: batch builder (default :func:`collate_readable`).
         comment_target: ``histogram`` or ``uniform``, as for :class:`EngagementLabels`.
+        subset: train on this many of the samples (None: all): the ones the indexed reader's
+            ``config.data.subset`` draws with ``seed`` (:func:`subset_indices`).
+        read_attempts: reads of a shard that stopped on an ``OSError`` (a dropped connection, a failed
+            ``pipe:`` command) before its remaining samples are counted as damaged; each re-read starts
+            at the sample the last one stopped at, and one that gets further starts the count again.
+        retry_delay_s: the wait before the first re-read, doubled before each next one.
     """
 
     resume_needs_same_workers = True  # the lanes are the data-loader's workers
 
     def __init__(self, folder: str, batch_size: int, transform: Callable, rank: int = 0, world_size: int = 1,
                  seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 collate: Callable = collate_readable, comment_target: str = "histogram"):
+                 collate: Callable = collate_readable, comment_target: str = "histogram",
+                 subset: Optional[int] = None, read_attempts: int = 3, retry_delay_s: float = 1.0):
+        check_shard_location(folder, url_prefix)
+        if int(read_attempts) < 1 or retry_delay_s < 0:
+            raise ConfigError(f"config.data.dataset: read_attempts={read_attempts} and retry_delay_s={retry_delay_s}; "
+                              "read_attempts is at least 1, retry_delay_s at least 0")
         manifest = read_manifest(folder)
-        check_url_prefix(url_prefix)
         self.names = [s["name"] for s in manifest["shards"]]
         self.urls = [f"{url_prefix or folder}/{name}.tar" for name in self.names]
-        self.counts = [int(s["samples"]) for s in manifest["shards"]]
-        self.seekable = url_prefix is None and "://" not in folder
+        self.sizes = [int(s["samples"]) for s in manifest["shards"]]
+        kept = subset_indices(sum(self.sizes), subset, seed)
+        starts = np.cumsum([0] + self.sizes).tolist()
+        self.kept = None if kept is None else [kept[(kept >= a) & (kept < b)] - a
+                                               for a, b in zip(starts, starts[1:])]
+        self.counts = self.sizes if self.kept is None else [len(k) for k in self.kept]  # the samples each shard gives
+        self.local = local_folder(folder, url_prefix)
+        self.read_attempts, self.retry_delay_s = int(read_attempts), retry_delay_s
         self.targets = ShardTargets(manifest, comment_target, os.path.join(folder, MANIFEST))
         self.folder, self.batch_size, self.transform = folder, batch_size, transform
         self.rank, self.world_size, self.seed, self.buffer = rank, world_size, seed, buffer
@@ -167,41 +208,74 @@ class StreamingShards(torch.utils.data.IterableDataset):
                 continue  # a resume: these batches were trained on before the stop
             yield self.collate([self._item(sample, position) for sample, position in batch])
 
-    def _read(self, runs: Sequence[Run]) -> Iterator[Tuple[Dict[str, Any], int]]:
-        """``(raw sample, epoch position)`` of every sample of ``runs``, in order; a sample the shard
-        does not deliver comes as ``{"__url__", "__key__"}`` alone (skipped and counted)."""
-        for run in runs:
-            got = 0
-            try:
-                for sample in self._shard_samples(run.shard, run.start):
-                    if got == run.stop - run.start:
-                        break
-                    yield sample, run.position + got
-                    got += 1
-                else:
-                    if got < run.stop - run.start:
-                        self._report(run.shard, f"holds fewer samples than its manifest's {self.counts[run.shard]}")
-            except READ_ERRORS as e:
-                reason = str(e.args[0] if e.args else type(e).__name__).split(" @ ")[0]  # without the stream's repr
-                self._report(run.shard, f"unreadable after sample {run.start + got} ({reason})")
-            for k in range(run.start + got, run.stop):
-                yield {"__url__": self.urls[run.shard], "__key__": f"sample {k}"}, run.position + k - run.start
+    def _positions(self, run: Run) -> List[int]:
+        """The places in its shard of ``run``'s samples (with ``subset``: of the shard's subset samples)."""
+        if self.kept is None:
+            return list(range(run.start, run.stop))
+        return self.kept[run.shard][run.start:run.stop].tolist()
 
-    def _shard_samples(self, shard: int, start: int) -> Iterator[Dict[str, Any]]:
-        """Shard ``shard``'s samples from its ``start``-th on: entered with one seek when the shard is
-        a local file whose index points at that sample's first member, else read from the start."""
+    def _read(self, runs: Sequence[Run]) -> Iterator[Tuple[Dict[str, Any], int]]:
+        """``(raw sample, epoch position)`` of every sample of ``runs``, in order, reading nothing of a
+        shard past a run's last sample; a sample the shard does not deliver comes as
+        ``{"__url__", "__key__"}`` alone (skipped and counted). A read stopped by an ``OSError`` is made
+        again (``read_attempts``) from the sample it stopped at, so it yields what an uninterrupted
+        read yields."""
+        for run in runs:
+            wanted = self._positions(run)
+            got = failures = 0
+            while got < len(wanted):
+                before = got
+                try:
+                    samples = self._shard_samples(run.shard, wanted[got], wanted[-1] + 1)
+                    for at, sample in enumerate(samples, wanted[got]):
+                        if at == wanted[got]:
+                            yield sample, run.position + got
+                            got += 1
+                    if got < len(wanted):
+                        self._report(run.shard, f"holds fewer samples than its manifest's {self.sizes[run.shard]}")
+                    break
+                except READ_ERRORS as e:
+                    failures = 1 if got > before else failures + 1
+                    if got < len(wanted) and isinstance(e, OSError) and failures < self.read_attempts:
+                        delay = self.retry_delay_s * 2 ** (failures - 1)
+                        logger.warning("%s: %s; read again from sample %d in %.3g s", self.urls[run.shard],
+                                       error_text(e), wanted[got], delay)
+                        time.sleep(delay)
+                        continue
+                    if got < len(wanted):
+                        self._report(run.shard, f"unreadable after sample {wanted[got]} ({error_text(e)})")
+                    break
+            for k in range(got, len(wanted)):
+                yield {"__url__": self.urls[run.shard], "__key__": f"sample {wanted[k]}"}, run.position + k
+
+    def _shard_samples(self, shard: int, start: int, stop: Optional[int] = None) -> Iterator[Dict[str, Any]]:
+        """Shard ``shard``'s samples ``start`` to ``stop`` (exclusive; None: to its end), reading none
+        past them: entered with one seek when the shard is a local file whose index points at sample
+        ``start``'s first member, else read from the start. A stream that ends or breaks off, and whose
+        close then fails (a ``pipe:`` command or download that exited with an error), raises that
+        ``OSError``: what :meth:`_read` reads again."""
         url = self.urls[shard]
-        stream = self._open_at(shard, start) if self.seekable and start else None
-        skip = 0 if stream is not None else start
+        stream = self._open_at(shard, start) if self.local is not None and start else None
+        first = start if stream is not None else 0  # the place of the stream's first sample
         if stream is None:
             try:
                 stream = wds.gopen(url, "rb")
             except ValueError as e:  # webdataset's word for a URL it will not open: a setting, not a bad shard
                 raise ConfigError(f"{url}: {e}") from None
         try:
-            for k, sample in enumerate(tar_samples(stream, url)):
-                if k >= skip:
+            for at, sample in enumerate(tar_samples(stream, url), first):
+                if at >= start:
                     yield sample
+                if stop is not None and at + 1 >= stop:
+                    break
+            else:
+                stream.close()  # at its end: a command or download that failed says so here
+        except READ_ERRORS as e:
+            try:
+                stream.close()
+            except OSError as failed:
+                raise failed from e
+            raise
         finally:
             try:
                 stream.close()
@@ -214,7 +288,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         try:
             row, jpg_offset = (int(v) for v in np.load(os.path.join(self.folder, f"{self.names[shard]}.idx.npy"),
                                                      mmap_mode="r")[start, :2])
-            f = open(self.urls[shard], "rb")
+            f = open(os.path.join(self.local, f"{self.names[shard]}.tar"), "rb")
         except (OSError, ValueError, IndexError):
             return None
         try:
@@ -258,21 +332,24 @@ class StreamingShards(torch.utils.data.IterableDataset):
     @property
     def image_root(self) -> str:
         return ""
+
+
 @register_dataset("streaming_shards")
 class StreamingShardsDataset(ClassyDataset):
     """classy-vision dataset of :class:`StreamingShards` (``config.data.dataset=streaming_shards``):
-    ``folder`` (default ``config.data.shards``), ``buffer``, ``url_prefix``, and the image settings and
-    seed every pretraining dataset gets; the rank and world size come from the environment
-    (``torchrun`` / the submitit launcher)."""
+    ``folder`` (default ``config.data.shards``), ``buffer``, ``url_prefix``, ``read_attempts``,
+    ``retry_delay_s``, and the image settings, ``subset`` and seed every pretraining dataset gets; the
+    rank and world size come from the environment (``torchrun`` / the submitit launcher)."""
 
     def __init__(self, folder: str, batchsize_per_replica: int = 64, image_size: int = 224,
                  crop_scale_min: float = 0.08, seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 decode_on: str = "loader", comment_target: str = "histogram"):
+                 decode_on: str = "loader", comment_target: str = "histogram", subset: Optional[int] = None,
+                 read_attempts: int = 3, retry_delay_s: float = 1.0):
         from vise_plugin.engine.distributed import rank_from_env, world_size_from_env
 
         transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
         stream = StreamingShards(folder, batchsize_per_replica, transform, rank_from_env(), world_size_from_env(), seed,
-                                 buffer, url_prefix, collate, comment_target)
+                                 buffer, url_prefix, collate, comment_target, subset, read_attempts, retry_delay_s)
         super().__init__(stream, batchsize_per_replica, False, transform=None, num_samples=None)
 
     @classmethod
@@ -280,8 +357,8 @@ class StreamingShardsDataset(ClassyDataset):
         folder = config.get("folder") or (config.get("data") or {}).get("shards")
         if not folder:
             raise InputError("streaming_shards reads config.data.shards=<folder of manifest.json>; it is unset")
+        check_shard_location(folder, config.get("url_prefix"))
         read_manifest(folder)
-        check_url_prefix(config.get("url_prefix"))
         return folder
 
     @classmethod
@@ -290,4 +367,5 @@ class StreamingShardsDataset(ClassyDataset):
         return cls(folder, config["batchsize_per_replica"], config.get("image_size", 224),
                    config.get("crop_scale_min", 0.08), config.get("seed", 0), config.get("buffer", 1000),
                    config.get("url_prefix"), config.get("decode_on", "loader"),
-                   (config.get("data") or {}).get("comment_target") or "histogram")
+                   (config.get("data") or {}).get("comment_target") or "histogram", config.get("subset"),
+                   config.get("read_attempts", 3), config.get("retry_delay_s", 1.0))

@@ -46,12 +46,18 @@ def sample_key(row: int) -> str:
 def read_manifest(folder: str) -> Dict[str, Any]:
     """``<folder>/manifest.json``; a one-line error when the folder is not a finished shard set."""
     path = os.path.join(folder, MANIFEST)
-    if not g_pathmgr.exists(path):
-        raise ConfigError(f"shard manifest not found: {path}; point config.data.shards=<folder> at one written by "
-                          "tools/write_shards.py")
+    advice = "point config.data.shards=<folder> at one written by tools/write_shards.py"
+    try:
+        found = g_pathmgr.exists(path)
+    except NotImplementedError:  # a handler that only fetches (iopath's HTTP one): the open below tells
+        found = True
+    if not found:
+        raise ConfigError(f"shard manifest not found: {path}; {advice}")
     try:
         with g_pathmgr.open(path) as f:
             manifest = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"shard manifest not found: {path} ({error_text(e)}); {advice}") from None
     except ValueError as e:
         raise InputError(f"{path}: not readable as JSON ({e}); write the shards again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -61,6 +67,14 @@ def read_manifest(folder: str) -> Dict[str, Any]:
         if key not in manifest:
             raise InputError(f"{path}: no {key!r} entry; write the shards again")
     return manifest
+
+
+def error_text(error: BaseException) -> str:
+    """An error's own words: an ``OSError``'s text (``No such file or directory``, not its errno), else
+    its first argument without the stream WebDataset appends to it (`` @ <stream>``)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error.args[0] if error.args else type(error).__name__).split(" @ ")[0]
 
 
 def report_damaged_shard(reported: set, path: str, what: str) -> None:
@@ -103,6 +117,8 @@ class ShardTargets:
 class TarShards(TargetSource):
     """The samples of a shard folder with their VisE targets (``comments``, ``reactions``), read
     through the per-shard indexes: a map-style source, so :class:`ResumableBatchSampler` applies.
+    The shards are the ones the manifest lists, by its names; a shard whose index does not hold the
+    manifest's number of samples is logged once and its samples are skipped (:class:`InputError`).
 
     Args:
         folder: the shard folder (any iopath location; remote shards are fetched through
@@ -153,18 +169,29 @@ class TarShards(TargetSource):
         shard = int(np.searchsorted(self.starts, i, side="right")) - 1
         return shard, i - int(self.starts[shard])
 
+    def _path(self, shard: int, ext: str) -> str:
+        """``<folder>/<the manifest's name of shard ``shard``><ext>``."""
+        return os.path.join(self.folder, self.shards[shard] + ext)
+
     def _index(self, shard: int) -> np.ndarray:
+        """Shard ``shard``'s index, ``(n, 5)`` int64; :class:`InputError` naming the file when it cannot
+        be read, or when ``n`` is not the manifest's count (the shard is then skipped: its samples may
+        not be the ones the manifest lists)."""
         if shard not in self._indexes:
-            name = f"{shard_name(shard)}.idx.npy"
             try:
-                self._indexes[shard] = np.load(self._local(name), mmap_mode="r")
+                index = np.load(self._local(self._path(shard, ".idx.npy")), mmap_mode="r")
             except (OSError, ValueError) as e:
-                self._report(os.path.join(self.folder, name), f"cannot be read ({e})")
-                raise InputError(f"{os.path.join(self.folder, name)}: cannot be read") from None
+                self._report(self._path(shard, ".idx.npy"), f"cannot be read ({error_text(e)})")
+                raise InputError(f"{self._path(shard, '.idx.npy')}: cannot be read") from None
+            if len(index) != self.counts[shard]:
+                what = f"its index holds {len(index)} samples, {MANIFEST} lists {self.counts[shard]}"
+                self._report(self._path(shard, ".tar"), what)
+                raise InputError(f"{self._path(shard, '.tar')}: {what}")
+            self._indexes[shard] = index
         return self._indexes[shard]
 
-    def _local(self, name: str) -> str:
-        path = os.path.join(self.folder, name)
+    @staticmethod
+    def _local(path: str) -> str:
         return path if "://" not in path else g_pathmgr.get_local_path(path)
 
     def _file(self, shard: int):
@@ -173,11 +200,11 @@ class TarShards(TargetSource):
         if shard not in self._files:
             if len(self._files) >= 16:
                 self._files.pop(next(iter(self._files))).close()
-            path = os.path.join(self.folder, f"{shard_name(shard)}.tar")
+            path = self._path(shard, ".tar")
             try:
-                self._files[shard] = open(self._local(f"{shard_name(shard)}.tar"), "rb")
+                self._files[shard] = open(self._local(path), "rb")
             except OSError as e:
-                self._report(path, f"cannot be opened ({e.strerror or e})")
+                self._report(path, f"cannot be opened ({error_text(e)})")
                 raise InputError(f"{path}: cannot be opened") from None
         return self._files[shard]
 
@@ -188,7 +215,7 @@ class TarShards(TargetSource):
         """The sample's original image path (relative to the label store's image root)."""
         shard, pos = self.locate(i)
         if shard not in self._images:
-            with g_pathmgr.open(os.path.join(self.folder, f"{shard_name(shard)}.json")) as f:
+            with g_pathmgr.open(self._path(shard, ".json")) as f:
                 self._images[shard] = json.load(f)["images"]
         return self._images[shard][pos]
 
@@ -202,7 +229,7 @@ class TarShards(TargetSource):
             key = sample_key(int(self._index(shard)[pos, 0]))
         except InputError:
             key = f"sample {pos}"
-        return f"{os.path.join(self.folder, shard_name(shard))}.tar#{key}"
+        return f"{self._path(shard, '.tar')}#{key}"
 
     def _sample(self, i: int, with_image: bool = True) -> Tuple[Optional[bytes], Dict[str, torch.Tensor]]:
         """Sample ``i``'s image bytes (None without ``with_image``: only its ``.json`` is read) and
@@ -214,7 +241,7 @@ class TarShards(TargetSource):
         f.seek(start)
         blob = f.read(json_offset + json_size - start)
         if len(blob) < json_offset + json_size - start:
-            self._report(os.path.join(self.folder, f"{shard_name(shard)}.tar"),
+            self._report(self._path(shard, ".tar"),
                          f"truncated shard (sample {self.where(i)} needs bytes up to {json_offset + json_size})")
             raise InputError(f"{self.where(i)}: truncated shard")
         try:
