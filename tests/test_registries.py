@@ -206,3 +206,35 @@ def test_protocol(name, tmp_path):
 def test_pooling(name):
     out = POOLING.get(name)(torch.randn(2, 4, 3, 3))
     assert out.dim() == 2 and out.shape[0] == 2
+
+
+@pytest.fixture
+def gadgets(tmp_path, monkeypatch):
+    """A registry whose one built-in module needs a package that is not installed yet."""
+    import sys
+
+    from vise_plugin import registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "vise_test_gadget_parts.py").write_text(
+        "from vise_plugin.registry import GADGETS\n"
+        "@GADGETS.register('hammer')\nclass Hammer:\n    pass\n"  # registered before the import that fails
+        "import vise_test_optional_pkg\nGADGETS.register('spanner')(vise_test_optional_pkg.Spanner)\n")
+    monkeypatch.setattr(registry, "GADGETS", registry.Registry("gadget", ["vise_test_gadget_parts"]), raising=False)
+    yield registry.GADGETS, tmp_path
+    for name in ("vise_test_gadget_parts", "vise_test_optional_pkg"):
+        sys.modules.pop(name, None)
+
+
+def test_a_builtin_that_fails_to_import_is_named_on_every_lookup_and_retried(gadgets):
+    from vise_plugin.errors import ConfigError
+
+    registry, folder = gadgets
+    for name in ("spanner", "hammer"):  # the second lookup still names the import error, not an empty registry
+        with pytest.raises(ConfigError) as failed:
+            registry.get(name, "config.gadget")
+        message = str(failed.value)
+        assert f"config.gadget={name!r}" in message and "vise_test_gadget_parts" in message
+        assert "No module named 'vise_test_optional_pkg'" in message and "\n" not in message
+    (folder / "vise_test_optional_pkg.py").write_text("class Spanner:\n    pass\n")  # installed meanwhile
+    assert registry.get("spanner").__name__ == "Spanner" and registry.names() == ["hammer", "spanner"]

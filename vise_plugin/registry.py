@@ -44,11 +44,15 @@ class Registry(_FvcoreRegistry):
         name: what the entries are (``trunk``, ``engine``, ...), used in errors.
         builtins: modules whose import registers the project's own entries; imported the first
             time the registry is read, so that reading one registry does not import every layer.
+            A module whose import fails is tried again on the next read (an optional package may
+            have been installed meanwhile); until then every read that needs it (a name not found,
+            the list of names) fails in one line naming the module and its error.
     """
 
     def __init__(self, name: str, builtins: Sequence[str] = ()):
         super().__init__(name)
         self._builtins = list(builtins)
+        self._failed: Dict[str, str] = {}  # built-in module -> its import error, until an import succeeds
 
     def register(self, name: Any = None) -> Any:
         """``@REG.register("name")`` (or ``@REG.register()``: the object's ``__name__``)."""
@@ -60,28 +64,63 @@ class Registry(_FvcoreRegistry):
             return deco
         return super().register(name)
 
+    def _do_register(self, name: str, obj: Any) -> None:
+        if self._obj_map.get(name) is obj:  # the same object again: a module imported anew after a failed try
+            return
+        super()._do_register(name, obj)
+
     def _load_builtins(self) -> None:
+        """Imports the built-in modules not imported yet. One that fails is kept for the next call,
+        its error in ``_failed``, and the entries it defined before failing are dropped (its half-run
+        module is discarded; the next try defines them again)."""
+        if self._failed:
+            importlib.invalidate_caches()  # a package installed since the last try is found
+        retry = []
         while self._builtins:
-            importlib.import_module(self._builtins.pop(0))
+            module = self._builtins.pop(0)
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # ImportError, or an error raised while the module runs
+                for name in [n for n, obj in self._obj_map.items() if getattr(obj, "__module__", None) == module]:
+                    del self._obj_map[name]
+                self._failed[module] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                retry.append(module)
+            else:
+                self._failed.pop(module, None)
+        self._builtins.extend(retry)
+
+    def _import_failures(self, what: str) -> ConfigError:
+        failed = "; ".join(f"built-in module {module} failed to import ({error})" for module, error in self._failed.items())
+        return ConfigError(f"{what}: the {self._name} registry is incomplete: {failed}")
+
+    def _all_loaded(self, what: str) -> None:
+        """Loads the built-in modules; a one-line :class:`ConfigError` about ``what`` when one fails."""
+        self._load_builtins()
+        if self._failed:
+            raise self._import_failures(what)
 
     def get(self, name: str, key: Optional[str] = None) -> Any:
         """The entry ``name``; a one-line :class:`ConfigError` naming ``key`` (the config key) when
-        nothing is registered under it."""
+        nothing is registered under it, or when it is not and a built-in module failed to import."""
         self._load_builtins()
         if name not in self._obj_map:
+            if self._failed:
+                raise self._import_failures(f"{key}={name!r}" if key else repr(name))
             raise unknown_name(self._name, name, self.names(), key)
         return self._obj_map[name]
 
     def names(self) -> List[str]:
-        self._load_builtins()
+        self._all_loaded(f"the names of the {self._name} registry")
         return sorted(self._obj_map)
 
     def __contains__(self, name: str) -> bool:
         self._load_builtins()
+        if name not in self._obj_map and self._failed:
+            raise self._import_failures(repr(name))
         return name in self._obj_map
 
     def __iter__(self) -> Iterator[Tuple[str, Any]]:
-        self._load_builtins()
+        self._all_loaded(f"the entries of the {self._name} registry")
         return iter(sorted(self._obj_map.items()))
 
 
