@@ -65,3 +65,51 @@ def test_missing_store_names_the_folder(tmp_path):
 
     with pytest.raises(InputError, match="nowhere"):
         LabelStore(str(tmp_path / "nowhere"))
+
+
+def test_targets_for_normalises_paths_and_names_an_unknown_one(store_folder):
+    from vise_plugin.data import EngagementLabels
+    from vise_plugin.errors import InputError
+
+    store = LabelStore(store_folder)
+    root = store.meta["image_root"]
+    source = EngagementLabels(store, root)
+    third = source.targets_at(2)
+    for path in (f"{root}/c.jpg", "./c.jpg", ".//c.jpg", f"{root}//./c.jpg"):
+        got = source.targets_for(path)
+        assert torch.equal(got["comments"], third["comments"]) and got["reactions"].item() == 0, path
+    for path in ("/elsewhere/c.jpg", "photos/c.jpg"):  # another root: not the store's image, no silent zeros
+        with pytest.raises(InputError) as failed:
+            source.targets_for(path)
+        assert path in str(failed.value) and store_folder in str(failed.value)
+
+
+def _tag_list(folder, images):
+    import json
+
+    (folder / "vocab.txt").write_text("red\nblue\n")
+    (folder / "tags.jsonl").write_text("".join(json.dumps({"image": i, "tags": ["red"]}) + "\n" for i in images))
+    return str(folder / "tags.jsonl"), str(folder / "vocab.txt")
+
+
+def test_a_second_source_matching_too_few_of_the_images_stops_in_one_line(store_folder, tmp_path):
+    from vise_plugin.data.target_sources import build_target_sources
+    from vise_plugin.errors import InputError
+
+    store = LabelStore(store_folder)
+    unmatched = [f"elsewhere/{n}.jpg" for n in range(7)]
+    for images, share in ((unmatched, "7 of the 7"), (["a.jpg", *unmatched], "7 of the 8")):  # none, then too few, match
+        tag_list, vocab = _tag_list(tmp_path, images)
+        data = {"labels": store_folder, "tags": {"list": tag_list, "vocab": vocab}}
+        with pytest.raises(InputError) as failed:
+            build_target_sources(["web_tags", "engagement_labels"], data)
+        message = str(failed.value)
+        assert share in message and store_folder in message and "\n" not in message
+        assert sum(p in message for p in unmatched) == 5  # up to five examples
+    tag_list, vocab = _tag_list(tmp_path, ["a.jpg", "./b.jpg", "elsewhere/c.jpg"])  # one of three unmatched
+    tags, labels = build_target_sources(["web_tags", "engagement_labels"],
+                                        {"labels": store_folder, "tags": {"list": tag_list, "vocab": vocab}})
+    assert labels.targets_for("./b.jpg")["reactions"].item() == -1 and labels.targets_for("a.jpg")["reactions"].item() == 2
+    assert labels.targets_for("elsewhere/c.jpg")["comments"].sum().item() == 0  # counted above: nothing to learn
+    with pytest.raises(InputError, match="stops the run"):
+        VisEEngagementDataset(store_folder, tag_list=_tag_list(tmp_path, unmatched)[0], tag_vocab=vocab)

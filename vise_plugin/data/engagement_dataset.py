@@ -6,7 +6,7 @@ import numpy as np
 
 from vise_plugin.data.pretraining_images import PretrainingDataset, PretrainingImages, _image_settings
 from vise_plugin.data.tag_table import TagTable
-from vise_plugin.data.target_sources import EngagementLabels, WebTags
+from vise_plugin.data.target_sources import EngagementLabels, WebTags, match_sources
 from vise_plugin.labels.store import LabelStore
 from vise_plugin.registry import register_dataset
 
@@ -14,7 +14,7 @@ from vise_plugin.registry import register_dataset
 class EngagementImages(PretrainingImages):
     """:class:`PretrainingImages` of a label store's posts: ``{"input", "target": {"comments": (Kc,),
     "reactions": ()}}``, plus ``target["tags"]`` ``(K,)`` with a :class:`TagTable` (web tags matched
-    by image path; all zero for a post without tags).
+    by image path, see :func:`match_sources`; all zero for a post without tags).
 
     Args:
         store: an open :class:`LabelStore` (memory-mapped).
@@ -28,6 +28,7 @@ class EngagementImages(PretrainingImages):
     def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None,
                  skip_unreadable: bool = False, tags: Optional[TagTable] = None):
         sources = [EngagementLabels(store, image_root)] + ([WebTags(tags, image_root)] if tags is not None else [])
+        match_sources(sources)
         super().__init__(sources, transform, indices, skip_unreadable)
         self.store = store
 
@@ -40,7 +41,8 @@ class VisEEngagementDataset(PretrainingDataset):
         labels: label store folder.
         image_root: folder of the images; defaults to the store's ``image_root`` from meta.json.
         tag_list, tag_vocab: a web-tag list and its vocabulary (see :class:`TagTable`); items then
-            also carry ``target["tags"]``, matched to the store's image paths, for VisE + web tags.
+            also carry ``target["tags"]``, matched to the store's image paths (see :func:`match_sources`),
+            for VisE + web tags.
         The other arguments are those of :class:`PretrainingDataset`.
     """
 
@@ -51,7 +53,9 @@ class VisEEngagementDataset(PretrainingDataset):
         store = LabelStore(labels)
         root = image_root or store.meta.get("image_root", "")
         tags = TagTable.read(tag_list, tag_vocab) if tag_list else None
-        super().__init__([EngagementLabels(store, root)] + ([WebTags(tags, root)] if tags else []), **settings)
+        sources = [EngagementLabels(store, root)] + ([WebTags(tags, root)] if tags else [])
+        match_sources(sources)
+        super().__init__(sources, **settings)
         self.store = store
         self.tags = tags
 

@@ -4,29 +4,38 @@
 A source lists images (``paths``, relative to ``image_root``) with their targets, and can also give
 the targets of an image another source lists (``targets_for(path)``), so that several signals
 supervise the same images: the first source of ``config.data.sources`` lists the images, the others
-add their targets by path. ``specs()`` describes each target for the heads and losses that use it
-(``{"num_classes": K, ...}``); ``empty()`` is the targets of an image with nothing to learn, which
-every loss leaves out.
+add their targets by path (:func:`match_sources` counts the images each of them does not list).
+``targets_for`` of a path a source does not list is an :class:`InputError`, except in a source
+matched onto another's images, which gives ``empty()`` for them. ``specs()`` describes each target
+for the heads and losses that use it (``{"num_classes": K, ...}``); ``empty()`` is the targets of an
+image with nothing to learn, which every loss leaves out.
 
 Built with ``from_config(params, data_cfg, run_dir)``: the entry's own parameters, ``config.data``
 (whose keys fill in what the entry does not set) and the run folder (for caches). ``check_inputs``
 with the same arguments fails in one line, before any work or queueing, when the inputs are missing.
 """
 
+import logging
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.data.tag_table import TagTable
-from vise_plugin.errors import ConfigError
+from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.labels.store import LabelStore
 from vise_plugin.registry import TARGET_SOURCES
 
+logger = logging.getLogger(__name__)
+
 Targets = Dict[str, torch.Tensor]
 COMMENT_TARGETS = ("histogram", "uniform")
+#: a source matched onto another's images stops the run when it lists none of them or misses more than this share
+MAX_UNMATCHED_FRACTION = 0.5
+#: the images of the listing source that :func:`match_sources` looks up (evenly spread over its rows)
+MATCH_CHECK_ROWS = 100_000
 
 
 def uniform_comment_target(comment_target: str) -> bool:
@@ -36,10 +45,26 @@ def uniform_comment_target(comment_target: str) -> bool:
     return comment_target == "uniform"
 
 
+def relative_image_path(path: str, image_root: str) -> str:
+    """``path`` as a source lists it: relative to ``image_root`` (an absolute path under the root loses
+    the root), without ``.`` parts or repeated separators (``./a//b.jpg`` is ``a/b.jpg``)."""
+    root = image_root.rstrip("/")
+    if root and os.path.isabs(path) and "://" not in root:
+        rel = os.path.relpath(path, os.path.abspath(root))
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            path = rel
+    elif root and path.startswith(root + "/"):  # a URL under a URL root
+        path = path[len(root):].lstrip("/")
+    return path if "://" in path else os.path.normpath(path)
+
+
 class TargetSource:
     """The interface every registered source has (see the module docstring)."""
 
     image_root: str = ""
+    #: set by :func:`match_sources` once it has counted the listing source's images this source does
+    #: not list and found them few enough: :meth:`targets_for` then gives :meth:`empty` for them
+    unmatched_empty: bool = False
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -53,6 +78,23 @@ class TargetSource:
     def targets_for(self, path: str) -> Targets:
         raise NotImplementedError
 
+    def lists(self, path: str) -> bool:
+        """Whether :meth:`targets_for` knows image ``path`` (by default: gives its targets without an
+        :class:`InputError`)."""
+        try:
+            self.targets_for(path)
+        except InputError:
+            return False
+        return True
+
+    def unlisted(self, path: str) -> Targets:
+        """:meth:`targets_for` of an image the source does not list: :meth:`empty` when
+        ``unmatched_empty``, else an :class:`InputError` naming the path and the source."""
+        if self.unmatched_empty:
+            return self.empty()
+        raise InputError(f"{path}: not an image of {self.describe()} (its paths are relative to "
+                         f"{self.image_root or 'the working directory'})")
+
     def empty(self) -> Targets:
         raise NotImplementedError
 
@@ -61,6 +103,35 @@ class TargetSource:
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def match_sources(sources: Sequence[TargetSource], max_unmatched: Sequence[Optional[float]] = ()) -> None:
+    """Judges, for every source after the first, how many of the first's images (those it adds its
+    targets to, by path) it lists: at most :data:`MATCH_CHECK_ROWS` of them, evenly spread, are
+    looked up. A source that lists none of them, or misses more than its ``max_unmatched[i]``
+    share (default :data:`MAX_UNMATCHED_FRACTION`), stops the run in one :class:`InputError` with up
+    to five of the missing paths; otherwise the missing ones are logged and the source gives them
+    empty targets (nothing to learn) from then on.
+    """
+    if len(sources) < 2 or len(sources[0]) == 0:
+        return
+    first = sources[0]
+    rows = np.unique(np.linspace(0, len(first) - 1, num=min(len(first), MATCH_CHECK_ROWS)).round().astype(np.int64))
+    paths = [first.path(int(r)) for r in rows]
+    checked = f"{len(paths):,} images of {first.describe()}" + (" looked up" if len(paths) < len(first) else "")
+    for i, source in enumerate(sources[1:], start=1):
+        limit = max_unmatched[i] if i < len(max_unmatched) and max_unmatched[i] is not None else MAX_UNMATCHED_FRACTION
+        source.unmatched_empty = False
+        missing: List[str] = [p for p in paths if not source.lists(p)]
+        if not missing:
+            continue
+        summary = f"{len(missing):,} of the {checked} are not in it (e.g. {', '.join(missing[:5])})"
+        if len(missing) == len(paths) or len(missing) > limit * len(paths):
+            raise InputError(f"{source.describe()}: {summary}; the sources after the first add their targets to its "
+                             f"images by relative path, and none matching or more than {limit:.0%} unmatched stops the "
+                             "run (max_unmatched_fraction of the source's config.data.sources entry)")
+        logger.warning("%s: %s; they learn nothing from it", source.describe(), summary)
+        source.unmatched_empty = True
 
 
 def empty_targets(sources: Sequence[TargetSource]) -> Targets:
@@ -126,11 +197,18 @@ class EngagementLabels(TargetSource):
         return {"comments": torch.from_numpy(self.store.comment_histogram(row, self.uniform)),
                 "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64)}
 
-    def targets_for(self, path: str) -> Targets:
+    def row_of(self, path: str) -> Optional[int]:
+        """The store row of image ``path`` (see :func:`relative_image_path`), None when the store has none."""
         if self._rows is None:  # only when another source lists the images: one dict over the store's paths
-            self._rows = {self.store.images[i]: i for i in range(len(self.store))}
-        row = self._rows.get(path)
-        return self.empty() if row is None else self.targets_at(row)
+            self._rows = {os.path.normpath(self.store.images[i]): i for i in range(len(self.store))}
+        return self._rows.get(relative_image_path(path, self.image_root))
+
+    def lists(self, path: str) -> bool:
+        return self.row_of(path) is not None
+
+    def targets_for(self, path: str) -> Targets:
+        row = self.row_of(path)
+        return self.unlisted(path) if row is None else self.targets_at(row)
 
     def empty(self) -> Targets:
         return {"comments": torch.zeros(self.store.num_classes("comments")),
@@ -163,6 +241,7 @@ class WebTags(TargetSource):
         self.table = table
         self.image_root = image_root
         self.embeddings = None if embeddings is None else torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+        self._paths = {os.path.normpath(p): p for p in table.paths}  # normalised path -> the list's spelling
 
     @classmethod
     def check_inputs(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> None:
@@ -192,10 +271,14 @@ class WebTags(TargetSource):
         return self.table.paths[row]
 
     def targets_at(self, row: int) -> Targets:
-        return self.targets_for(self.table.paths[row])
+        return {"tags": self.table.target(self.table.paths[row])}
+
+    def lists(self, path: str) -> bool:
+        return relative_image_path(path, self.image_root) in self._paths
 
     def targets_for(self, path: str) -> Targets:
-        return {"tags": self.table.target(path)}
+        listed = self._paths.get(relative_image_path(path, self.image_root))
+        return self.unlisted(path) if listed is None else {"tags": self.table.target(listed)}
 
     def empty(self) -> Targets:
         return {"tags": torch.zeros(self.table.num_tags)}
@@ -218,11 +301,18 @@ def source_entries(sources: Sequence[Any]) -> list:
 
 
 def build_target_sources(sources: Sequence[Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> list:
-    """The sources of ``config.data.sources``, each from the registry, in order."""
-    built = []
+    """The sources of ``config.data.sources``, each from the registry, in order, the others matched
+    onto the first's images (:func:`match_sources`; an entry's ``max_unmatched_fraction`` sets its share)."""
+    built, max_unmatched = [], []
     for i, entry in enumerate(source_entries(sources)):
         cls = TARGET_SOURCES.get(entry["name"], f"config.data.sources[{i}]")
-        built.append(cls.from_config({k: v for k, v in entry.items() if k != "name"}, data_cfg, run_dir))
+        limit = entry.get("max_unmatched_fraction")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit <= 1):
+            raise ConfigError(f"config.data.sources[{i}].max_unmatched_fraction={limit!r}: use a share from 0 to 1")
+        max_unmatched.append(limit)
+        params = {k: v for k, v in entry.items() if k not in ("name", "max_unmatched_fraction")}
+        built.append(cls.from_config(params, data_cfg, run_dir))
+    match_sources(built, max_unmatched)
     return built
 
 
