@@ -98,8 +98,37 @@ def test_rerun_with_other_settings_refuses_the_unfinished_work(tiny_world, tmp_p
     out = str(tmp_path / "labels")
     os.makedirs(out + ".work")
     tiny_generator(out).settings.work.check_plan({"settings": {"seed": 0}})
-    with pytest.raises(ConfigError, match=r"plan.json: an unfinished label job with other settings \(settings, shards"):
+    with open(out + ".work/select/shard_00000.json", "w") as f:  # a finished step, done with those settings
+        f.write("{}")
+    with pytest.raises(ConfigError, match=r"plan.json: an unfinished label job with other settings is here "
+                                          r"\(config.labels.chunk_size: \(unset\) here, 16 now; "):
         tiny_generator(out).run(tiny_world["posts"], out)
+
+
+def test_a_job_that_finished_no_step_reruns_with_new_settings(tiny_world, tmp_path):
+    lines = open(tiny_world["posts"]).read().splitlines()
+    lines[3] = lines[3][:40]
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("\n".join(lines) + "\n")
+    out = str(tmp_path / "labels")
+    with pytest.raises(InputError, match=r"posts.jsonl:4: malformed JSON"):  # in the only shard: no step finished
+        tiny_generator(out, shard_bytes=1 << 30).run(str(posts), out)
+    assert os.listdir(out + ".work/select") == ["shard_00000.jsonl.tmp"]
+    meta = tiny_generator(out, shard_bytes=1 << 30, skip_bad_records=True).run(str(posts), out)
+    assert meta["bad_records"]["counts"] == {"empty_post": 1, "malformed_json": 1} and not os.path.exists(out + ".work")
+
+
+def test_rerun_after_a_failed_fit_takes_a_fixed_k_and_names_any_other_change(tiny_world, tmp_path):
+    from conftest import TINY_LABELS
+
+    out = str(tmp_path / "labels")
+    with pytest.raises(ConfigError, match="cannot fit k=5000 clusters"):  # after every shard's selection is done
+        tiny_generator(out, comments={**TINY_LABELS["comments"], "k": 5000}).run(tiny_world["posts"], out)
+    with pytest.raises(ConfigError) as refused:  # the seed chose the finished selection: it cannot change
+        tiny_generator(out, seed=1).run(tiny_world["posts"], out)
+    assert "(config.labels.comments.k: 5000 here, 8 now; config.labels.seed: 0 here, 1 now)" in str(refused.value)
+    tiny_generator(out).run(tiny_world["posts"], out)  # k is read by the fit alone, which has not run
+    assert _files(out) == _files(tiny_world["labels"])
 
 
 def test_finished_store_is_not_redone(tiny_world, tmp_path):

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from vise_plugin.errors import ConfigError
 from vise_plugin.labels.job.merge import merge_store
@@ -17,10 +17,31 @@ from vise_plugin.labels.job.stages import (
     fit_model,
     select_shard,
 )
-from vise_plugin.labels.job.work_dir import read_json
+from vise_plugin.labels.job.work_dir import read_json, said_change
 from vise_plugin.launch import JobRunner
 
 logger = logging.getLogger(__name__)
+
+#: settings the fit step reads and the select step does not: a rerun may change them until a model is fitted
+FIT_SETTINGS = ("comments", "reactions", "max_comments_per_post", "fit_max_posts")
+#: settings named otherwise in config.labels, with their values there
+_CONFIG_KEYS = {"skip_bad_records": ("on_bad_record", {True: "skip", False: "fail"}),
+                "skip_empty_posts": ("on_empty_post", {True: "skip", False: "fail"})}
+
+
+def describe_plan_change(key: Tuple[str, ...], old: Any, new: Any) -> str:
+    """A difference between two label job plans (:meth:`LabelPipeline.plan`) in config terms:
+    ``config.labels.comments.k: 5000 here, 8 now``."""
+    if key[0] == "settings" and len(key) > 1:
+        field, values = _CONFIG_KEYS.get(key[1], (key[1], {}))
+        name = ".".join(("config.labels", field) + key[2:])
+        old, new = (values.get(v, v) if isinstance(v, bool) else v for v in (old, new))
+    elif key[0] == "sizes" and len(key) > 1:
+        name = f"the size of {key[1]}"
+    else:
+        name = "the input shards (config.labels.posts, config.labels.shard_bytes)"
+        old, new = (f"{len(v)} shards" if isinstance(v, list) else v for v in (old, new))
+    return said_change(name, old, new)
 
 
 class LabelPipeline:
@@ -91,7 +112,7 @@ class LabelPipeline:
             logger.info("%s is complete for these inputs and settings; nothing to do", output)
             return existing
         work = self.settings.work
-        work.check_plan(plan)
+        work.check_plan(plan, describe_plan_change, FIT_SETTINGS)
         logger.info("labelling %d file(s) in %d shard(s); work folder %s", len(files), len(shards), work.root)
         with self.runner:
             pending = [s for s in shards if not os.path.exists(work.select_summary(s.name))]
