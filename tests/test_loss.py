@@ -126,3 +126,36 @@ def test_web_tag_loss_leaves_out_images_without_tags_and_is_zero_without_any():
     empty = loss_fn(output, {"tags": torch.zeros(3, 5)})
     empty.backward()
     assert empty.item() == 0.0 and all(torch.isfinite(t.grad).all() for t in output.values())
+
+
+@pytest.mark.parametrize("reactions, comments", [(torch.int32, torch.float64), (torch.int16, torch.float16),
+                                                 (torch.int8, torch.bfloat16)])
+def test_targets_of_the_stores_dtypes_give_the_same_loss_with_no_host_sync(reactions, comments):
+    from host_sync import HostSyncRecorder
+
+    _, output, target = _vise_case()  # its comment targets are exact in every float dtype
+    expected = VisELoss()(output, target)
+    given = {"comments": target["comments"].to(comments), "reactions": target["reactions"].to(reactions)}
+    with HostSyncRecorder() as recorder:  # reactions.npy is int32
+        loss = VisELoss()(output, given)
+        loss.backward()
+    assert recorder.calls == []
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("task, given, expected", [
+    ("reactions", torch.zeros(3, 1, dtype=torch.int64), r"reactions target: expected integer class ids of shape \(3,\)"
+                                                           r" for logits \(3, 5\), given torch.int64 \(3, 1\)"),
+    ("reactions", torch.zeros(3), r"reactions target: expected integer class ids .* given torch.float32 \(3,\)"),
+    ("reactions", torch.zeros(2, dtype=torch.int64), r"reactions target: .* shape \(3,\) .* given torch.int64 \(2,\)"),
+    ("comments", torch.zeros(3, 6), r"comments target: expected float .* shape \(3, 4\) for logits \(3, 4\), "
+                                    r"given torch.float32 \(3, 6\)"),
+    ("comments", torch.zeros(3, 4, dtype=torch.int64), r"comments target: expected float .* given torch.int64 \(3, 4\)"),
+])
+def test_a_target_of_the_wrong_shape_or_dtype_names_the_task_in_one_line(task, given, expected):
+    from vise_plugin.errors import UserError
+
+    _, output, target = _vise_case()
+    with pytest.raises(UserError, match=expected) as failed:
+        VisELoss()(output, {**target, task: given})
+    assert "\n" not in str(failed.value) and str(failed.value).startswith("vise_loss: ")

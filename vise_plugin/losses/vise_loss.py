@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from classy_vision.losses import ClassyLoss, register_loss
 
+from vise_plugin.errors import UserError
 from vise_plugin.losses.packed_targets import packed_if_asked
 
 SOFT_TARGET_TASKS = ("comments",)
@@ -47,6 +48,27 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return masked_mean(per_post, keep)
 
 
+def checked_target(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``target`` of ``task`` as its criterion reads it, from its dtype and shape alone (no value is
+    read, so the GPU is not waited for): a soft-target task's float ``(B, K)`` as it is, a class-id
+    task's ``(B,)`` of any integer dtype as int64 (the label store's ``reactions.npy`` is int32).
+    Anything else is a one-line :class:`UserError` naming the task, what was expected and what was given.
+
+    Args:
+        logits: ``(B, K)``.
+    """
+    soft = task in SOFT_TARGET_TASKS
+    if logits.dim() != 2:
+        raise UserError(f"vise_loss: {task} logits: expected (B, K), given {tuple(logits.shape)}")
+    shape = tuple(logits.shape) if soft else tuple(logits.shape[:1])
+    integer = not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
+    if tuple(target.shape) != shape or not (target.is_floating_point() if soft else integer):
+        expected = "float cluster histograms" if soft else "integer class ids"
+        raise UserError(f"vise_loss: {task} target: expected {expected} of shape {shape} for logits "
+                        f"{tuple(logits.shape)}, given {target.dtype} {tuple(target.shape)}")
+    return target if soft else target.long()
+
+
 @register_loss("vise_loss")
 class VisELoss(ClassyLoss):
     """Weighted sum of per-task losses over the tasks present in the model output.
@@ -81,7 +103,7 @@ class VisELoss(ClassyLoss):
             if task not in target:
                 raise KeyError(f"vise_loss: the model predicts {task!r} but the batch has no {task!r} target")
             criterion = soft_target_cross_entropy if task in SOFT_TARGET_TASKS else masked_cross_entropy
-            value = criterion(logits, target[task])
+            value = criterion(logits, checked_target(task, logits, target[task]))
             values[task] = value.detach()
             weighted = self.weights.get(task, 1.0) * value
             total = weighted if total is None else total + weighted
