@@ -32,20 +32,41 @@ def _official_layout():
     return torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])
 
 
+def _small_store(tiny_world, folder, num_posts):
+    """The first ``num_posts`` posts of the tiny world's label store, as a store of their own."""
+    from vise_plugin.labels import LabelStore, write_label_store
+
+    store = LabelStore(tiny_world["labels"])
+    rows = range(num_posts)
+    write_label_store(str(folder), [store.ids[i] for i in rows], [store.images[i] for i in rows],
+                      [store.comment_pairs(i) for i in rows], np.asarray(store.reactions)[:num_posts],
+                      {"tasks": store.meta["tasks"], "image_root": store.meta["image_root"]})
+    return str(folder)
+
+
+LEARN_EPOCHS = 20
+
+
 @pytest.fixture(scope="module")
 def vissl_run(tiny_world, tmp_path_factory):
-    """VISSL's trainer on the tiny world's label store, 2 epochs of ResNet-50 at 32 px, one process."""
-    checkpoints = tmp_path_factory.mktemp("vissl") / "checkpoints"
-    _vissl_run(tiny_world["labels"], checkpoints)
+    """VISSL's trainer, one process, ResNet-50 at 32 px: one batch of 4 posts seen 20 times, a strong
+    signal whatever the CPU's kernels (the loss falls to about 0.6 of its start with AVX512 or the default
+    kernels); a checkpoint after the first and the last epoch only."""
+    base = tmp_path_factory.mktemp("vissl")
+    store = _small_store(tiny_world, base / "labels4", 4)
+    checkpoints = base / "checkpoints"
+    _vissl_run(store, checkpoints, f"config.OPTIMIZER.num_epochs={LEARN_EPOCHS}",
+               f"config.CHECKPOINT.CHECKPOINT_FREQUENCY={LEARN_EPOCHS}")
     return checkpoints
 
 
+@pytest.mark.learning
 def test_vissl_trains_the_vise_head_and_loss_from_a_shipped_config(vissl_run):
     with open(vissl_run / "stdout.json") as f:
         losses = [json.loads(line)["loss"] for line in f]
-    assert len(losses) == 2 * (90 // 4)  # every iteration of 2 epochs logged (batches of 4, the last dropped)
+    assert len(losses) == LEARN_EPOCHS  # every iteration logged: one batch per epoch
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert statistics.mean(losses[-10:]) < 0.9 * statistics.mean(losses[:10]), losses
+    assert statistics.mean(losses[-5:]) < 0.8 * statistics.mean(losses[:5]), losses
     state = torch.load(vissl_run / "checkpoint.torch", weights_only=True)
     heads = state["classy_state_dict"]["base_model"]["model"]["heads"]
     assert {"0.fcs.comments.weight", "0.fcs.reactions.weight"} <= set(heads)
@@ -95,14 +116,7 @@ def _official_to_torchvision(state):
 
 
 def test_two_vissl_processes_train_on_gloo(tiny_world, tmp_path):
-    from vise_plugin.labels import LabelStore, write_label_store
-
-    store = LabelStore(tiny_world["labels"])
-    rows = range(16)  # 2 steps of 4 images on each of the 2 processes
-    small = str(tmp_path / "labels16")
-    write_label_store(small, [store.ids[i] for i in rows], [store.images[i] for i in rows],
-                      [store.comment_pairs(i) for i in rows], np.asarray(store.reactions)[:16],
-                      {"tasks": store.meta["tasks"], "image_root": store.meta["image_root"]})
+    small = _small_store(tiny_world, tmp_path / "labels16", 16)  # 2 steps of 4 images on each of the 2 processes
     checkpoints = tmp_path / "checkpoints"
     _vissl_run(small, checkpoints, "config.DISTRIBUTED.NUM_PROC_PER_NODE=2", "config.OPTIMIZER.num_epochs=1")
     with open(checkpoints / "stdout.json") as f:
