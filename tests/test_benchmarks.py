@@ -72,6 +72,7 @@ LEARN = ["config.benchmark.finetune.epochs=4", "config.benchmark.finetune.head_l
          "config.benchmark.linear.epochs=20"]
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
 def test_protocols_learn_from_the_image_far_above_chance(learnable, tmp_path, protocol):
     """A random-init trunk (linear: frozen; fine-tune: trained) on images whose colour is the class;

@@ -106,6 +106,7 @@ def test_one_command_compares_several_weights_on_the_demo_world_in_a_table_and_a
         assert chart.size[0] > 300 and len(chart.getcolors(1 << 16)) > 3
 
 
+@pytest.mark.learning
 def test_the_finetune_sweep_picks_by_val_and_lists_every_point(benchmark_data, tmp_path):
     run_dir = str(tmp_path / "sweep")
     record = run_benchmark(compose_config([

@@ -9,6 +9,7 @@ from vise_plugin.evaluation import extract_features, linear_eval, state_fingerpr
 from vise_plugin.models import build_trunk
 
 
+@pytest.mark.learning
 def test_linear_protocol_matches_sklearn_logistic_regression_on_digits():
     """The identity "trunk": the grid on raw digits pixels lands within 1 point of LogisticRegression."""
     x, y = load_digits(return_X_y=True)

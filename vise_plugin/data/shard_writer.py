@@ -23,6 +23,7 @@ from vise_plugin.errors import ConfigError
 from vise_plugin.io_utils import file_sha256
 from vise_plugin.labels.store import LabelStore
 from vise_plugin.launch import JobRunner
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def write_manifest(plan: ShardPlan, summaries: List[Dict[str, Any]]) -> Dict[str
     return manifest
 
 
+@keeps_process_state
 def run_shard_job(cfg: Any) -> Dict[str, Any]:
     """The shard job of a composed ``config`` node: ``config.data.labels`` (+ ``image_root``) into
     ``config.shards.output``, ``config.shards.num_workers`` processes or a submitit array."""

@@ -24,6 +24,7 @@ from iopath.common.file_io import g_pathmgr
 from vise_plugin.errors import InputError
 from vise_plugin.io_utils import torch_save_atomic
 from vise_plugin.models.weight_formats import convert_weights
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def _key_mismatch(module: nn.Module, state: Dict[str, torch.Tensor]):
 EXPORT_FORMATS = ("hub", "vissl")
 
 
+@keeps_process_state
 def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None,
                        fmt: str = "hub") -> Tuple[Dict[str, torch.Tensor], str]:
     """Writes the trunk of ``path`` to ``output``: in exactly the official hub format (``fmt="hub"``),

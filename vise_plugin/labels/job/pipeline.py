@@ -19,6 +19,7 @@ from vise_plugin.labels.job.stages import (
 )
 from vise_plugin.labels.job.work_dir import read_json, said_change
 from vise_plugin.launch import JobRunner
+from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class LabelPipeline:
         return meta
 
 
+@keeps_process_state
 def run_label_job(cfg) -> Dict[str, Any]:
     """Runs the label job of a composed ``config`` node (its ``labels`` and ``slurm`` sections)."""
     from omegaconf import OmegaConf
