@@ -211,3 +211,56 @@ def test_a_checkpoint_that_would_run_code_is_refused_on_resume(tiny_world, tmp_p
     assert not (tmp_path / "PAYLOAD_RAN").exists()
     assert trainer.iteration == (90 + 7) // 8  # trained from the start, the refused file kept aside
     assert len(list(run_dir.glob("set_aside_*/checkpoint.torch"))) == 1
+
+
+class _Snapshot:
+    """A hook that notes the weights, BatchNorm statistics and optimizer state after ``at`` and stops the run
+    (as a kill would) after ``stop``."""
+
+    def __init__(self, at, stop):
+        self.at, self.stop, self.state = at, stop, None
+
+    def __getattr__(self, name):
+        return lambda trainer: None
+
+    def after_step(self, trainer):
+        if trainer.iteration == self.at:
+            self.state = _training_state(trainer)
+        if trainer.iteration == self.stop:
+            raise KeyboardInterrupt
+
+
+def _training_state(trainer):
+    """``{name: tensor}`` copies of the weights, the BatchNorm buffers and the optimizer's state."""
+    state = {f"model.{k}": v.clone() for k, v in trainer.base_model.state_dict().items()}
+    for index, values in trainer.optimizer.state_dict()["state"].items():
+        state.update({f"optimizer.{index}.{k}": v.clone() for k, v in values.items() if torch.is_tensor(v)})
+    return state
+
+
+def _changed(before, after):
+    return sorted(k for k in before.keys() | after.keys()
+                  if k not in before or k not in after or not torch.equal(before[k], after[k]))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_a_batch_with_no_readable_image_moves_no_batchnorm_statistics(tiny_world, tmp_path, world_size):
+    """The second batch is wholly unreadable. One process skips the step: nothing moves. With several ranks
+    (here faked, without a process group) the rank steps with weight 0 on the placeholder batch to join the
+    others' gradient all-reduce, and its black images leave the BatchNorm statistics as they were."""
+    from poison import UnreadableBatch
+
+    os.makedirs(tmp_path / "run")
+    trainer = build_trainer(_cfg(tiny_world, str(tmp_path / "run"), "config.logging.log_freq=100"))
+    trainer.world_size = world_size
+    trainer.loader = UnreadableBatch(trainer.loader, at=(1,))
+    snapshot = _Snapshot(at=1, stop=2)
+    trainer.hooks.insert(0, snapshot)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.iteration == 2 and trainer.bad_images.skipped == 8
+    changed = _changed(snapshot.state, _training_state(trainer))
+    statistics = [k for k in snapshot.state if "running_" in k or "num_batches_tracked" in k]
+    assert statistics and not set(changed) & set(statistics), changed
+    if world_size == 1:
+        assert changed == []  # no forward, no momentum or weight decay applied to nothing

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT
 from iopath.common.file_io import NativePathHandler, g_pathmgr
 
@@ -156,3 +157,28 @@ def test_a_resume_past_the_end_of_an_epoch_goes_on_with_the_next_epoch(tiny_worl
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert (trainer.epoch, trainer.iteration) == (2, trainer.iterations_per_epoch)  # epoch 1 only
+
+
+def test_a_resume_under_other_settings_says_once_that_the_weights_agree_within_float_tolerance(tiny_world, tmp_path):
+    run_dir = str(tmp_path / "run")
+    warning = ("resuming under other settings than the checkpoint's (threads 2 -> 1): the run goes on exactly where it "
+               "stopped, but its weights will agree with an uninterrupted run within float tolerance, not bit for bit")
+
+    def run(epochs, threads):
+        trainer = pretrain(_cfg(tiny_world["labels"], run_dir, "config.data.subset=16",
+                                "config.logging.tensorboard=false", f"config.optimizer.num_epochs={epochs}",
+                                f"config.speed.cpu_threads={threads}"))
+        assert trainer.iteration == 2 * epochs
+        with open(os.path.join(run_dir, "log.txt")) as f:
+            log = f.read()
+        return log.count("resuming under other settings"), log.count(warning)
+
+    run(1, 1)
+    path = os.path.join(run_dir, "checkpoint.torch")
+    older = torch.load(path, weights_only=True)  # as an older version wrote it
+    del older["determinism"]
+    older["position"] = {k: older["position"][k] for k in ("iteration", "epoch", "batch_in_epoch")}
+    torch.save(older, path)
+    assert run(2, 2) == (0, 0)  # no record: resumed silently
+    assert run(3, 1) == (1, 1)  # threads 2 -> 1: said once
+    assert run(4, 1) == (1, 1)  # the same settings: nothing more said

@@ -40,7 +40,8 @@ def test_pretrain_writes_run_folder_and_logs(tiny_world, tmp_path):
     for key in ("loss", "loss_comments", "loss_reactions", "lr", "images_per_sec", "eta_seconds", "peak_mem_mb"):
         assert key in first
     checkpoint = _checkpoint(run_dir)
-    assert checkpoint["position"] == {"iteration": 2 * PER_EPOCH, "epoch": 2, "batch_in_epoch": 0, "loader_workers": 1}
+    assert checkpoint["position"] == {"iteration": 2 * PER_EPOCH, "epoch": 2, "batch_in_epoch": 0, "loader_workers": 1,
+                                      "samples_in_epoch": 0, "world_size": 1, "batch_size": 8}
     assert checkpoint["bad_images"] == {"seen": 90 * 2, "skipped": 0}
     assert checkpoint["trunk"] == "tiny" and set(checkpoint["tasks"]) == {"comments", "reactions"}
     assert _checkpoint(run_dir, "model_phase0.torch")["position"]["iteration"] == PER_EPOCH
@@ -187,4 +188,22 @@ def test_a_training_step_makes_no_host_sync(tiny_world, tmp_path):
     with HostSyncRecorder() as recorder:
         trainer.run_step(batch)
         trainer.run_step(placeholder, weight=0.0)
+        trainer.placeholder_step(placeholder)
     assert recorder.calls == []
+
+
+def test_checkpoints_record_what_bitwise_equal_weights_depend_on_and_deterministic_mode_trains(tiny_world, tmp_path):
+    from vise_plugin.engine.determinism import device_name
+
+    run_dir = str(tmp_path / "run")
+    threads = torch.get_num_threads()
+    trainer = pretrain(_cfg(tiny_world["labels"], run_dir, "config.speed.cpu_threads=3",
+                            "config.speed.deterministic=true", "config.data.subset=16", "config.optimizer.num_epochs=1",
+                            "config.logging.tensorboard=false"))
+    assert trainer.iteration == 2 and torch.isfinite(trainer.last_loss)
+    assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == threads  # put back
+    for name in ("checkpoint.torch", "model_phase0.torch"):
+        record = _checkpoint(run_dir, name)["determinism"]
+        assert record == {"torch": torch.__version__, "device": device_name(torch.device("cpu")),
+                          "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": 3,
+                          "cudnn_deterministic": True, "cudnn_benchmark": False, "deterministic_algorithms": True}

@@ -4,7 +4,14 @@ A checkpoint is a plain dict that ``torch.load(weights_only=True)`` reads back::
 
     {"kind": "vise_pretraining", "trunk": "resnet50", "tasks": {"comments": 1000, ...},
      "model": state dict (keys "trunk.*", "head.*"), "optimizer": ..., "grad_scaler": ...,
-     "position": {"iteration", "epoch", "batch_in_epoch"}, "rng": ..., "config": the resolved config}
+     "position": {"iteration", "epoch", "batch_in_epoch", "samples_in_epoch", "loader_workers", "world_size",
+                  "batch_size"},
+     "rng": ..., "bad_images": {"seen", "skipped"}, "determinism": determinism_record(device),
+     "config": the resolved config}
+
+``samples_in_epoch`` is the position a resume with another number of ranks or batch size goes on
+from; ``determinism`` what bitwise-equal weights depend on (:mod:`vise_plugin.engine.determinism`).
+Older checkpoints lack the keys after ``batch_in_epoch``, ``bad_images`` and ``determinism``, and still load.
 
 Files in the run folder (VISSL's names): ``model_phase<N>.torch`` after epoch ``N``,
 ``model_iteration<N>.torch`` every ``period_iterations`` iterations, and ``checkpoint.torch``, a copy

@@ -24,6 +24,7 @@ from vise_plugin.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from vise_plugin.engine.determinism import determinism_differences, determinism_record
 from vise_plugin.engine.hooks.base import HookBase
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.errors import ConfigError, NonFiniteLossError
@@ -39,6 +40,22 @@ def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bo
     return images, targets
 
 
+def _ranks(count: int) -> str:
+    return f"{count} rank" + ("s" if count != 1 else "")
+
+
+def _saved_determinism_record(device: torch.device) -> Dict[str, Any]:
+    """:func:`determinism_record` as a checkpoint keeps it: ``torch.__version__`` (a ``str`` subclass that
+    ``torch.load(weights_only=True)`` refuses) as a plain ``str``."""
+    return {key: str(value) if isinstance(value, str) else value for key, value in determinism_record(device).items()}
+
+
+def batchnorm_statistics(model: nn.Module) -> List[torch.Tensor]:
+    """The running means, variances and batch counts of every BatchNorm layer of ``model`` (SyncBatchNorm included)."""
+    return [buffer for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
+
+
 class Trainer:
     """Trains ``model`` on the batches of ``loader`` for ``num_epochs``.
 
@@ -48,9 +65,11 @@ class Trainer:
         base_model: the unwrapped model (whose state dict is saved).
         loss: ``(output, target dict) -> scalar``, e.g. :class:`VisELoss`.
         optimizer: a ``torch.optim`` optimizer.
-        lr_schedule: fvcore schedule of training progress in ``[0, 1)``, applied before every step.
+        lr_schedule: fvcore schedule of training progress in ``[0, 1)`` (:attr:`progress`: epochs and the share
+            of the epoch's samples read), applied before every step.
         loader: a DataLoader whose ``batch_sampler`` is a :class:`ResumableBatchSampler`, or over an iterable
-            dataset with the same ``set_epoch``/``len``/``batch_size`` (:class:`StreamingShards`).
+            dataset with the same ``set_epoch``/``len``/``batch_size``/``world_size``/``num_items``
+            (:class:`StreamingShards`).
         num_epochs: epochs to train.
         device: where the model is.
         precision: the :class:`MixedPrecision` of forward and backward.
@@ -65,12 +84,19 @@ class Trainer:
             :func:`collate_readable`); None: every batch is whole.
         placeholder: returns one item with the dataset's shapes and nothing to learn (default: the
             loader's ``dataset.placeholder_item``); a rank whose whole batch is unreadable steps on
-            two of them with weight 0, so it still joins the other ranks' gradient all-reduce.
+            two of them with weight 0, so it still joins the other ranks' gradient all-reduce
+            (:meth:`placeholder_step`; a single process skips the step).
         input_transform: ``(batch["input"], device, channels_last) ->`` :class:`Decoded` (the ``(B', 3, H, W)``
             images on the device, and the batch positions and names of those that did not decode) or a
             ``(B, 3, H, W)`` tensor, for inputs the loader leaves encoded (:class:`DeviceDecode`); None:
             the input is the image tensor. Images that do not decode are skipped and counted like
             those the loader could not read.
+
+    The position in an epoch is also kept as ``samples_in_epoch``, the samples of the epoch all ranks
+    together have read (``batch_in_epoch x batch size x ranks``, at most the epoch's items): a map-style
+    epoch (:class:`ResumableBatchSampler`) resumes from it with any number of ranks, batch size or
+    workers, and ``batch_in_epoch`` then counts in the current batches, so that the resumed epoch ends
+    when its last batch is read.
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
@@ -107,6 +133,7 @@ class Trainer:
         self.iteration = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.samples_in_epoch = 0
         self.bad_images = bad_images
         self._agreed_bad_images = {"seen": 0, "skipped": 0}
         self.last_loss: Optional[torch.Tensor] = None
@@ -122,7 +149,15 @@ class Trainer:
 
     @property
     def max_iterations(self) -> int:
-        return self.num_epochs * self.iterations_per_epoch
+        """The iteration training ends at: this one, the batches left of this epoch and those of the later ones."""
+        left = max(self.iterations_per_epoch - self.batch_in_epoch, 0) if self.epoch < self.num_epochs else 0
+        return self.iteration + left + max(self.num_epochs - self.epoch - 1, 0) * self.iterations_per_epoch
+
+    @property
+    def progress(self) -> float:
+        """Training progress in ``[0, 1)``: the epochs done and the share of this epoch's samples read, over
+        all epochs."""
+        return (self.epoch + self.samples_in_epoch / self.sampler.num_items) / self.num_epochs
 
     @property
     def global_batch_size(self) -> int:
@@ -141,10 +176,16 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.precision.state_dict(),
             "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                         "loader_workers": self.loader_workers},
+                         "samples_in_epoch": self.samples_in_epoch, **self._reading()},
             "rng": rng_state(),
             **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
+            "determinism": _saved_determinism_record(self.device),
         }
+
+    def _reading(self) -> Dict[str, int]:
+        """How the epoch is read: by how many ranks, in batches of how many items, with how many loader workers."""
+        return {"loader_workers": self.loader_workers, "world_size": self.sampler.world_size,
+                "batch_size": self.sampler.batch_size}
 
     def _bad_images_so_far(self) -> Dict[str, int]:
         """The images read and skipped so far: this process's counts, or with several ranks all ranks'
@@ -160,19 +201,61 @@ class Trainer:
         self.base_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state["grad_scaler"])
-        position = state["position"]
-        self.iteration, self.epoch, self.batch_in_epoch = (position["iteration"], position["epoch"],
-                                                           position["batch_in_epoch"])
-        saved_workers = position.get("loader_workers", self.loader_workers)
-        if (self.batch_in_epoch and saved_workers != self.loader_workers
-                and getattr(self.sampler, "resume_needs_same_workers", False)):
-            raise ConfigError(f"config.data.num_workers: the checkpoint stopped inside a streamed epoch read by "
-                              f"{saved_workers} data-loader worker(s), and that epoch goes on exactly only with as "
-                              f"many; set config.data.num_workers={saved_workers if saved_workers > 1 else 0}")
+        self._resume_at(state["position"])
         set_rng_state(state["rng"])
         if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
             self._agreed_bad_images = dict(state["bad_images"])
             self.bad_images.load_state_dict(state["bad_images"] if self.rank == 0 else {"seen": 0, "skipped": 0})
+        differences = determinism_differences(state.get("determinism", {}), determinism_record(self.device))
+        if differences and self.rank == 0:
+            logger.warning("resuming under other settings than the checkpoint's (%s): the run goes on exactly where "
+                           "it stopped, but its weights will agree with an uninterrupted run within float tolerance, "
+                           "not bit for bit", ", ".join(differences))
+
+    def _resume_at(self, position: Mapping[str, int]) -> None:
+        """Takes the checkpoint's position; checkpoints without the sample position (older ones) were read
+        as the run reads now."""
+        self.iteration, self.epoch = position["iteration"], position["epoch"]
+        self.batch_in_epoch = position["batch_in_epoch"]
+        now = self._reading()
+        saved = {key: position.get(key, value) for key, value in now.items()}
+        self.samples_in_epoch = position.get("samples_in_epoch", min(
+            self.batch_in_epoch * now["batch_size"] * now["world_size"], self.sampler.num_items))
+        if getattr(self.sampler, "elastic", False):
+            self._split_rest_of_epoch(saved, now)
+        elif self.batch_in_epoch and getattr(self.sampler, "resume_needs_same_workers", False):
+            self._require_same_reading(saved, now)
+
+    def _split_rest_of_epoch(self, saved: Mapping[str, int], now: Mapping[str, int]) -> None:
+        """A map-style epoch goes on from its sample position among the current ranks, in the current batches;
+        ``batch_in_epoch`` becomes the epoch's batch count less the batches left, so the epoch ends after its last."""
+        if self.samples_in_epoch >= self.sampler.num_items:  # past the epoch as it now is: train() goes on to the next
+            self.batch_in_epoch = max(self.batch_in_epoch, self.iterations_per_epoch)
+            return
+        self.batch_in_epoch = self.iterations_per_epoch - self.sampler.batches_after(self.samples_in_epoch)
+        if self.samples_in_epoch and any(saved[key] != now[key] for key in ("world_size", "batch_size")):
+            logger.info("resuming epoch %d at sample %d of %d with %s x batch %d (saved with %s x batch %d): the "
+                        "rest of the epoch is split among the current ranks", self.epoch, self.samples_in_epoch,
+                        self.sampler.num_items, _ranks(now["world_size"]), now["batch_size"],
+                        _ranks(saved["world_size"]), saved["batch_size"])
+
+    @staticmethod
+    def _require_same_reading(saved: Mapping[str, int], now: Mapping[str, int]) -> None:
+        """A streamed epoch (its lanes and shuffle buffers) goes on exactly only with the ranks, batch size and
+        workers that read its start: a one-line error names the setting to put back."""
+        stopped = "the checkpoint stopped inside a streamed epoch read"
+        ranks, batch, workers = saved["world_size"], saved["batch_size"], saved["loader_workers"]
+        if ranks != now["world_size"]:
+            raise ConfigError(f"config.distributed: {stopped} by {_ranks(ranks)}, and that epoch goes on exactly "
+                              f"only with as many; run it on {_ranks(ranks)} (config.distributed.num_nodes x "
+                              "config.distributed.num_proc_per_node)")
+        if batch != now["batch_size"]:
+            raise ConfigError(f"config.data.batch_size_per_gpu: {stopped} in batches of {batch} per rank, and that "
+                              f"epoch goes on exactly only with those; set config.data.batch_size_per_gpu={batch}")
+        if workers != now["loader_workers"]:
+            raise ConfigError(f"config.data.num_workers: {stopped} by {workers} data-loader worker(s), and that "
+                              f"epoch goes on exactly only with as many; set config.data.num_workers="
+                              f"{workers if workers > 1 else 0}")
 
     def resume_or_start(self) -> bool:
         """Loads the newest readable checkpoint of the run folder; returns whether there was one.
@@ -220,7 +303,7 @@ class Trainer:
         decoded by :meth:`decode` when the loader leaves it encoded); returns the loss, still on the
         device. ``weight=0`` takes part in the step (and DDP's gradient all-reduce) while adding
         nothing to the gradients."""
-        lr = self.lr_schedule(self.iteration / self.max_iterations)
+        lr = self.lr_schedule(self.progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, targets = _to_device(batch, self.device, self.channels_last)
@@ -238,6 +321,17 @@ class Trainer:
             raise RuntimeError("a rank's whole batch was unreadable and the dataset has no placeholder_item() "
                                "to keep the ranks in step")
         return self.decode(self.collate([self._placeholder()] * 2))[0]
+
+    def placeholder_step(self, placeholder: Mapping[str, Any]) -> None:
+        """The step of a rank whose whole batch was unreadable while the others step: weight 0 on
+        ``placeholder`` (:meth:`placeholder_batch`), so that it joins their gradient all-reduce; the BatchNorm
+        statistics its black images moved are put back (copies on the device, read by nothing on the host)."""
+        statistics = batchnorm_statistics(self.base_model)
+        kept = [buffer.clone() for buffer in statistics]
+        self.run_step(placeholder, weight=0.0)
+        with torch.no_grad():
+            for buffer, value in zip(statistics, kept):
+                buffer.copy_(value)
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         """Notes, without waiting for the device, the first iteration whose loss (and each task's) is
@@ -322,9 +416,12 @@ class Trainer:
                 logger.warning("resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
                                "or the number of ranks changed): going on with epoch %d", self.batch_in_epoch,
                                self.epoch, self.iterations_per_epoch, self.epoch + 1)
-                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
                 continue
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            if getattr(self.sampler, "elastic", False):
+                self.sampler.set_epoch(self.epoch, start_sample=self.samples_in_epoch)
+            else:
+                self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             for batch in self.loader:
                 skipped = list(batch.pop(SKIPPED, []))
                 batch, undecodable = self.decode(batch)
@@ -334,14 +431,14 @@ class Trainer:
                                            judge=self.world_size == 1)
                 if "input" in batch:
                     self.last_loss = self.run_step(batch)
-                elif self.world_size > 1:
-                    # Every image of this rank's batch was unreadable; the other ranks still step, and
-                    # their gradient all-reduce needs this rank, so it joins with a zero-weight step.
-                    self.run_step(self.placeholder_batch(), weight=0.0)
+                elif self.world_size > 1:  # the others' gradient all-reduce needs this rank
+                    self.placeholder_step(self.placeholder_batch())
                 self.iteration += 1
                 self.batch_in_epoch += 1
+                self.samples_in_epoch = min(self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size,
+                                            self.sampler.num_items)
                 if self.batch_in_epoch == self.iterations_per_epoch:
-                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
                     self._call("after_step")
                     self._call("after_epoch")
                 else:
