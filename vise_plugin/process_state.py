@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
 
-def _backend_flags() -> Dict[str, Any]:
+def backend_flags() -> Dict[str, Any]:
     """The global switches of torch's kernels (the ones bitwise results depend on)."""
     cudnn = torch.backends.cudnn
     return {
@@ -41,7 +41,7 @@ def _backend_flags() -> Dict[str, Any]:
     }
 
 
-def _set_backend_flags(flags: Dict[str, Any]) -> None:
+def set_backend_flags(flags: Dict[str, Any]) -> None:
     cudnn = torch.backends.cudnn
     torch.set_default_dtype(flags["default_dtype"])
     torch.use_deterministic_algorithms(flags["deterministic_algorithms"], warn_only=flags["deterministic_warn_only"])
@@ -78,7 +78,7 @@ class ProcessState:
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             python_rng=random.getstate(),
             numpy_rng=np.random.get_state(),
-            backend=_backend_flags(),
+            backend=backend_flags(),
             warning_filters=list(warnings.filters),
             root_handlers=list(root.handlers),
             root_level=root.level,
@@ -96,7 +96,7 @@ class ProcessState:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         random.setstate(self.python_rng)
         np.random.set_state(self.numpy_rng)
-        _set_backend_flags(self.backend)
+        set_backend_flags(self.backend)
         warnings.filters[:] = self.warning_filters
         warnings._filters_mutated()  # what warnings.catch_warnings calls on exit: cached "once" decisions reset
         root = logging.getLogger()

@@ -7,27 +7,41 @@ thread count and cuDNN / deterministic-algorithm switches. A checkpoint records 
 stopped, but its weights agree with an uninterrupted run only within float tolerance.
 """
 
+import contextlib
 import os
 import platform
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import torch
+
+from vise_plugin.process_state import backend_flags, set_backend_flags
 
 CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for deterministic results (CUDA's reproducibility notes)
 
 
-def apply_speed_settings(cpu_threads: Optional[int] = None, deterministic: bool = False) -> None:
-    """Sets torch's intra-op threads (``config.speed.cpu_threads``; None keeps torch's default) and, with
-    ``deterministic`` (``config.speed.deterministic``), deterministic algorithms, the cuDNN flags and
-    ``CUBLAS_WORKSPACE_CONFIG``, for bitwise resumes on GPUs. Callers wrap the run in
-    :func:`vise_plugin.process_state.kept_process_state`, which puts all of it back afterwards."""
-    if cpu_threads:
-        torch.set_num_threads(int(cpu_threads))
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+@contextlib.contextmanager
+def speed_settings(cpu_threads: Optional[int] = None, deterministic: bool = False) -> Iterator[None]:
+    """Runs the block with torch's intra-op threads set to ``cpu_threads`` (``config.speed.cpu_threads``; None
+    keeps the process's) and, with ``deterministic`` (``config.speed.deterministic``), deterministic
+    algorithms, ``cudnn.deterministic``, no ``cudnn.benchmark`` and ``CUBLAS_WORKSPACE_CONFIG``, for bitwise
+    resumes on GPUs; the threads, flags and variable are put back afterwards."""
+    threads, flags, workspace = torch.get_num_threads(), backend_flags(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        if cpu_threads:
+            torch.set_num_threads(int(cpu_threads))
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        set_backend_flags(flags)
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def _cpu_model() -> str:
@@ -53,7 +67,7 @@ def determinism_record(device: torch.device) -> Dict[str, Any]:
     """The settings bitwise-equal results depend on, as plain values (saved in every checkpoint)."""
     cudnn = torch.backends.cudnn
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass that torch.load(weights_only=True) refuses
         "device": device_name(device),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),

@@ -15,7 +15,6 @@ from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
 from vise_plugin.engine.checkpoint import Checkpointer
-from vise_plugin.engine.determinism import apply_speed_settings
 from vise_plugin.engine.distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
 from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from vise_plugin.engine.model_setup import prepare_model
@@ -156,6 +155,7 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
                                   f" under {images.image_root}" if getattr(images, "image_root", "") else ""),
         input_transform=(DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder) if decodes_on_device(cfg.data.decode_on)
                          else None),
+        cpu_threads=cfg.speed.cpu_threads, deterministic=cfg.speed.deterministic,
     )
 
 
@@ -172,7 +172,6 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     """
     cfg = root_cfg.config
     require_inputs(cfg)
-    apply_speed_settings(cfg.speed.cpu_threads, cfg.speed.deterministic)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
     init_distributed(use_gpu(cfg.device), cfg.distributed.backend)

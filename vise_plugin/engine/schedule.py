@@ -37,7 +37,8 @@ def check_lr_schedule(num_epochs: float, warmup_epochs: float, kind: str = "cosi
 def lr_schedule(peak_lr: float, num_epochs: float, warmup_epochs: float, kind: str = "cosine") -> ParamScheduler:
     """Linear warm-up from ``0.1 * peak_lr`` over ``warmup_epochs``, then the schedule ``kind``.
 
-    The trainer evaluates it before every step at ``iteration / max_iterations``.
+    The trainer evaluates it before every step at its ``progress``: (epochs done + the share of this epoch's
+    samples read) / ``num_epochs``.
     """
     check_lr_schedule(num_epochs, warmup_epochs, kind)
     main = LR_SCHEDULES.get(kind, "config.optimizer.schedule")(peak_lr)

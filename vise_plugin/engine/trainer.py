@@ -24,7 +24,7 @@ from vise_plugin.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from vise_plugin.engine.determinism import determinism_differences, determinism_record
+from vise_plugin.engine.determinism import determinism_differences, determinism_record, speed_settings
 from vise_plugin.engine.hooks.base import HookBase
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.errors import ConfigError, NonFiniteLossError
@@ -42,12 +42,6 @@ def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bo
 
 def _ranks(count: int) -> str:
     return f"{count} rank" + ("s" if count != 1 else "")
-
-
-def _saved_determinism_record(device: torch.device) -> Dict[str, Any]:
-    """:func:`determinism_record` as a checkpoint keeps it: ``torch.__version__`` (a ``str`` subclass that
-    ``torch.load(weights_only=True)`` refuses) as a plain ``str``."""
-    return {key: str(value) if isinstance(value, str) else value for key, value in determinism_record(device).items()}
 
 
 def batchnorm_statistics(model: nn.Module) -> List[torch.Tensor]:
@@ -91,6 +85,8 @@ class Trainer:
             ``(B, 3, H, W)`` tensor, for inputs the loader leaves encoded (:class:`DeviceDecode`); None:
             the input is the image tensor. Images that do not decode are skipped and counted like
             those the loader could not read.
+        cpu_threads, deterministic: ``config.speed.cpu_threads`` and ``config.speed.deterministic``, in force
+            while :meth:`train` runs (see :func:`speed_settings`) and put back when it returns.
 
     The position in an epoch is also kept as ``samples_in_epoch``, the samples of the epoch all ranks
     together have read (``batch_in_epoch x batch size x ranks``, at most the epoch's items): a map-style
@@ -110,7 +106,8 @@ class Trainer:
                  preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
                  extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None,
                  placeholder: Optional[Callable[[], Mapping[str, Any]]] = None,
-                 input_transform: Optional[Callable] = None):
+                 input_transform: Optional[Callable] = None, cpu_threads: Optional[int] = None,
+                 deterministic: bool = False):
         self.model = model
         self.base_model = base_model
         self.loss = loss
@@ -140,6 +137,7 @@ class Trainer:
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
         self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
         self.input_transform = input_transform
+        self.speed = (cpu_threads, deterministic)
         self.collate = (getattr(getattr(loader, "dataset", None), "collate", None) or getattr(loader, "collate_fn", None)
                         or default_collate)
 
@@ -179,7 +177,7 @@ class Trainer:
                          "samples_in_epoch": self.samples_in_epoch, **self._reading()},
             "rng": rng_state(),
             **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
-            "determinism": _saved_determinism_record(self.device),
+            "determinism": determinism_record(self.device),
         }
 
     def _reading(self) -> Dict[str, int]:
@@ -206,7 +204,9 @@ class Trainer:
         if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
             self._agreed_bad_images = dict(state["bad_images"])
             self.bad_images.load_state_dict(state["bad_images"] if self.rank == 0 else {"seen": 0, "skipped": 0})
-        differences = determinism_differences(state.get("determinism", {}), determinism_record(self.device))
+        with speed_settings(*self.speed):
+            now = determinism_record(self.device)
+        differences = determinism_differences(state.get("determinism", {}), now)
         if differences and self.rank == 0:
             logger.warning("resuming under other settings than the checkpoint's (%s): the run goes on exactly where "
                            "it stopped, but its weights will agree with an uninterrupted run within float tolerance, "
@@ -407,8 +407,12 @@ class Trainer:
             getattr(hook, method)(self)
 
     def train(self) -> None:
-        """Trains from the current position to the end; raises :class:`Preempted` after saving
-        ``checkpoint.torch`` when the preemption flag is set."""
+        """Trains from the current position to the end, under the trainer's thread count and kernel flags;
+        raises :class:`Preempted` after saving ``checkpoint.torch`` when the preemption flag is set."""
+        with speed_settings(*self.speed):
+            self._train()
+
+    def _train(self) -> None:
         self.model.train()
         self._call("before_train")
         while self.epoch < self.num_epochs:
