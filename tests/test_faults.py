@@ -1,5 +1,6 @@
 """Fault injection: corrupt and missing images, a NaN loss, a kill while a checkpoint is written, bad configs."""
 
+import json
 import os
 import shutil
 
@@ -264,3 +265,18 @@ def test_a_batch_with_no_readable_image_moves_no_batchnorm_statistics(tiny_world
     assert statistics and not set(changed) & set(statistics), changed
     if world_size == 1:
         assert changed == []  # no forward, no momentum or weight decay applied to nothing
+
+
+def test_a_logged_iteration_before_any_readable_batch_logs_that_instead_of_a_loss(tiny_world, tmp_path, caplog):
+    """The run's first batch is wholly unreadable and its iteration is logged: there is no loss to show yet."""
+    from poison import UnreadableBatch
+
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    trainer = build_trainer(_cfg(tiny_world, run_dir, "config.logging.log_freq=1", "config.optimizer.num_epochs=1"))
+    trainer.loader = UnreadableBatch(trainer.loader, at=(0,))
+    with caplog.at_level("INFO"):
+        trainer.train()
+    with open(os.path.join(run_dir, "stdout.json")) as f:
+        assert [json.loads(line)["iteration"] for line in f] == list(range(2, trainer.iteration + 1))
+    assert f"it 1/{trainer.iteration}  no batch trained yet (8 of 8 images unreadable so far)" in caplog.text

@@ -63,6 +63,11 @@ class TrainLogHook(HookBase):
         trainer.check_finite()  # on every rank, at the same iterations
         if not self.enabled:
             return
+        if trainer.last_loss is None:  # every image this rank read so far was unreadable: no loss to show yet
+            logger.info("it %d/%d  no batch trained yet (%d of %d images unreadable so far)", trainer.iteration,
+                        trainer.max_iterations, getattr(trainer.bad_images, "skipped", 0),
+                        getattr(trainer.bad_images, "seen", 0))
+            return
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         iters = trainer.iteration - self._last_iteration
