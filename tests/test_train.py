@@ -129,6 +129,7 @@ def test_two_gloo_ranks_train_one_model_unlike_one_process_on_half_the_data(tiny
     assert half.iteration == 2 * per_epoch and weights_line(half) != rank0
 
 
+@pytest.mark.learning
 def test_classy_task_still_trains_with_classy_trainer(tiny_world):
     import copy
 
@@ -141,25 +142,28 @@ def test_classy_task_still_trains_with_classy_trainer(tiny_world):
     from vise_plugin.models import VisEModel
     from vise_plugin.tasks import VisEPretrainTask
 
-    dataset = VisEEngagementDataset(tiny_world["labels"], batchsize_per_replica=16, image_size=32, crop_scale_min=0.5)
+    # A strong signal, whatever the CPU's kernels: 16 posts seen 12 times, then scored on those 16 posts.
+    # (Measured: the loss falls to 0.39 of its start with AVX512, AVX2 or the default kernels.)
+    dataset = VisEEngagementDataset(tiny_world["labels"], batchsize_per_replica=16, image_size=32, crop_scale_min=0.5,
+                                    subset=16)
     dataset.set_num_workers(0)
     tasks = {name: dataset.store.num_classes(name) for name in ("comments", "reactions")}
     torch.manual_seed(0)
     model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": tasks}])
     before = copy.deepcopy(model)
-    fixed = default_collate([dataset.dataset[(i, i)] for i in range(32)])  # seeded crops: the same batch twice
+    fixed = default_collate([dataset.dataset[(i, i)] for i in range(16)])  # seeded crops: the same batch twice
 
     def fixed_batch_loss(m):
         with torch.no_grad():
             return float(VisELoss()(copy.deepcopy(m).train()(fixed["input"]), fixed["target"]))
 
-    task = (VisEPretrainTask().set_num_epochs(4).set_dataset(dataset, "train").set_model(model).set_loss(VisELoss())
+    task = (VisEPretrainTask().set_num_epochs(12).set_dataset(dataset, "train").set_model(model).set_loss(VisELoss())
             .set_optimizer(SGD(lr=0.05, momentum=0.9)).set_meters([]).set_hooks([]))
     LocalTrainer().train(task)
-    assert task.num_updates == 4 * 6 * 16  # classy counts batch sizes: 4 epochs of 6 batches of 16
+    assert task.num_updates == 12 * 16  # classy counts batch sizes: 12 epochs of one batch of 16
     for name in ("trunk.0.0.0.weight", "head.fcs.comments.weight", "head.fcs.reactions.weight"):
         assert not torch.equal(model.state_dict()[name], before.state_dict()[name]), name
-    assert fixed_batch_loss(model) < 0.9 * fixed_batch_loss(before)
+    assert fixed_batch_loss(model) < 0.6 * fixed_batch_loss(before)
 
 
 def test_sync_bn_on_one_process_says_it_does_nothing(caplog):
