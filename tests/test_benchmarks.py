@@ -12,7 +12,6 @@ from vise_plugin.evaluation import (FinetuneSettings, finetune_eval, read_benchm
                                     state_fingerprint)
 from vise_plugin.evaluation.suite import run_suite
 from vise_plugin.models import build_trunk
-from vise_plugin.process_state import kept_process_state
 
 TASKS = ("unbiased_emotion", "politics", "hateful_memes", "cub")
 CHANCE = {"unbiased_emotion": 100 / 6, "politics": 50, "cub": 100 / 3}
@@ -163,8 +162,7 @@ def nine_train_images(tmp_path_factory):
 
 def _finetune(data, trunk=None, **settings):
     s = FinetuneSettings(**{"epochs": 2, "image_size": 16, "resize_ratio": 1.0, "num_workers": 0, **settings})
-    with kept_process_state():  # finetune_eval seeds torch's generator
-        return finetune_eval(trunk or build_trunk("tiny"), data, data.folds[0], s)
+    return finetune_eval(trunk or build_trunk("tiny"), data, data.folds[0], s)
 
 
 def test_finetune_reads_the_loss_once_per_epoch_not_once_per_step(nine_train_images):

@@ -4,6 +4,7 @@ kernel flags, warnings filters, log handlers, working directory, environment and
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import warnings
@@ -17,19 +18,30 @@ from vise_plugin.process_state import ProcessState, kept_process_state
 
 
 @pytest.fixture
-def unusual_state():
+def unusual_state(tmp_path):
     """A caller's state no entry point would set by itself: 3 threads, seeded generators, one extra
-    warnings filter and log handler; put back after the test whatever happens."""
+    warnings filter and a log file of its own (opened with mode "w", which a closed handler never
+    reopens); put back after the test whatever happens. Yields a function that logs a line to that file
+    and returns the file's text."""
     with kept_process_state():
         torch.set_num_threads(3)
         torch.manual_seed(1234)
         random.seed(1234)
         np.random.seed(1234)
         warnings.filterwarnings("ignore", message="a caller's own filter")
-        handler = logging.NullHandler()
+        path = tmp_path / "callers.log"
+        handler = logging.FileHandler(path, mode="w")
         logging.getLogger().addHandler(handler)
-        yield
+        logging.getLogger().setLevel(logging.INFO)
+
+        def log_and_read(line):
+            logging.getLogger("caller").info(line)
+            handler.flush()
+            return path.read_text()
+
+        yield log_and_read
         logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def _entry_points(world, run_dir, tmp):
@@ -64,7 +76,7 @@ def _entry_points(world, run_dir, tmp):
     }
 
 
-def _library_calls(entries):
+def _library_calls(entries, downstream_root):
     """``name -> call``: the functions behind the command-line entries, called from Python as a notebook would."""
     from vise_plugin.config import compose_config
     from vise_plugin.data.shard_writer import run_shard_job
@@ -80,8 +92,21 @@ def _library_calls(entries):
     def composed(name, rename):
         return compose_config(again(entries[name][1], rename))
 
+    from vise_plugin.engine.pretrain import build_trainer
+    from vise_plugin.evaluation import FinetuneSettings, finetune_eval, linear_eval
+    from vise_plugin.evaluation.datasets import read_image_folder
+    from vise_plugin.models import build_trunk
+
     hub, curves = entries["vise-export-hub"][1], entries["vise-curves"][1]
+    downstream = read_image_folder(downstream_root)
+    features = np.random.default_rng(0).normal(size=(len(downstream.paths), 4)).astype(np.float32)
+    trunk = build_trunk("tiny")  # its random init is the caller's draw, not the entry point's
     return {
+        "build_trainer": lambda: build_trainer(composed("vise-run pretrain", "/pretrain")),
+        "linear_eval": lambda: linear_eval(features, downstream.targets, downstream.folds[0], lrs=[0.1],
+                                           weight_decays=[0.0], epochs=2, batch_size=4),
+        "finetune_eval": lambda: finetune_eval(trunk, downstream, downstream.folds[0], FinetuneSettings(
+            epochs=1, image_size=16, resize_ratio=1.0, num_workers=0)),
         "run_label_job": lambda: run_label_job(composed("vise-labels", "/store").config),
         "pretrain": lambda: __import__("vise_plugin.engine.pretrain", fromlist=["pretrain"]).pretrain(
             composed("vise-run pretrain", "/pretrain")),
@@ -98,13 +123,14 @@ def test_every_entry_point_leaves_the_callers_process_as_it_found_it(tiny_world,
     cwd = os.getcwd()
     entries = _entry_points(tiny_world, tiny_run["run_dir"], str(tmp_path))
     calls = {name: (lambda f=function, a=argv: f(a)) for name, (function, argv) in entries.items()}
-    for name, call in {**calls, **_library_calls(entries)}.items():
+    for name, call in {**calls, **_library_calls(entries, str(tmp_path / "downstream"))}.items():
         before = ProcessState.capture()
         result = call()
         after = ProcessState.capture()
         assert name not in calls or result == 0, (name, capsys.readouterr().err[-2000:])
         assert before.differences(after) == [], name
         assert os.getcwd() == cwd
+        assert unusual_state(f"the caller logs after {name}").endswith(f"the caller logs after {name}\n"), name
 
 
 def test_a_run_that_fails_also_leaves_the_process_as_it_found_it(tiny_world, tmp_path, unusual_state):
@@ -143,7 +169,11 @@ def test_the_snapshot_sees_each_setting_change():
         warnings.filterwarnings("ignore", message="x")
         logging.getLogger().addHandler(logging.NullHandler())
         os.environ["VISE_PROCESS_STATE_TEST"] = "1"
+        torch.set_default_dtype(torch.float64)
+        logging.getLogger().setLevel(logging.getLogger().level + 1)
+        os.chdir(os.path.dirname(os.getcwd()))
+        signal.signal(signal.SIGUSR1, lambda *_: None)
         assert sorted(before.differences(ProcessState.capture())) == sorted(
             ["threads", "torch_rng", "numpy_rng", "python_rng", "backend.cudnn.benchmark", "warning_filters",
-             "root_handlers", "environ"])
-    assert "VISE_PROCESS_STATE_TEST" not in os.environ
+             "root_handlers", "environ", "backend.default_dtype", "root_level", "cwd", "signal_handlers"])
+    assert "VISE_PROCESS_STATE_TEST" not in os.environ and torch.get_default_dtype() == torch.float32

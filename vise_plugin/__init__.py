@@ -11,14 +11,15 @@ import warnings
 # time. Those warnings are hidden while the package imports; the filters that hide them are removed
 # afterwards, and those the dependencies install themselves stay.
 _IMPORT_WARNINGS = (r".*torchvision\.transforms\._(functional|transforms)_video.*", r".*torch\.jit\.script.*deprecated.*")
+_before = list(warnings.filters)
 for _message in _IMPORT_WARNINGS:
     warnings.filterwarnings("ignore", message=_message)
-_ours = warnings.filters[:len(_IMPORT_WARNINGS)]
+_ours = [f for f in warnings.filters[:len(_IMPORT_WARNINGS)] if f not in _before]  # one the caller has stays
 try:
     from vise_plugin import data, losses, models, tasks  # noqa: E402,F401  (registration)
 finally:
     warnings.filters[:] = [f for f in warnings.filters if not any(f is o for o in _ours)]
-    warnings._filters_mutated()
-    del _message, _ours
+    getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls: cached decisions reset
+    del _message, _ours, _before
 
 __version__ = "0.1.0"

@@ -2,8 +2,10 @@
 
 A run sets torch's thread count, seeds the random generators, installs log handlers and may switch
 on deterministic kernels; called from a notebook, a test or another library, it must leave the
-caller's process as it found it. :func:`keeps_process_state` wraps every public entry point of the
-package (the engines, the label and shard jobs, feature extraction, the suite, the exports).
+caller's process as it found it. :func:`keeps_process_state` wraps the entry points of the package
+(the engines, the label and shard jobs, feature extraction, the suite, the exports, the ``vise-*``
+commands); the builders below them that draw seeded weights (:func:`seeded`) leave the caller's
+generators alone too.
 """
 
 import contextlib
@@ -98,7 +100,7 @@ class ProcessState:
         np.random.set_state(self.numpy_rng)
         set_backend_flags(self.backend)
         warnings.filters[:] = self.warning_filters
-        warnings._filters_mutated()  # what warnings.catch_warnings calls on exit: cached "once" decisions reset
+        getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls: cached decisions reset
         root = logging.getLogger()
         for handler in list(root.handlers):
             if handler not in self.root_handlers:
@@ -144,6 +146,16 @@ def kept_process_state() -> Iterator[ProcessState]:
         yield state
     finally:
         state.restore()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Runs the block with torch's generators (CPU and every GPU) seeded with ``seed``; the caller's
+    generator states are put back afterwards, so seeded weights do not reseed the caller's draws."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def keeps_process_state(function: F) -> F:

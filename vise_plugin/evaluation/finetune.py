@@ -15,6 +15,7 @@ from vise_plugin.data.transforms import eval_transform, train_transform
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.evaluation.datasets import ImageListDataset, LabelledImages
 from vise_plugin.evaluation.loader_workers import loader_workers
+from vise_plugin.process_state import seeded
 from vise_plugin.registry import METRICS
 from vise_plugin.models.trunks import trunk_out_channels
 
@@ -111,9 +112,15 @@ def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.nda
     not the only one (``n > batch_size`` and ``n % batch_size == 1``). After every epoch the model is
     scored on val; the epoch with the best ``metrics[0]`` is scored on test. Returns ``{"val_<m>",
     "test_<m>", "best_epoch", "test_scores": (n_test, K), "trunk": the fine-tuned trunk,
-    "classifier": (weight (K, C + E), bias (K,))}``.
+    "classifier": (weight (K, C + E), bias (K,))}``. Its random draws come from ``seed``; the caller's
+    generators are left as they were.
     """
-    torch.manual_seed(seed)
+    with seeded(seed):
+        return _finetune(trunk, data, fold, settings, device, seed, extra, metrics)
+
+
+def _finetune(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.ndarray], settings: FinetuneSettings,
+              device: str, seed: int, extra: Optional[np.ndarray], metrics: Sequence[str]) -> Dict:
     num_classes = data.targets.shape[1] if data.multilabel else len(data.classes)
     model = FinetuneModel(trunk, num_classes, 0 if extra is None else extra.shape[1])
     run = _Runner(model, data, settings, device, extra)

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vise_plugin.process_state import seeded
 from vise_plugin.registry import METRICS
 
 Features = Union[np.ndarray, Sequence[np.ndarray]]
@@ -115,9 +116,9 @@ def linear_eval(features: Features, targets: np.ndarray, fold: Dict[str, np.ndar
     rows.fit_standardisation(train)
     multilabel = targets.ndim == 2
     num_classes = targets.shape[1] if multilabel else int(targets.max()) + 1
-    torch.manual_seed(seed)
-    grid = LinearClassifierGrid(rows.dim, num_classes, lrs, weight_decays, multilabel)
-    grid.fit(rows, targets, train, epochs, batch_size, seed)
+    with seeded(seed):
+        grid = LinearClassifierGrid(rows.dim, num_classes, lrs, weight_decays, multilabel)
+        grid.fit(rows, targets, train, epochs, batch_size, seed)
     val_scores = grid.scores(rows, val)
     select = METRICS.get(metrics[0])
     selected = np.array([select(s, targets[val]) for s in val_scores])
