@@ -113,3 +113,13 @@ def test_a_second_source_matching_too_few_of_the_images_stops_in_one_line(store_
     assert labels.targets_for("elsewhere/c.jpg")["comments"].sum().item() == 0  # counted above: nothing to learn
     with pytest.raises(InputError, match="stops the run"):
         VisEEngagementDataset(store_folder, tag_list=_tag_list(tmp_path, unmatched)[0], tag_vocab=vocab)
+
+
+def test_image_paths_normalise_alike_as_keys_and_as_lookups_urls_included():
+    from vise_plugin.data.target_sources import image_key, relative_image_path
+
+    assert relative_image_path("./a//b.jpg", "") == image_key("a/b.jpg") == "a/b.jpg"
+    assert relative_image_path("/data/images/a/b.jpg", "/data/images") == "a/b.jpg"
+    assert relative_image_path("s3://bucket/images/a/b.jpg", "s3://bucket/images") == "a/b.jpg"
+    assert relative_image_path("s3://bucket/other/b.jpg", "") == image_key("s3://bucket/other/b.jpg") == \
+        "s3://bucket/other/b.jpg"  # a URL is its own key: not collapsed to s3:/bucket/...

@@ -45,14 +45,21 @@ from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.pretraining_images import subset_indices
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
-from vise_plugin.data.tar_shards import (MANIFEST, ShardTargets, error_text, read_manifest, report_damaged_shard,
+from vise_plugin.data.tar_shards import (MANIFEST, ShardTargets, read_manifest, report_damaged_shard,
                                          sample_key)
-from vise_plugin.errors import ConfigError, InputError
+from vise_plugin.errors import ConfigError, InputError, error_text
 from vise_plugin.registry import register_dataset
 
 logger = logging.getLogger(__name__)
 
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)  # a shard cut short, gone, or not a tar
+#: errors that reading again cannot mend: a file that is not there or not a file, or not ours to read
+LASTING_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether reading again may succeed: an ``OSError`` of a dropped connection or a failed command."""
+    return isinstance(error, OSError) and not isinstance(error, LASTING_OS_ERRORS)
 
 
 class Run(NamedTuple):
@@ -236,7 +243,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
                     break
                 except READ_ERRORS as e:
                     failures = 1 if got > before else failures + 1
-                    if got < len(wanted) and isinstance(e, OSError) and failures < self.read_attempts:
+                    if got < len(wanted) and _transient(e) and failures < self.read_attempts:
                         delay = self.retry_delay_s * 2 ** (failures - 1)
                         logger.warning("%s: %s; read again from sample %d in %.3g s", self.urls[run.shard],
                                        error_text(e), wanted[got], delay)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
-from vise_plugin.data.target_sources import TargetSource, uniform_comment_target
-from vise_plugin.errors import ConfigError, InputError
+from vise_plugin.data.target_sources import TargetSource, image_key, relative_image_path, uniform_comment_target
+from vise_plugin.errors import ConfigError, InputError, error_text
 from vise_plugin.labels.store import comment_histogram
 from vise_plugin.registry import TARGET_SOURCES
 
@@ -67,14 +67,6 @@ def read_manifest(folder: str) -> Dict[str, Any]:
         if key not in manifest:
             raise InputError(f"{path}: no {key!r} entry; write the shards again")
     return manifest
-
-
-def error_text(error: BaseException) -> str:
-    """An error's own words: an ``OSError``'s text (``No such file or directory``, not its errno), else
-    its first argument without the stream WebDataset appends to it (`` @ <stream>``)."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error.args[0] if error.args else type(error).__name__).split(" @ ")[0]
 
 
 def report_damaged_shard(reported: set, path: str, what: str) -> None:
@@ -259,16 +251,24 @@ class TarShards(TargetSource):
         """Sample ``i``'s targets, reading only its ``.json`` member."""
         return self._sample(i, with_image=False)[1]
 
-    def targets_for(self, path: str) -> Dict[str, torch.Tensor]:
-        """The targets of the sample of image ``path`` (when another source lists the images): one dict
-        over every shard's image paths, built on first use."""
+    def row_of(self, path: str) -> Optional[int]:
+        """The sample of image ``path`` (see :func:`relative_image_path`), None when no shard holds it: one
+        dict over every shard's image paths (their summaries), built on first use, when another source lists
+        the images."""
         if self._rows is None:
             self._rows = {}
             for shard in range(len(self.shards)):
-                self.path(int(self.starts[shard]))  # loads the shard's image paths
-                self._rows.update({p: int(self.starts[shard]) + k for k, p in enumerate(self._images[shard])})
-        row = self._rows.get(path)
-        return self.empty() if row is None else self.targets_at(row)
+                start = int(self.starts[shard])
+                self.path(start)  # loads the shard's image paths
+                self._rows.update({image_key(p): start + k for k, p in enumerate(self._images[shard])})
+        return self._rows.get(relative_image_path(path, self.image_root))
+
+    def lists(self, path: str) -> bool:
+        return self.row_of(path) is not None
+
+    def targets_for(self, path: str) -> Dict[str, torch.Tensor]:
+        row = self.row_of(path)
+        return self.unlisted(path) if row is None else self.targets_at(row)
 
     def empty(self) -> Dict[str, torch.Tensor]:
         return self.targets.empty()

@@ -53,8 +53,14 @@ def relative_image_path(path: str, image_root: str) -> str:
         rel = os.path.relpath(path, os.path.abspath(root))
         if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
             path = rel
-    elif root and path.startswith(root + "/"):  # a URL under a URL root
+    elif root and path.startswith(root + "/"):  # a path under a URL root, or a relative path under a relative root
         path = path[len(root):].lstrip("/")
+    return image_key(path)
+
+
+def image_key(path: str) -> str:
+    """How a source keys image ``path``: without ``.`` parts or repeated separators, a URL as it is
+    (``os.path.normpath`` would turn ``s3://b/x.jpg`` into ``s3:/b/x.jpg``)."""
     return path if "://" in path else os.path.normpath(path)
 
 
@@ -200,7 +206,7 @@ class EngagementLabels(TargetSource):
     def row_of(self, path: str) -> Optional[int]:
         """The store row of image ``path`` (see :func:`relative_image_path`), None when the store has none."""
         if self._rows is None:  # only when another source lists the images: one dict over the store's paths
-            self._rows = {os.path.normpath(self.store.images[i]): i for i in range(len(self.store))}
+            self._rows = {image_key(self.store.images[i]): i for i in range(len(self.store))}
         return self._rows.get(relative_image_path(path, self.image_root))
 
     def lists(self, path: str) -> bool:
@@ -241,7 +247,7 @@ class WebTags(TargetSource):
         self.table = table
         self.image_root = image_root
         self.embeddings = None if embeddings is None else torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-        self._paths = {os.path.normpath(p): p for p in table.paths}  # normalised path -> the list's spelling
+        self._paths = {image_key(p): p for p in table.paths}  # normalised path -> the list's spelling
 
     @classmethod
     def check_inputs(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> None:
