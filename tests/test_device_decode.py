@@ -133,11 +133,25 @@ def test_a_batch_none_of_whose_jpegs_decode_on_the_device_but_do_on_the_cpu_stop
         decode.decode(inputs["encoded"], META)
     assert str(error.value) == (
         "config.data.decode_on=device, config.data.jpeg_decoder=torchvision: the decoder decoded none of a "
-        "batch's 4 JPEGs on meta, of which the CPU decoded 4 (RuntimeError: nvJPEG: unsupported); use "
-        "config.data.decode_on=loader (decoding in the data-loader workers) or another config.data.jpeg_decoder")
+        "batch's 4 JPEGs on meta, of which the CPU decoded 4 (RuntimeError: nvJPEG: unsupported), and no longer "
+        "decodes its test JPEG; use config.data.decode_on=loader (decoding in the data-loader workers) or another "
+        "config.data.jpeg_decoder")
     _spoil(inputs["encoded"][1])  # one that decodes nowhere does not make the others the data's fault
     with pytest.raises(ConfigError, match=r"none of a batch's 4 JPEGs on meta, of which the CPU decoded 3 "):
         decode.decode(inputs["encoded"], META)
+
+
+def test_a_batch_of_jpegs_the_device_does_not_take_falls_back_while_its_test_jpeg_still_decodes(inputs, caplog):
+    """Every JPEG of a batch refused on the device (say CMYK files nvJPEG does not take) while the decoder
+    still decodes its test JPEG there: the data, not the decoder; the batch is decoded on the CPU."""
+    decode = DeviceDecode(16, "torchvision")
+    decode.decode_jpeg = _refused_on_meta(list(inputs["encoded"]))
+    decode._probed.add(META)  # probed at the run's start, on a decoder that decodes it
+    decode.probe = lambda device: decode._probed.add(device)  # the test JPEG still decodes on the device
+    with caplog.at_level(logging.WARNING, logger=device_decode.__name__):
+        images = decode.decode(inputs["encoded"], META)
+    assert [image.shape for image in images] == [(3, 48, 64)] * 4
+    assert "was decoded on the CPU" in caplog.text
 
 
 def test_only_the_jpegs_the_device_refuses_fall_back_to_the_cpu_logged_once(inputs, caplog):

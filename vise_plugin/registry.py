@@ -25,7 +25,7 @@ from classy_vision.models import MODEL_REGISTRY, build_model, register_model
 from classy_vision.tasks import TASK_REGISTRY, register_task
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
-from vise_plugin.errors import ConfigError
+from vise_plugin.errors import ConfigError, error_summary
 
 
 def unknown_name(what: str, name: Any, known: Sequence[str], key: Optional[str] = None) -> ConfigError:
@@ -83,7 +83,7 @@ class Registry(_FvcoreRegistry):
             except Exception as e:  # ImportError, or an error raised while the module runs
                 for name in [n for n, obj in self._obj_map.items() if getattr(obj, "__module__", None) == module]:
                     del self._obj_map[name]
-                self._failed[module] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                self._failed[module] = error_summary(e)
                 retry.append(module)
             else:
                 self._failed.pop(module, None)

@@ -31,8 +31,7 @@ from torch.utils.data import default_collate
 from vise_plugin.data.bad_images import collate_readable
 from vise_plugin.data.jpeg_decoders import chosen_decoder, jpeg_decoder
 from vise_plugin.data.transforms import MEAN, STD, train_transform
-from vise_plugin.errors import ConfigError
-from vise_plugin.models.weights import _reason
+from vise_plugin.errors import ConfigError, error_summary
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class DeviceDecode:
         except torch.OutOfMemoryError:
             raise
         except Exception as e:  # whatever a decoder that cannot start raises, not only RuntimeError
-            raise self._unusable(device, f"does not decode {test} ({_reason(e)})") from None
+            raise self._unusable(device, f"does not decode {test} ({error_summary(e)})") from None
         shape, dtype = tuple(image.shape), str(image.dtype).replace("torch.", "")
         mean = tuple(round(float(c)) for c in image.float().mean((1, 2)).cpu()) if image.dim() == 3 else ()
         if (shape != (3, PROBE_SIZE, PROBE_SIZE) or image.dtype != torch.uint8 or image.device.type != device.type
@@ -192,9 +191,14 @@ class DeviceDecode:
         except RuntimeError as error:
             decoded, on_device = zip(*(_decode_one(self.decode_jpeg, encoded[i], device) for i in jpegs))
             on_cpu = sum(image is not None and not there for image, there in zip(decoded, on_device))
-            if on_cpu and not any(on_device):  # the decoder failing, not the data
-                raise self._unusable(device, f"decoded none of a batch's {len(jpegs)} JPEGs on {device}, of which "
-                                             f"the CPU decoded {on_cpu} ({_reason(error)})") from None
+            if on_cpu and not any(on_device):  # the decoder failing, or JPEGs it does not take: probing again tells
+                self._probed.discard(device)
+                try:
+                    self.probe(device)
+                except ConfigError as e:
+                    raise self._unusable(device, f"decoded none of a batch's {len(jpegs)} JPEGs on {device}, of "
+                                                 f"which the CPU decoded {on_cpu} ({error_summary(error)}), and "
+                                                 f"no longer decodes its test JPEG") from e
             if on_cpu and not self._fallback_logged:
                 logger.warning("a JPEG that %s could not decode was decoded on the CPU (later ones are not logged)",
                                device)

@@ -21,7 +21,7 @@ import torch.jit._pickle
 import torch.nn as nn
 from iopath.common.file_io import g_pathmgr
 
-from vise_plugin.errors import InputError
+from vise_plugin.errors import InputError, error_summary
 from vise_plugin.io_utils import torch_save_atomic
 from vise_plugin.models.weight_formats import convert_weights
 from vise_plugin.process_state import keeps_process_state
@@ -49,16 +49,12 @@ def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) ->
             raise
         except OSError as e:
             if attempt == attempts:
-                raise InputError(f"{path}: cannot read ({_reason(e)}; tried {attempts} time(s))") from None
+                raise InputError(f"{path}: cannot read ({error_summary(e)}; tried {attempts} time(s))") from None
             delay = retry_delay_s * 2 ** (attempt - 1)
-            logger.warning("%s: read failed (%s); trying again in %.1f s", path, _reason(e), delay)
+            logger.warning("%s: read failed (%s); trying again in %.1f s", path, error_summary(e), delay)
             time.sleep(delay)
         except Exception as e:  # unpickling refusals, truncated files, not a torch file
-            raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({_reason(e)})") from None
-
-
-def _reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({error_summary(e)})") from None
 
 
 class _ScriptObject:
@@ -111,7 +107,7 @@ def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
     except Exception as e:
         raise InputError(
             f"{path}: a TorchScript archive whose tensors cannot be read without running its code "
-            f"({_reason(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
+            f"({error_summary(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
             f"torch.jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}_state.pt')\""
         ) from None
 
