@@ -52,6 +52,30 @@ def test_a_config_error_fails_in_one_line_before_submission_and_writes_nothing(w
     assert not run_dir.exists()
 
 
+BAD_BENCHMARKS = {
+    "dataset folder": ([], "error: image_folder dataset folder not found: "),
+    "dataset name": (["config.benchmark.dataset.name=image_foldr"],
+                     "error: config.benchmark.dataset.name='image_foldr': no benchmark dataset is registered"),
+    "protocol": (["config.benchmark.protocol=linaer"],
+                 "error: config.benchmark.protocol='linaer': no evaluation protocol is registered"),
+    "trunk": (["config.model.trunk=resnet5"], "error: config.model.trunk='resnet5': no trunk is registered"),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_BENCHMARKS))
+def test_a_benchmark_config_error_fails_in_one_line_before_submission_and_writes_nothing(what, tmp_path, capsys):
+    overrides, message = BAD_BENCHMARKS[what]
+    run_dir = tmp_path / "run"
+    argv = ["config=benchmark/linear/cub_r50", "config.benchmark.dataset.name=image_folder",
+            f"config.benchmark.dataset.root={tmp_path / 'no_such_folder'}", f"config.run_dir={run_dir}", *overrides]
+    if what != "dataset folder":
+        os.makedirs(tmp_path / "no_such_folder")
+    submitted = _error_lines([*argv, *SUBMITIT_LOCAL], capsys)
+    assert submitted[0] == 2 and len(submitted[1]) == 1 and submitted[1][0].startswith(message), submitted
+    assert not run_dir.exists()
+    assert _error_lines(argv, capsys) == submitted and not run_dir.exists()
+
+
 def _paths_below(folder: str) -> list:
     return [os.path.relpath(os.path.join(d, n), folder) for d, dirs, files in os.walk(folder) for n in dirs + files]
 

@@ -13,15 +13,15 @@ from vise_plugin.engine.distributed import use_gpu
 from vise_plugin.engine.run_folder import setup_logging, write_resolved_config
 from vise_plugin.errors import ConfigError
 from vise_plugin.evaluation.cam import class_activation_maps, save_cam_grid
-from vise_plugin.evaluation.datasets import LabelledImages, read_benchmark_dataset
+from vise_plugin.evaluation.datasets import LabelledImages, check_benchmark_dataset, read_benchmark_dataset
 from vise_plugin.evaluation.datasets.screening import drop_unreadable
 from vise_plugin.evaluation.protocols import eval_images, linear_grid
 from vise_plugin.evaluation.results import (append_metrics, append_table_row, format_result, summarize,
                                             write_sweep_table)
 from vise_plugin.feature_cache import FeatureCache
 from vise_plugin.models import build_trunk, load_trunk_weights
-from vise_plugin.process_state import keeps_process_state
-from vise_plugin.registry import ENGINES, PROTOCOLS
+from vise_plugin.process_state import keeps_process_state, seeded
+from vise_plugin.registry import ENGINES, PROTOCOLS, TRUNKS
 from vise_plugin.text.text_features import text_features
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 def benchmark_trunk(model_cfg: DictConfig, seed: int = 0) -> nn.Module:
     """``config.model.trunk`` with ``config.model.weights`` loaded (random init, seeded, when null)."""
-    torch.manual_seed(seed)
-    trunk = build_trunk(model_cfg.trunk)
+    with seeded(seed):
+        trunk = build_trunk(model_cfg.trunk)
     if model_cfg.weights:
         load_trunk_weights(trunk, model_cfg.weights)
     return trunk
@@ -88,11 +88,23 @@ def evaluate_trunk(trunk: Optional[nn.Module], data: LabelledImages, b: DictConf
     return {"folds": kept, "summary": summarize(kept, data.metrics), "cam": cam, "inputs": inputs}
 
 
+def check_benchmark_inputs(cfg: DictConfig) -> None:
+    """The one-line errors a benchmark finds from its config alone (``cfg``: the ``config`` node), raised
+    before anything is written or queued: the protocol, the dataset name and folder, and the trunk when
+    the image is an input."""
+    b = cfg.benchmark
+    PROTOCOLS.get(b.protocol, "config.benchmark.protocol")
+    check_benchmark_dataset(b.dataset.name, b.dataset.root)
+    if "image" in (b.get("inputs") or ["image"]):
+        TRUNKS.get(cfg.model.trunk, "config.model.trunk")
+
+
 @ENGINES.register("benchmark")
 @keeps_process_state
 def run_benchmark(root_cfg: DictConfig) -> Dict:
     """The benchmark of ``root_cfg.config`` end to end: run folder, ``metrics.json``, results row, CAM grid."""
     cfg = root_cfg.config
+    check_benchmark_inputs(cfg)
     b = cfg.benchmark
     d = b.dataset
     data = read_benchmark_dataset(d.name, d.root, files=dict(d.files), multilabel=d.multilabel,
@@ -127,3 +139,6 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
     logger.info("%s: %s (metrics.json and %s)", cfg.name, text, b.results_table)
     print(f"{cfg.name}: {text}", flush=True)
     return record
+
+
+run_benchmark.check_inputs = check_benchmark_inputs  # what the launcher checks before queueing
