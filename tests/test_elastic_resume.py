@@ -11,11 +11,15 @@ import subprocess
 import pytest
 import torch
 from conftest import ROOT, torchrun_command
+from hooks import StopAfter, finishes_within
 
 from vise_plugin.config import compose_config
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
+from vise_plugin.engine.hooks.base import HookBase
 from vise_plugin.engine.pretrain import build_trainer
 from vise_plugin.errors import ConfigError
+
+pytestmark = pytest.mark.resume
 
 
 def _read(num_items, batch_size, world_size, epoch, start_sample=None, batches=None, seed=5):
@@ -95,28 +99,11 @@ def _recording(trainer, seen, sampler=None):
     return trainer
 
 
-class _StopAfter:
-    """A hook that stops the run (as a kill would) after ``iteration``."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def __getattr__(self, name):
-        return lambda trainer: None
-
-    def after_step(self, trainer):
-        if trainer.iteration == self.iteration:
-            raise KeyboardInterrupt
-
-
-class _Lrs:
+class _Lrs(HookBase):
     """A hook noting the lr of every step."""
 
     def __init__(self):
         self.lrs = {}
-
-    def __getattr__(self, name):
-        return lambda trainer: None
 
     def after_step(self, trainer):
         self.lrs[trainer.iteration] = trainer.optimizer.param_groups[0]["lr"]
@@ -133,16 +120,25 @@ def _resume(labels, run_dir, seen, caplog, *extra):
     return trainer, lrs
 
 
-def test_a_run_resumed_inside_an_epoch_with_another_batch_size_reads_the_rest_once(tiny_world, tmp_path, caplog):
+@pytest.mark.parametrize("older", [False, True], ids=["checkpoint", "older_checkpoint"])
+def test_a_run_resumed_inside_an_epoch_with_another_batch_size_reads_the_rest_once(tiny_world, tmp_path, caplog,
+                                                                                   older):
+    """``older``: a checkpoint of an earlier version, whose position has no sample position, ranks or batch
+    size; its batch size is read from its config."""
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     seen = []
     first = _recording(build_trainer(_cfg(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=4")),
                        seen)
-    first.hooks.append(_StopAfter(PER_EPOCH + 4))  # epoch 1 after 4 batches of 8: 32 of its 90 samples
+    first.hooks.append(StopAfter(PER_EPOCH + 4))  # epoch 1 after 4 batches of 8: 32 of its 90 samples
     with pytest.raises(KeyboardInterrupt):
         first.train()
-    saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
+    checkpoint = os.path.join(run_dir, "checkpoint.torch")
+    state = torch.load(checkpoint, weights_only=True)
+    saved = dict(state["position"])
+    if older:
+        state["position"] = {k: saved[k] for k in ("iteration", "epoch", "batch_in_epoch")}
+        torch.save({k: v for k, v in state.items() if k != "determinism"}, checkpoint)
     resumed, lrs = _resume(tiny_world["labels"], run_dir, seen, caplog, "config.data.batch_size_per_gpu=6")
     assert resumed.iteration == PER_EPOCH + 4 + -(-(90 - 32) // 6)  # 10 batches of 6 finish epoch 1
     assert resumed.epoch == 2 and resumed.max_iterations == resumed.iteration
@@ -166,7 +162,7 @@ def test_a_run_of_two_ranks_resumed_as_one_reads_the_rest_of_the_epoch_once(tiny
         os.makedirs(run_dir)
         trainer = build_trainer(_cfg(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=4"))
         _recording(trainer, seen, ResumableBatchSampler(90, 8, rank, 2, seed=0))
-        trainer.hooks.append(_StopAfter(per_rank + 2))
+        trainer.hooks.append(StopAfter(per_rank + 2))
         with pytest.raises(KeyboardInterrupt):
             trainer.train()
     saved = torch.load(os.path.join(tmp_path, "rank0", "checkpoint.torch"), weights_only=True)["position"]
@@ -234,21 +230,11 @@ def test_the_streamed_reader_resumes_inside_an_epoch_only_with_the_same_ranks_an
 
 def test_a_sample_position_past_the_end_of_the_epoch_as_it_now_is_goes_on_with_the_next_epoch(tiny_world, tmp_path):
     """E.g. the data shrank since the checkpoint: its sample position no longer exists."""
-    import signal
-
-    def too_long(*args):
-        raise TimeoutError("the trainer did not move past the missing samples")
-
     os.makedirs(tmp_path / "run")
     trainer = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "run"), "config.optimizer.num_epochs=3"))
     state = trainer.state_dict()
     state["position"].update({"iteration": 20, "epoch": 1, "batch_in_epoch": 5, "samples_in_epoch": 200})
     trainer.load_state_dict(state)
-    previous = signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(120)
-    try:
+    with finishes_within(120, "the trainer did not move past the missing samples"):
         trainer.train()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert (trainer.epoch, trainer.iteration) == (3, 20 + PER_EPOCH)  # epoch 2 only

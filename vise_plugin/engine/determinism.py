@@ -24,7 +24,9 @@ def speed_settings(cpu_threads: Optional[int] = None, deterministic: bool = Fals
     """Runs the block with torch's intra-op threads set to ``cpu_threads`` (``config.speed.cpu_threads``; None
     keeps the process's) and, with ``deterministic`` (``config.speed.deterministic``), deterministic
     algorithms, ``cudnn.deterministic``, no ``cudnn.benchmark`` and ``CUBLAS_WORKSPACE_CONFIG``, for bitwise
-    resumes on GPUs; the threads, flags and variable are put back afterwards."""
+    resumes on GPUs; the threads, flags and variable are put back afterwards. cuBLAS reads the variable at
+    its first call in the process, so :func:`vise_plugin.engine.pretrain.pretrain` sets it before any CUDA
+    work as well."""
     threads, flags, workspace = torch.get_num_threads(), backend_flags(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     try:
         if cpu_threads:

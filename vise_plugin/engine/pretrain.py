@@ -15,6 +15,7 @@ from vise_plugin.data.pretraining_images import SeededItems
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
 from vise_plugin.engine.checkpoint import Checkpointer
+from vise_plugin.engine.determinism import CUBLAS_WORKSPACE
 from vise_plugin.engine.distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
 from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from vise_plugin.engine.model_setup import prepare_model
@@ -26,7 +27,7 @@ from vise_plugin.engine.training_curves import STDOUT_JSON
 from vise_plugin.errors import ConfigError
 from vise_plugin.launch.preemption import PreemptionFlag
 from vise_plugin.models import VisEModel
-from vise_plugin.process_state import keeps_process_state
+from vise_plugin.process_state import keeps_process_state, seeded
 from vise_plugin.registry import DATASET_REGISTRY, ENGINES, build_classy, spec
 
 logger = logging.getLogger(__name__)
@@ -107,11 +108,12 @@ def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -
 def build_model_and_loss(cfg: DictConfig, targets: Dict[str, Dict[str, Any]]) -> Tuple[VisEModel, nn.Module]:
     """The trunk with the heads of ``config.model.heads`` and the loss of ``config.loss``, each built
     through classy-vision's registries with the data's ``targets`` (and, for heads, the trunk's
-    channels) added to its config. The weights are drawn from ``config.seed``."""
-    torch.manual_seed(cfg.seed)
-    model = VisEModel.build(cfg.model.trunk, OmegaConf.to_container(cfg.model.heads, resolve=True), targets)
-    loss = build_classy("loss", {**spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"),
-                                 "targets": targets}, "config.loss")
+    channels) added to its config. The weights are drawn from ``config.seed``; the caller's random
+    generators are left as they were."""
+    with seeded(cfg.seed):
+        model = VisEModel.build(cfg.model.trunk, OmegaConf.to_container(cfg.model.heads, resolve=True), targets)
+        loss = build_classy("loss", {**spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"),
+                                     "targets": targets}, "config.loss")
     return model, loss
 
 
@@ -172,6 +174,8 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     """
     cfg = root_cfg.config
     require_inputs(cfg)
+    if cfg.speed.deterministic:  # cuBLAS reads it once, at its first call in the process: before any CUDA work
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
     init_distributed(use_gpu(cfg.device), cfg.distributed.backend)
@@ -180,6 +184,7 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
     preemption = PreemptionFlag().install()
     try:
         trainer = build_trainer(root_cfg, preemption)
+        torch.manual_seed(cfg.seed)  # the run's own draws come from config.seed (a resume: from its checkpoint)
         if cfg.resume:
             trainer.resume_or_start()
         else:

@@ -199,7 +199,11 @@ class Trainer:
         self.base_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state["grad_scaler"])
-        self._resume_at(state["position"])
+        position = dict(state["position"])
+        if "batch_size" not in position:  # an older checkpoint: its batch size is in its config
+            recorded = state.get("config", {}).get("config", {}).get("data", {}).get("batch_size_per_gpu")
+            position.update({"batch_size": int(recorded)} if recorded else {})
+        self._resume_at(position)
         set_rng_state(state["rng"])
         if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
             self._agreed_bad_images = dict(state["bad_images"])
@@ -213,14 +217,14 @@ class Trainer:
                            "not bit for bit", ", ".join(differences))
 
     def _resume_at(self, position: Mapping[str, int]) -> None:
-        """Takes the checkpoint's position; checkpoints without the sample position (older ones) were read
-        as the run reads now."""
+        """Takes the checkpoint's position; for checkpoints without the sample position (older ones) it is
+        counted in their batches, on as many ranks as now."""
         self.iteration, self.epoch = position["iteration"], position["epoch"]
         self.batch_in_epoch = position["batch_in_epoch"]
         now = self._reading()
         saved = {key: position.get(key, value) for key, value in now.items()}
         self.samples_in_epoch = position.get("samples_in_epoch", min(
-            self.batch_in_epoch * now["batch_size"] * now["world_size"], self.sampler.num_items))
+            self.batch_in_epoch * saved["batch_size"] * saved["world_size"], self.sampler.num_items))
         if getattr(self.sampler, "elastic", False):
             self._split_rest_of_epoch(saved, now)
         elif self.batch_in_epoch and getattr(self.sampler, "resume_needs_same_workers", False):
@@ -325,7 +329,9 @@ class Trainer:
     def placeholder_step(self, placeholder: Mapping[str, Any]) -> None:
         """The step of a rank whose whole batch was unreadable while the others step: weight 0 on
         ``placeholder`` (:meth:`placeholder_batch`), so that it joins their gradient all-reduce; the BatchNorm
-        statistics its black images moved are put back (copies on the device, read by nothing on the host)."""
+        statistics its black images moved are put back (copies on the device, read by nothing on the host).
+        With SyncBatchNorm the black images are part of that one step's batch statistics on every rank, and
+        only this rank's running statistics are put back (DDP hands the first rank's to all at the next step)."""
         statistics = batchnorm_statistics(self.base_model)
         kept = [buffer.clone() for buffer in statistics]
         self.run_step(placeholder, weight=0.0)
