@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import two_ranks
+from hooks import StopAfter
 from poison import PoisonHead
 
 from vise_plugin.config import compose_config
@@ -214,21 +215,18 @@ def test_a_checkpoint_that_would_run_code_is_refused_on_resume(tiny_world, tmp_p
     assert len(list(run_dir.glob("set_aside_*/checkpoint.torch"))) == 1
 
 
-class _Snapshot:
+class _Snapshot(StopAfter):
     """A hook that notes the weights, BatchNorm statistics and optimizer state after ``at`` and stops the run
     (as a kill would) after ``stop``."""
 
     def __init__(self, at, stop):
-        self.at, self.stop, self.state = at, stop, None
-
-    def __getattr__(self, name):
-        return lambda trainer: None
+        super().__init__(stop)
+        self.at, self.state = at, None
 
     def after_step(self, trainer):
         if trainer.iteration == self.at:
             self.state = _training_state(trainer)
-        if trainer.iteration == self.stop:
-            raise KeyboardInterrupt
+        super().after_step(trainer)
 
 
 def _training_state(trainer):
@@ -265,6 +263,8 @@ def test_a_batch_with_no_readable_image_moves_no_batchnorm_statistics(tiny_world
     assert statistics and not set(changed) & set(statistics), changed
     if world_size == 1:
         assert changed == []  # no forward, no momentum or weight decay applied to nothing
+    else:  # the step ran (its weight decay and momentum moved the weights), only the statistics were put back
+        assert any(k.startswith("model.") and k.endswith(".weight") for k in changed), changed
 
 
 def test_a_logged_iteration_before_any_readable_batch_logs_that_instead_of_a_loss(tiny_world, tmp_path, caplog):

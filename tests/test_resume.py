@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import ROOT
+from hooks import finishes_within
 from iopath.common.file_io import NativePathHandler, g_pathmgr
 
 from vise_plugin.config import compose_config
@@ -140,22 +141,12 @@ def test_an_empty_run_folder_starts_from_the_beginning(tmp_path):
 
 def test_a_resume_past_the_end_of_an_epoch_goes_on_with_the_next_epoch(tiny_world, tmp_path):
     """E.g. the batch size grew since the checkpoint: its batch in the epoch no longer exists."""
-    import signal
-
     from vise_plugin.engine.pretrain import build_trainer
-
-    def too_long(*args):
-        raise TimeoutError("the trainer did not move past the missing batches")
 
     trainer = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "run")))
     trainer.batch_in_epoch = 3 * trainer.iterations_per_epoch
-    previous = signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(120)
-    try:
+    with finishes_within(120, "the trainer did not move past the missing batches"):
         trainer.train()
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert (trainer.epoch, trainer.iteration) == (2, trainer.iterations_per_epoch)  # epoch 1 only
 
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, torchrun_command
+from hooks import StopAfter
 from vise_plugin.config import compose_config
 from vise_plugin.data import EngagementLabels, StreamingShards, TarShards
 from vise_plugin.data.shard_writer import run_shard_job
@@ -127,6 +128,7 @@ def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.resume
 def test_a_sigkill_mid_epoch_and_a_resume_from_shards_end_with_the_same_weights(shards, tmp_path):
     reference = str(tmp_path / "reference")
     pretrain(_cfg(shards, reference, "config.optimizer.num_epochs=2"))
@@ -149,20 +151,7 @@ def test_a_sigkill_mid_epoch_and_a_resume_from_shards_end_with_the_same_weights(
     assert resumed.iteration == 2 * PER_EPOCH and _same(_weights(run_dir), _weights(reference))
 
 
-class _StopAfter:
-    """A hook that stops the run (as a kill would) after ``iteration``."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def __getattr__(self, name):
-        return lambda trainer: None
-
-    def after_step(self, trainer):
-        if trainer.iteration == self.iteration:
-            raise KeyboardInterrupt
-
-
+@pytest.mark.resume
 def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
     from vise_plugin.engine.pretrain import build_trainer
 
@@ -172,7 +161,7 @@ def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     trainer = build_trainer(_cfg(shards, run_dir, *stream))
-    trainer.hooks.append(_StopAfter(len(trainer.sampler) + 2))
+    trainer.hooks.append(StopAfter(len(trainer.sampler) + 2))
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
@@ -301,6 +290,7 @@ def _streamed(shards, rank, epoch, start_batch=0, workers=2):
     return list(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers))
 
 
+@pytest.mark.resume
 def test_streamed_ranks_and_workers_read_every_sample_once_and_resume_at_any_batch(shards):
     epochs = []
     for epoch in (0, 1):
@@ -534,8 +524,8 @@ def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards
     shutil.copytree(shards, folder)
     os.remove(os.path.join(folder, "shard-000002.tar"))
     os.remove(os.path.join(folder, "shard-000004.idx.npy"))
-    with caplog.at_level(logging.WARNING):
-        stream = StreamingShards(folder, 9, lambda image: image, read_attempts=1)
+    with caplog.at_level(logging.WARNING):  # a file that is not there is not read again: no retry, no wait
+        stream = StreamingShards(folder, 9, lambda image: image, read_attempts=3, retry_delay_s=60)
         assert [s for s, _ in stream._read([Run(2, 0, 2, 0)])] == \
             [{"__url__": f"{folder}/shard-000002.tar", "__key__": f"sample {k}"} for k in (0, 1)]
         source = TarShards(folder)
@@ -543,6 +533,7 @@ def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards
             source.read(int(source.starts[4]))
     assert f"{folder}/shard-000002.tar: unreadable after sample 0 (No such file or directory)" in caplog.text
     assert f"{folder}/shard-000004.idx.npy: cannot be read (No such file or directory)" in caplog.text
+    assert "read again" not in caplog.text
 
 
 def _rows_and_draws(stream):
@@ -618,3 +609,20 @@ def test_a_streamed_subset_trains_on_the_samples_of_the_indexed_subset(shards):
     ranks = [StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, seed=3, subset=36)
              for rank in (0, 1)]
     assert sorted(row for stream in ranks for row, _ in _rows_and_draws(stream)) == expected  # 2 ranks x 2 x 9
+
+
+def test_the_shards_targets_of_an_image_path_normalise_the_path_and_name_an_unknown_one(shards, tiny_world):
+    """As a source matched onto another's images, the shards find an image by its normalised path and
+    never give empty targets for a path they do not hold."""
+    from vise_plugin.errors import InputError
+
+    source = TarShards(shards)
+    store = LabelStore(tiny_world["labels"])
+    row = 7
+    expected = EngagementLabels(store, "").targets_at(row)
+    for path in (store.images[row], "./" + store.images[row], store.images[row].replace("/", "//")):
+        got = source.targets_for(path)
+        assert all(torch.equal(got[k], expected[k]) for k in expected), path
+    with pytest.raises(InputError, match=r"^elsewhere/not_a_post\.jpg: not an image of "):
+        source.targets_for("elsewhere/not_a_post.jpg")
+    assert source.lists("./" + store.images[row]) and not source.lists("elsewhere/not_a_post.jpg")

@@ -74,6 +74,7 @@ def test_training_curves_of_several_runs_on_one_chart(tiny_world, tiny_run, tmp_
         plot_training_curves([str(tmp_path)], str(tmp_path / "none.png"))
 
 
+@pytest.mark.resume
 def test_resume_continues_from_the_saved_iteration(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
     pretrain(_cfg(tiny_world["labels"], run_dir))
@@ -94,6 +95,7 @@ def test_ablation_trains_only_the_chosen_head(tiny_world, tmp_path):
     assert set(trainer.base_model.head.tasks) == {"reactions"}
 
 
+@pytest.mark.resume
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_and_channels_last_train_and_resume(tiny_world, tmp_path, precision):
     run_dir = str(tmp_path / precision)
