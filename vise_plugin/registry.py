@@ -167,19 +167,25 @@ def target_size(config: Mapping[str, Any], target: str, key: str = "num_classes"
     return targets[target][key]
 
 
+def require_classy(kind: str, config: Mapping[str, Any], key: str) -> None:
+    """The one-line error of :func:`build_classy` when nothing of ``kind`` is registered under
+    ``config["name"]``; nothing is built (what a config check before submission calls)."""
+    registry = _CLASSY[kind]
+    if config.get("name") not in registry:
+        raise unknown_name(kind, config.get("name"), list(registry), key + ".name")
+
+
 def build_classy(kind: str, config: Mapping[str, Any], key: str) -> Any:
     """classy-vision's ``build_<kind>`` (model, head, loss, dataset) with a one-line error for an
     unknown name; a head gets ``unique_id`` (its name) when the config has none."""
-    registry = _CLASSY[kind]
+    require_classy(kind, config, key)
     config = dict(config)
-    if config.get("name") not in registry:
-        raise unknown_name(kind, config.get("name"), list(registry), key + ".name")
     if kind == "head":
         config.setdefault("unique_id", config["name"])
     return _CLASSY_BUILD[kind](config)
 
 
 __all__ = ["Registry", "REGISTRIES", "TRUNKS", "WEIGHT_FORMATS", "TARGET_SOURCES", "COMMENT_ENCODERS", "KMEANS", "LR_SCHEDULES",
-           "ENGINES", "BENCHMARK_DATASETS", "METRICS", "PROTOCOLS", "POOLING", "build_classy", "spec", "target_size", "unknown_name",
+           "ENGINES", "BENCHMARK_DATASETS", "METRICS", "PROTOCOLS", "POOLING", "build_classy", "require_classy", "spec", "target_size", "unknown_name",
            "register_model", "register_head", "register_loss", "register_dataset", "register_task", "HEAD_REGISTRY",
            "LOSS_REGISTRY", "DATASET_REGISTRY", "MODEL_REGISTRY", "TASK_REGISTRY"]

@@ -1,19 +1,10 @@
 """The parts a pretraining config names (trunk, heads, loss, dataset), looked up in their registries from
 the config alone, so that a misspelt name fails in one line before anything is written or queued."""
 
-from typing import Any
-
 from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.errors import ConfigError
-from vise_plugin.registry import DATASET_REGISTRY, HEAD_REGISTRY, LOSS_REGISTRY, TRUNKS, spec, unknown_name
-
-
-def _require_registered(kind: str, registry: Any, value: Any, key: str) -> None:
-    """The error :func:`vise_plugin.registry.build_classy` raises when ``value`` names nothing in ``registry``."""
-    name = spec(value, key)["name"]
-    if name not in registry:
-        raise unknown_name(kind, name, list(registry), key + ".name")
+from vise_plugin.registry import TRUNKS, require_classy, spec
 
 
 def check_named_parts(cfg: DictConfig) -> None:
@@ -25,7 +16,8 @@ def check_named_parts(cfg: DictConfig) -> None:
     if not heads:
         raise ConfigError("config.model.heads is empty: name at least one head, e.g. [vise_multi_head]")
     for i, head in enumerate(heads):
-        _require_registered("head", HEAD_REGISTRY, head, f"config.model.heads[{i}]")
-    _require_registered("loss", LOSS_REGISTRY, OmegaConf.to_container(cfg.loss, resolve=True), "config.loss")
-    _require_registered("dataset", DATASET_REGISTRY, OmegaConf.to_container(cfg.data, resolve=True)["dataset"],
-                        "config.data.dataset")
+        key = f"config.model.heads[{i}]"
+        require_classy("head", spec(head, key), key)
+    require_classy("loss", spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"), "config.loss")
+    dataset = OmegaConf.to_container(cfg.data, resolve=True)["dataset"]
+    require_classy("dataset", spec(dataset, "config.data.dataset"), "config.data.dataset")

@@ -136,8 +136,8 @@ class DeviceDecode:
 
     def __init__(self, size: int, decoder: str = "auto"):
         self.size = size
-        self.decode_jpeg = jpeg_decoder(decoder)
         chosen = chosen_decoder(decoder)
+        self.decode_jpeg = jpeg_decoder(chosen)
         self.decoder = decoder if chosen == decoder else f"{decoder} ({chosen})"
         self._streams: Dict[torch.device, torch.cuda.Stream] = {}
         self._normalise: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
