@@ -1,10 +1,11 @@
 """Where a run executes: device choice and whether ``torchrun`` started several processes."""
 
+import datetime
 import os
 
 import torch
 
-from vise_plugin.errors import ConfigError
+from vise_plugin.errors import ConfigError, UserError
 
 
 def world_size_from_env() -> int:
@@ -33,17 +34,28 @@ def local_rank_from_env() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def init_distributed(gpu: bool, backend: str = "auto") -> None:
+def init_distributed(gpu: bool, backend: str = "auto", timeout_s: float = 600.0) -> None:
     """Joins the process group described by ``torchrun``-style variables (``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR``, ``MASTER_PORT``; the submitit launcher sets the same), when there is more
-    than one process. On GPU each process uses the device ``LOCAL_RANK``."""
+    than one process. On GPU each process uses the device ``LOCAL_RANK``.
+
+    Raises:
+        UserError: the ranks did not all meet within ``timeout_s`` (one line naming the address tried).
+    """
     if gpu:
         torch.cuda.set_device(local_rank_from_env())
     if world_size_from_env() <= 1 or torch.distributed.is_initialized():
         return
     if backend == "auto":
         backend = "nccl" if gpu else "gloo"
-    torch.distributed.init_process_group(backend=backend)
+    try:
+        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    except (RuntimeError, TimeoutError, ValueError) as e:  # torch's DistError and store errors are RuntimeErrors
+        address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        first_line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise UserError(f"rank {rank_from_env()} of {world_size_from_env()} could not meet the other ranks at "
+                        f"{address} within config.distributed.rendezvous_timeout_s={timeout_s:g} ({first_line})") \
+            from None
 
 
 def close_distributed() -> None:

@@ -178,7 +178,7 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     primary = rank_from_env() == 0
     setup_logging(cfg.run_dir, primary)
-    init_distributed(use_gpu(cfg.device), cfg.distributed.backend)
+    init_distributed(use_gpu(cfg.device), cfg.distributed.backend, cfg.distributed.rendezvous_timeout_s)
     if primary:
         write_resolved_config(root_cfg, cfg.run_dir)
     preemption = PreemptionFlag().install()

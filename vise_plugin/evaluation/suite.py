@@ -32,20 +32,38 @@ def _option(args: List[str], name: str, default: Optional[str]) -> Optional[str]
 
 def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) -> List[str]:
     """Runs (or, with ``config.slurm.use_slurm=true``, submits) each benchmark into ``<output>/<name>``,
-    all appending to ``<output>/results.md``; returns the names that failed. The closing line names the
-    table only once a benchmark has written it (submitted jobs write it when they finish)."""
-    from vise_plugin.launch.submitit_launcher import run_engine
+    all appending to ``<output>/results.md``; returns the names that failed. Submitted benchmarks are all
+    submitted first; with ``config.slurm.wait=true`` they are then followed together until each has
+    ended. The closing line names the table only once a benchmark has written it."""
+    from vise_plugin.launch.job_follower import JobFollower
+    from vise_plugin.launch.submitit_launcher import engine_result, job_label, run_engine, submit_engine
 
-    failed = []
+    failed, submitted = [], {}
     table = os.path.join(output, "results.md")
     for name in names:
         run_dir = run_folder(output, name)
         try:
-            run_engine(compose_config([f"config=benchmark/{name}", *overrides, f"config.run_dir={run_dir}",
-                                       f"config.benchmark.results_table={table}"]))
+            cfg = compose_config([f"config=benchmark/{name}", *overrides, f"config.run_dir={run_dir}",
+                                  f"config.benchmark.results_table={table}"])
+            if cfg.config.slurm.use_slurm and cfg.config.slurm.wait:
+                job = submit_engine(cfg, wait=False)
+                submitted[f"{name}: {job_label(cfg.config.engine, job)}"] = (name, job, cfg.config.slurm)
+            else:
+                run_engine(cfg)
         except UserError as e:
             failed.append(name)
             print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+    if submitted:
+        follower = JobFollower.from_config(next(iter(submitted.values()))[2], say=lambda line: print(line, flush=True))
+        for label, (_, job, _) in submitted.items():
+            follower.add(label, job)
+        for label, outcome in follower.follow().items():
+            name, job, _ = submitted[label]
+            try:
+                engine_result(label, outcome, str(job.paths.stdout.parent))
+            except UserError as e:
+                failed.append(name)
+                print(f"error: {e}", file=sys.stderr, flush=True)
     done = f"{len(names) - len(failed)}/{len(names)}"
     if names and len(failed) == len(names):
         print(f"every benchmark failed ({done}): {', '.join(failed)}", flush=True)

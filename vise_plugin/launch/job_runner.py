@@ -9,13 +9,16 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, InputError, UserError
-from vise_plugin.launch.job_folders import job_folder, remove_placeholder_folder
+from vise_plugin.launch.executor import make_executor, sbatch_errors
+from vise_plugin.launch.job_follower import JobFollower
+from vise_plugin.launch.job_folders import remove_placeholder_folder
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +48,20 @@ def _submitit_job(fn: Callable, args: Tuple, imports: Sequence[str] = ()) -> Any
     return _call(fn, args, imports)
 
 
+def _optional_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
 def slurm_parameters(slurm_cfg: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """``config.slurm`` -> keyword arguments of ``submitit.AutoExecutor.update_parameters``."""
+    """``config.slurm`` -> keyword arguments of ``submitit.AutoExecutor.update_parameters`` (null
+    ``timeout_min``, ``mem_gb`` and ``cpus_per_task`` are filled in from the partition by
+    :func:`~vise_plugin.launch.executor.make_executor`)."""
     params = {
         "name": f"{slurm_cfg.get('name') or 'vise'}_{name}",
-        "timeout_min": int(slurm_cfg["time_minutes"]),
-        "mem_gb": slurm_cfg["mem_gb"],
-        "cpus_per_task": int(slurm_cfg["cpus_per_task"]),
-        "slurm_array_parallelism": int(slurm_cfg["array_parallelism"]),
+        "timeout_min": _optional_int(slurm_cfg.get("time_minutes")),
+        "mem_gb": slurm_cfg.get("mem_gb"),
+        "cpus_per_task": _optional_int(slurm_cfg.get("cpus_per_task")),
+        "slurm_array_parallelism": int(slurm_cfg.get("array_parallelism", 256)),
     }
     for key in ("partition", "constraint", "comment"):
         if slurm_cfg.get(key):
@@ -126,24 +135,40 @@ class JobRunner:
         return results
 
     def _submitit(self, fn: Callable, jobs: Sequence[Tuple], name: str, bar: tqdm) -> List[Any]:
-        import submitit
-
+        """The jobs as one array job. A task that ends without a result (killed, its node lost, out of
+        time) is submitted again, up to ``config.slurm.max_task_retries`` times; a task whose function
+        raised is not."""
         if self.log_folder is None:
             raise ConfigError("config.slurm.log_folder: no folder for submitit's job files")
-        cluster = self.slurm.get("cluster", "slurm")
-        if cluster not in ("slurm", "local"):
-            raise ConfigError(f"config.slurm.cluster={cluster!r}: use slurm or local")
-        executor = submitit.AutoExecutor(folder=job_folder(self.log_folder), cluster=cluster)
-        executor.update_parameters(**slurm_parameters(self.slurm, name))
-        submitted = executor.map_array(_submitit_job, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
-        logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted), cluster,
-                    submitted[0].job_id)
-        index = {job.job_id: i for i, job in enumerate(submitted)}
+        executor = make_executor(self.log_folder, self.slurm, slurm_parameters(self.slurm, name))
+        with sbatch_errors(name):
+            submitted = executor.map_array(_submitit_job, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
+        logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted),
+                    self.slurm.get("cluster", "slurm"), submitted[0].job_id)
+        follower = JobFollower(report_every_s=0, poll_s=float(self.slurm.get("poll_s", 2)), say=None)
+        for i, job in enumerate(submitted):
+            follower.add(str(i), job)
+        latest = list(submitted)
+        retries = [0] * len(jobs)
+        max_retries = int(self.slurm.get("max_task_retries", 1))
         results: List[Any] = [None] * len(jobs)
-        for job in submitit.helpers.as_completed(submitted, poll_frequency=1):
-            try:
-                results[index[job.job_id]] = job.result()
-            except Exception as e:  # a crash, not a UserError: show where its log is
-                raise RuntimeError(f"{name} job {job.job_id} failed; its log: {job.paths.stderr}\n{e}") from None
-            bar.update(1)
+        while follower.jobs:
+            for label, outcome in follower.poll().items():
+                i = int(label)
+                if outcome.error is None:
+                    results[i] = outcome.result
+                    bar.update(1)
+                elif outcome.without_result and retries[i] < max_retries:
+                    retries[i] += 1
+                    with sbatch_errors(name):
+                        again = executor.submit(_submitit_job, fn, jobs[i], self.imports)
+                    tqdm.write(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; submitted again as job "
+                               f"{again.job_id} (retry {retries[i]} of {max_retries})")
+                    follower.add(label, again)
+                    latest[i] = again
+                else:
+                    raise UserError(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; its files: "
+                                    f"{latest[i].paths.stdout.parent}")
+            if follower.jobs:
+                time.sleep(follower.poll_s)
         return results

@@ -18,8 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, UserError
 from vise_plugin.registry import ENGINES
-from vise_plugin.launch.job_folders import job_folder, remove_placeholder_folder
-from vise_plugin.launch.job_runner import slurm_parameters
+from vise_plugin.launch.executor import make_executor, sbatch_errors
+from vise_plugin.launch.job_follower import JobFollower, Outcome
+from vise_plugin.launch.job_folders import remove_placeholder_folder
+from vise_plugin.launch.job_runner import JobFailure, slurm_parameters
+from vise_plugin.launch.node_address import master_address
 from vise_plugin.launch.preemption import Preempted, preemption_signal
 
 logger = logging.getLogger(__name__)
@@ -31,11 +34,12 @@ def rendezvous_port(job_id: str) -> int:
 
 
 def set_distributed_env(env: Any) -> None:
-    """``torchrun``'s variables from a ``submitit.JobEnvironment``."""
+    """``torchrun``'s variables from a ``submitit.JobEnvironment``; ``MASTER_ADDR`` is the first node's
+    address (:func:`~vise_plugin.launch.node_address.master_address`)."""
     os.environ.update(
         RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
         LOCAL_WORLD_SIZE=str(env.num_tasks // max(env.num_nodes, 1)),
-        MASTER_ADDR=env.hostnames[0] if env.num_nodes > 1 else "127.0.0.1",
+        MASTER_ADDR=master_address(env.hostnames[0]) if env.num_nodes > 1 else "127.0.0.1",
         MASTER_PORT=str(rendezvous_port(env.job_id)),
     )
 
@@ -59,12 +63,15 @@ class EngineJob:
 
         remove_placeholder_folder()
         env = submitit.JobEnvironment()
-        set_distributed_env(env)
-        import_modules(self.config["config"].get("imports") or [])  # a node of the job sees the user's parts too
         requeue = signal.getsignal(preemption_signal())  # submitit's checkpoint-and-requeue handler
         try:
+            set_distributed_env(env)
+            import_modules(self.config["config"].get("imports") or [])  # a node of the job sees the user's parts too
             result = ENGINES.get(self.engine, "config.engine")(OmegaConf.create(self.config))
             return result.summary() if hasattr(result, "summary") else result  # a trainer, as plain values
+        except UserError as e:
+            logger.error("%s", e)
+            return JobFailure(e)
         except Preempted as e:
             logger.warning("%s", e)
             if env.global_rank == 0 and callable(requeue):
@@ -99,14 +106,20 @@ def run_engine(root_cfg: DictConfig) -> object:
     return submit_engine(root_cfg) if root_cfg.config.slurm.use_slurm else function(root_cfg)
 
 
-def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None) -> Any:
-    """Submits ``config.engine`` on ``root_cfg`` as one submitit job; returns the job, or its result
-    when ``config.slurm.wait`` is true."""
-    import submitit
+def job_label(engine: str, job: Any) -> str:
+    return f"{engine} job {job.job_id}"
 
+
+def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None,
+                  wait: Optional[bool] = None) -> Any:
+    """Submits ``config.engine`` on ``root_cfg`` as one submitit job; returns the job, or, when ``wait``
+    (default ``config.slurm.wait``) is true, follows it (:class:`JobFollower`) and returns its result.
+
+    Raises:
+        ConfigError: the config, or a request the partition cannot satisfy, before anything is written.
+        UserError: SLURM refused the job, or it ended without a result (one line with its state and log).
+    """
     cfg = root_cfg.config
-    if cfg.slurm.cluster not in ("slurm", "local"):
-        raise ConfigError(f"config.slurm.cluster={cfg.slurm.cluster!r}: use slurm or local")
     engine = ENGINES.get(cfg.engine, "config.engine")
     if not getattr(engine, "multi_process", False) and (cfg.distributed.num_nodes > 1 or
                                                         cfg.distributed.num_proc_per_node > 1):
@@ -114,21 +127,28 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
                           "config.distributed.num_proc_per_node=1")
     if hasattr(engine, "check_inputs"):
         engine.check_inputs(cfg)  # fail here, not in the queue
-    folder = cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm")
-    gpu = cfg.device != "cpu"
-    executor = submitit.AutoExecutor(folder=job_folder(folder), cluster=cfg.slurm.cluster,
-                                     slurm_max_num_timeout=int(cfg.slurm.max_num_timeout))
-    executor.update_parameters(**executor_parameters(cfg, gpu))
-    job = executor.submit(EngineJob(cfg.engine, OmegaConf.to_container(root_cfg, resolve=True)))
+    slurm = OmegaConf.to_container(cfg.slurm, resolve=True)
+    executor = make_executor(cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm"), slurm,
+                             executor_parameters(cfg, cfg.device != "cpu"),
+                             slurm_max_num_timeout=int(cfg.slurm.max_num_timeout))
+    with sbatch_errors(cfg.engine):
+        job = executor.submit(EngineJob(cfg.engine, OmegaConf.to_container(root_cfg, resolve=True)))
     print(f"submitted {cfg.engine} job {job.job_id} ({cfg.slurm.cluster}, {cfg.distributed.num_nodes} node(s) x "
           f"{cfg.distributed.num_proc_per_node} process(es)); logs: {job.paths.stdout.parent}", flush=True)
     if on_submitted:
         on_submitted(job)
-    if not cfg.slurm.wait:
+    if not (cfg.slurm.wait if wait is None else wait):
         return job
-    try:
-        return job.results()[0]  # the first task's
-    except submitit.core.utils.FailedJobError as e:
-        last = [line for line in str(e).splitlines() if line.strip()][-1:] or ["no message"]
-        raise UserError(f"{cfg.engine} job {job.job_id} failed ({last[0].strip()}); logs: {job.paths.stdout.parent}") \
-            from None
+    follower = JobFollower.from_config(slurm, say=lambda line: print(line, flush=True))
+    follower.add(job_label(cfg.engine, job), job)
+    return engine_result(job_label(cfg.engine, job), follower.follow()[job_label(cfg.engine, job)],
+                         str(job.paths.stdout.parent))
+
+
+def engine_result(label: str, outcome: Outcome, logs: str) -> Any:
+    """An ended engine job's result, or a :class:`UserError` saying in one line how it ended."""
+    if isinstance(outcome.result, JobFailure):
+        outcome.result.raise_here()
+    if outcome.error is not None:
+        raise UserError(f"{label} {outcome.error}; logs: {logs}")
+    return outcome.result

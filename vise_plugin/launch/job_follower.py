@@ -1,0 +1,173 @@
+"""Following submitted jobs until they end: each state change with SLURM's reason, the latest log line
+while a job runs, and how each ended as one line (its result, its error, or the state it ended in
+without a result).
+
+SLURM's states come from ``squeue`` (which also gives the reason a job waits) and, once the job has
+left the queue, from accounting (``sacct``); submitit's local executor has its own states.
+"""
+
+import dataclasses
+import logging
+import re
+import subprocess
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+#: states a job does not leave (PREEMPTED is left out: a requeued job goes back to PENDING)
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+         "SPECIAL_EXIT", "REVOKED"}
+RESULT_GRACE_S = 5.0  # a result file written just before the job ended may take this long to appear here
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a job ended. ``error`` is one line when it has no result; ``without_result`` is true when the
+    job was stopped from outside (killed, a node lost, the time limit), so that running it again may work."""
+
+    job_id: str
+    state: str
+    result: Any = None
+    error: Optional[str] = None
+    without_result: bool = False
+
+
+def _run(cmd: List[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def slurm_state(job_id: str) -> Tuple[str, str]:
+    """``(state, reason)`` of a SLURM job (``UNKNOWN`` when neither the queue nor accounting knows it yet);
+    reason is empty when SLURM gives none."""
+    line = _run(["squeue", "-h", "-t", "all", "-j", str(job_id), "-o", "%T|%r"]).strip().splitlines()
+    if not line:
+        line = _run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "State,Reason"]).strip().splitlines()
+    if not line:
+        return "UNKNOWN", ""
+    state, _, reason = line[0].partition("|")
+    reason = reason.strip()
+    return state.split()[0] if state.strip() else "UNKNOWN", "" if reason in ("None", "(null)") else reason
+
+
+def is_slurm_job(job: Any) -> bool:
+    return type(job).__name__ == "SlurmJob"
+
+
+def job_state(job: Any) -> Tuple[str, str]:
+    """``(state, reason)``, for a SLURM job or one of submitit's local executor."""
+    if is_slurm_job(job):
+        return slurm_state(job.job_id)
+    if not job.done():
+        return "RUNNING", ""
+    return ("COMPLETED" if job.state.upper() in ("FINISHED", "COMPLETED") else "FAILED"), ""
+
+
+def last_log_lines(job: Any, count: int = 1) -> List[str]:
+    """The last ``count`` non-empty lines the job's first task wrote (stdout and stderr, the newer last);
+    progress bars' carriage returns count as line ends."""
+    lines: List[str] = []
+    paths = [p for p in (job.paths.stdout, job.paths.stderr) if p.exists()]
+    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 65536))
+            text = f.read().decode("utf-8", "replace")
+        lines += [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+    return lines[-count:]
+
+
+def failure_line(error: BaseException) -> str:
+    """The exception line of a submitit ``FailedJobError`` (the last line of the job's traceback)."""
+    lines = [line.rstrip() for line in str(error).splitlines()]
+    dashes = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
+    trace = lines[dashes[0] + 1:dashes[1]] if len(dashes) >= 2 else lines
+    trace = [line.strip() for line in trace if line.strip()]
+    return trace[-1] if trace else "no message"
+
+
+def _outcome(job: Any, state: str) -> Outcome:
+    import submitit
+
+    if is_slurm_job(job):
+        job.watcher.update()  # submitit's own view of the state, which results() consults
+    try:
+        return Outcome(job.job_id, state, result=job.results()[0])  # the first task's
+    except submitit.core.utils.UncompletedJobError:
+        last = " | ".join(last_log_lines(job, 3)) or "nothing"
+        return Outcome(job.job_id, state, error=f"ended {state} without a result; its log ends: {last}",
+                       without_result=True)
+    except submitit.core.utils.FailedJobError as e:
+        return Outcome(job.job_id, state, error=f"failed ({failure_line(e)})")
+
+
+class JobFollower:
+    """Polls submitted jobs until each has ended.
+
+    Args:
+        report_every_s: the least time between two log lines of a running job shown here (0: none).
+        poll_s: time between two looks at the jobs' states.
+        say: where the progress lines go (``print`` to the terminal by default; None: nowhere).
+    """
+
+    def __init__(self, report_every_s: float = 30.0, poll_s: float = 2.0,
+                 say: Optional[Callable[[str], None]] = print):
+        self.report_every_s = float(report_every_s)
+        self.poll_s = float(poll_s)
+        self.say = say
+        self.jobs: Dict[str, Any] = {}
+        self._seen: Dict[str, Tuple[str, str]] = {}
+        self._line: Dict[str, Tuple[float, str]] = {}
+        self._ended_at: Dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, slurm_cfg: Any, say: Optional[Callable[[str], None]] = print) -> "JobFollower":
+        return cls(report_every_s=slurm_cfg.get("report_every_s", 30), poll_s=slurm_cfg.get("poll_s", 2), say=say)
+
+    def add(self, label: str, job: Any) -> None:
+        """Follows ``job`` under ``label`` (how lines about it start, e.g. ``pretrain job 12``)."""
+        self.jobs[label] = job
+
+    def _tell(self, text: str) -> None:
+        if self.say:
+            self.say(text)
+
+    def poll(self) -> Dict[str, Outcome]:
+        """One look at every followed job; returns (and stops following) those that have ended."""
+        ended = {}
+        for label, job in list(self.jobs.items()):
+            state, reason = job_state(job)
+            if (state, reason) != self._seen.get(label):
+                self._seen[label] = (state, reason)
+                self._tell(f"{label}: {state}" + (f" ({reason})" if reason else ""))
+            if state == "RUNNING" and self.report_every_s > 0:
+                self._report_log(label, job)
+            if state not in ENDED:
+                continue
+            if is_slurm_job(job) and not job.paths.result_pickle.exists():
+                first = self._ended_at.setdefault(label, time.monotonic())
+                if time.monotonic() - first < RESULT_GRACE_S:
+                    continue
+            ended[label] = _outcome(job, state)
+            del self.jobs[label]
+        return ended
+
+    def _report_log(self, label: str, job: Any) -> None:
+        last_time, last_line = self._line.get(label, (float("-inf"), ""))
+        if time.monotonic() - last_time < self.report_every_s:
+            return
+        line = (last_log_lines(job, 1) or [""])[0]
+        if line and line != last_line:
+            self._line[label] = (time.monotonic(), line)
+            self._tell(f"{label} | {line[:200]}")
+
+    def follow(self) -> Dict[str, Outcome]:
+        """Polls until every followed job has ended; returns each one's outcome by label."""
+        outcomes: Dict[str, Outcome] = {}
+        while self.jobs:
+            outcomes.update(self.poll())
+            if self.jobs:
+                time.sleep(self.poll_s)
+        return outcomes
