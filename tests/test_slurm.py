@@ -187,6 +187,7 @@ def test_two_nodes_end_with_the_weights_of_two_torchrun_processes(world, referen
     assert re.search(rf"pretrain job {job} \| ", submission.output)  # a log line while it ran
 
 
+@pytest.mark.resume
 def test_preemption_mid_epoch_requeues_and_resumes_to_the_same_weights(world, reference, tmp_path):
     run_dir = str(tmp_path / "run")
     submission = Submission(_command(world, run_dir))
@@ -206,21 +207,27 @@ def test_preemption_mid_epoch_requeues_and_resumes_to_the_same_weights(world, re
 
 def test_the_time_limit_requeues_at_most_max_num_timeout_times_then_says_how_it_ended(world, tmp_path):
     run_dir = str(tmp_path / "run")
-    cmd = _command(world, run_dir, "config.slurm.time_minutes=1", "config.slurm.signal_delay_s=45",
+    # SLURM sends the warning at its first time-limit check after limit - delay - 60 s (its check period): 2 minutes
+    # and 45 s put it 15-45 s into each run, after the job's start-up
+    cmd = _command(world, run_dir, "config.slurm.time_minutes=2", "config.slurm.signal_delay_s=45",
                    "config.slurm.max_num_timeout=1", "config.data.max_bad_image_fraction=0.5", epochs=1000)  # never done within the limit
     submission = Submission(cmd)
     job = submission.job_id()
     assert submission.wait(timeout=400) == 2, submission.output[-3000:]
     error = [line for line in submission.lines if line.startswith("error: ")]
-    assert len(error) == 1 and re.match(rf"error: pretrain job {job} .*timed-out too many times", error[0]), \
-        submission.output[-3000:]
+    assert len(error) == 1 and re.match(
+        rf"error: pretrain job {job}: Job not requeued because: timed-out too many times. "
+        r"\(config.slurm.max_num_timeout=1\); preempted at iteration \d+; .*checkpoint.torch holds the state to resume "
+        r"from; submit the same command again to resume$", error[0]), submission.output[-3000:]
     with open(os.path.join(run_dir, "slurm", job, f"{job}_submission.sh")) as f:
-        assert "#SBATCH --signal=USR2@45" in f.read()
+        script = f.read()
+    assert "#SBATCH --signal=USR2@45" in script and "#SBATCH --time=2" in script
     logs = _job_logs(run_dir)
     assert logs.count("this job is timed-out") >= 2 and "Requeued job" in logs  # requeued once, then not
     assert _final(run_dir)["position"]["iteration"] > 0  # the last stop left a checkpoint to resume from
 
 
+@pytest.mark.resume
 def test_a_killed_job_is_reported_in_one_line_and_a_resubmission_resumes(world, reference, tmp_path):
     run_dir = str(tmp_path / "run")
     cmd = _command(world, run_dir, "config.checkpoint.period_iterations=3")
@@ -240,6 +247,7 @@ def test_a_killed_job_is_reported_in_one_line_and_a_resubmission_resumes(world, 
     _assert_same_run(run_dir, reference)
 
 
+@pytest.mark.resume
 def test_a_job_preempted_on_two_nodes_and_resumed_on_one_reads_every_sample_once(world, tmp_path):
     run_dir = str(tmp_path / "run")
     env = {"PYTHONPATH": os.path.join(ROOT, "tests") + os.pathsep + os.environ.get("PYTHONPATH", "")}

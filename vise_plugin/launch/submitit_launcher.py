@@ -75,7 +75,12 @@ class EngineJob:
         except Preempted as e:
             logger.warning("%s", e)
             if env.global_rank == 0 and callable(requeue):
-                requeue(preemption_signal(), None)  # calls self.checkpoint(), requeues, exits
+                try:
+                    requeue(preemption_signal(), None)  # calls self.checkpoint(), requeues, exits
+                except submitit.core.utils.UncompletedJobError as stop:  # out of requeues at the time limit
+                    limit = self.config["config"]["slurm"]["max_num_timeout"]
+                    return JobFailure(UserError(f"{stop} (config.slurm.max_num_timeout={limit}); {e}; submit the "
+                                                "same command again to resume"))
             return None
 
     def checkpoint(self) -> Any:
@@ -148,7 +153,7 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
 def engine_result(label: str, outcome: Outcome, logs: str) -> Any:
     """An ended engine job's result, or a :class:`UserError` saying in one line how it ended."""
     if isinstance(outcome.result, JobFailure):
-        outcome.result.raise_here()
+        raise outcome.result.error_class(f"{label}: {outcome.result.message}")
     if outcome.error is not None:
         raise UserError(f"{label} {outcome.error}; logs: {logs}")
     return outcome.result
