@@ -271,6 +271,9 @@ def test_a_job_preempted_on_two_nodes_and_resumed_on_one_reads_every_sample_once
     assert sorted(epochs_read(run_dir)[1]) == list(range(90))  # the two nodes' part and the one node's part
 
 
+SHARD_BYTES = 30_000  # two shards of the tiny world's posts: each array of the job has a task for each node
+
+
 def test_the_label_array_over_both_nodes_reruns_a_killed_task_and_writes_the_local_store(world, tmp_path, capsys):
     out = str(tmp_path / "labels")
     slurm = {"use_slurm": True, "cluster": "slurm", "name": "vise_test_labels", "array_parallelism": 4,
@@ -291,7 +294,7 @@ def test_the_label_array_over_both_nodes_reruns_a_killed_task_and_writes_the_loc
 
     killer = threading.Thread(target=kill_one_running_task, daemon=True)
     killer.start()
-    pipeline = tiny_generator(out, slurm=slurm)
+    pipeline = tiny_generator(out, slurm=slurm, shard_bytes=SHARD_BYTES)
     pipeline.run(world["posts"], out)
     killer.join(timeout=10)
     assert killed, "no assign task was seen running"
@@ -304,7 +307,9 @@ def test_the_label_array_over_both_nodes_reruns_a_killed_task_and_writes_the_loc
     nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-j", killed[0].split("_")[0], "-o", "NodeList"],
                            capture_output=True, text=True).stdout.split()
     assert {"node1", "node2"} <= set(nodes)  # the array ran on both nodes
-    assert _files(out) == _files(world["labels"])
+    local = str(tmp_path / "local")
+    tiny_generator(local, shard_bytes=SHARD_BYTES).run(world["posts"], local)
+    assert _files(out) == _files(local)
 
 
 def _files(folder):
