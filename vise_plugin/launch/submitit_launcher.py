@@ -112,6 +112,7 @@ def run_engine(root_cfg: DictConfig) -> object:
 
 
 def job_label(engine: str, job: Any) -> str:
+    """How lines about a submitted engine job start: ``pretrain job 12``."""
     return f"{engine} job {job.job_id}"
 
 
@@ -144,10 +145,10 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
         on_submitted(job)
     if not (cfg.slurm.wait if wait is None else wait):
         return job
+    label = job_label(cfg.engine, job)
     follower = JobFollower.from_config(slurm, say=lambda line: print(line, flush=True))
-    follower.add(job_label(cfg.engine, job), job)
-    return engine_result(job_label(cfg.engine, job), follower.follow()[job_label(cfg.engine, job)],
-                         str(job.paths.stdout.parent))
+    follower.add(label, job)
+    return engine_result(label, follower.follow()[label], str(job.paths.stdout.parent))
 
 
 def engine_result(label: str, outcome: Outcome, logs: str) -> Any:
