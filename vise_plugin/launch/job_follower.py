@@ -40,27 +40,37 @@ def _run(cmd: List[str]) -> str:
         return ""
 
 
-def slurm_state(job_id: str) -> Tuple[str, str]:
-    """``(state, reason)`` of a SLURM job (``UNKNOWN`` when neither the queue nor accounting knows it yet);
-    reason is empty when SLURM gives none."""
-    line = _run(["squeue", "-h", "-t", "all", "-j", str(job_id), "-o", "%T|%r"]).strip().splitlines()
-    if not line:
-        line = _run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "State,Reason"]).strip().splitlines()
-    if not line:
-        return "UNKNOWN", ""
-    state, _, reason = line[0].partition("|")
-    reason = reason.strip()
-    return state.split()[0] if state.strip() else "UNKNOWN", "" if reason in ("None", "(null)") else reason
+def _state_and_reason(field_state: str, field_reason: str) -> Tuple[str, str]:
+    reason = field_reason.strip()
+    state = field_state.split()[0] if field_state.strip() else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+    return state, "" if reason in ("None", "(null)") else reason
+
+
+def slurm_states(job_ids: List[str]) -> Dict[str, Tuple[str, str]]:
+    """``{job id: (state, reason)}`` of SLURM jobs in one ``squeue`` call (and one ``sacct`` call for those
+    that have left the queue); ``UNKNOWN`` when neither knows a job yet, reason empty when SLURM gives none."""
+    states: Dict[str, Tuple[str, str]] = {}
+    if not job_ids:
+        return states
+    for line in _run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"]).splitlines():
+        job_id, _, rest = line.partition("|")
+        state, _, reason = rest.partition("|")
+        states[job_id.strip()] = _state_and_reason(state, reason)
+    missing = [j for j in job_ids if j not in states]
+    if missing:
+        for line in _run(["sacct", "-n", "-X", "-P", "-j", ",".join(missing), "-o", "JobID,State,Reason"]).splitlines():
+            job_id, _, rest = line.partition("|")
+            state, _, reason = rest.partition("|")
+            states.setdefault(job_id.strip(), _state_and_reason(state, reason))
+    return {j: states.get(j, ("UNKNOWN", "")) for j in job_ids}
 
 
 def is_slurm_job(job: Any) -> bool:
     return type(job).__name__ == "SlurmJob"
 
 
-def job_state(job: Any) -> Tuple[str, str]:
-    """``(state, reason)``, for a SLURM job or one of submitit's local executor."""
-    if is_slurm_job(job):
-        return slurm_state(job.job_id)
+def local_state(job: Any) -> Tuple[str, str]:
+    """``(state, "")`` of a job of submitit's local executor, in SLURM's words."""
     if not job.done():
         return "RUNNING", ""
     return ("COMPLETED" if job.state.upper() in ("FINISHED", "COMPLETED") else "FAILED"), ""
@@ -137,8 +147,9 @@ class JobFollower:
     def poll(self) -> Dict[str, Outcome]:
         """One look at every followed job; returns (and stops following) those that have ended."""
         ended = {}
+        on_slurm = slurm_states([job.job_id for job in self.jobs.values() if is_slurm_job(job)])
         for label, job in list(self.jobs.items()):
-            state, reason = job_state(job)
+            state, reason = on_slurm[job.job_id] if is_slurm_job(job) else local_state(job)
             if (state, reason) != self._seen.get(label):
                 self._seen[label] = (state, reason)
                 self._tell(f"{label}: {state}" + (f" ({reason})" if reason else ""))
