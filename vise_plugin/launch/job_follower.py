@@ -101,8 +101,6 @@ def failure_line(error: BaseException) -> str:
 def _outcome(job: Any, state: str) -> Outcome:
     import submitit
 
-    if is_slurm_job(job):
-        job.watcher.update()  # submitit's own view of the state, which results() consults
     try:
         return Outcome(job.job_id, state, result=job.results()[0])  # the first task's
     except submitit.core.utils.UncompletedJobError:
@@ -146,7 +144,7 @@ class JobFollower:
 
     def poll(self) -> Dict[str, Outcome]:
         """One look at every followed job; returns (and stops following) those that have ended."""
-        ended = {}
+        ended: Dict[str, Tuple[Any, str]] = {}
         on_slurm = slurm_states([job.job_id for job in self.jobs.values() if is_slurm_job(job)])
         for label, job in list(self.jobs.items()):
             state, reason = on_slurm[job.job_id] if is_slurm_job(job) else local_state(job)
@@ -161,9 +159,12 @@ class JobFollower:
                 first = self._ended_at.setdefault(label, time.monotonic())
                 if time.monotonic() - first < RESULT_GRACE_S:
                     continue
-            ended[label] = _outcome(job, state)
-            del self.jobs[label]
-        return ended
+            ended[label] = (self.jobs.pop(label), state)
+            self._ended_at.pop(label, None)  # a job added again under this label gets its own grace
+        slurm_jobs = [job for job, _ in ended.values() if is_slurm_job(job)]
+        if slurm_jobs:
+            slurm_jobs[0].watcher.update()  # submitit's own view of the states (one sacct), which results() consults
+        return {label: _outcome(job, state) for label, (job, state) in ended.items()}
 
     def _report_log(self, label: str, job: Any) -> None:
         last_time, last_line = self._line.get(label, (float("-inf"), ""))
@@ -174,11 +175,19 @@ class JobFollower:
             self._line[label] = (time.monotonic(), line)
             self._tell(f"{label} | {line[:200]}")
 
-    def follow(self) -> Dict[str, Outcome]:
-        """Polls until every followed job has ended; returns each one's outcome by label."""
+    def follow(self, on_end: Optional[Callable[[str, Outcome], None]] = None) -> Dict[str, Outcome]:
+        """Polls until every followed job has ended; returns each one's last outcome by label.
+
+        Args:
+            on_end: called with each outcome as its job ends; it may :meth:`add` a job again under the
+                same label (a retry), which is then followed too.
+        """
         outcomes: Dict[str, Outcome] = {}
         while self.jobs:
-            outcomes.update(self.poll())
+            for label, outcome in self.poll().items():
+                outcomes[label] = outcome
+                if on_end:
+                    on_end(label, outcome)
             if self.jobs:
                 time.sleep(self.poll_s)
         return outcomes

@@ -9,7 +9,6 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
@@ -17,7 +16,7 @@ from tqdm import tqdm
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, InputError, UserError
 from vise_plugin.launch.executor import make_executor, sbatch_errors
-from vise_plugin.launch.job_follower import JobFollower
+from vise_plugin.launch.job_follower import JobFollower, Outcome
 from vise_plugin.launch.job_folders import remove_placeholder_folder
 
 logger = logging.getLogger(__name__)
@@ -152,23 +151,22 @@ class JobRunner:
         retries = [0] * len(jobs)
         max_retries = int(self.slurm.get("max_task_retries", 1))
         results: List[Any] = [None] * len(jobs)
-        while follower.jobs:
-            for label, outcome in follower.poll().items():
-                i = int(label)
-                if outcome.error is None:
-                    results[i] = outcome.result
-                    bar.update(1)
-                elif outcome.without_result and retries[i] < max_retries:
-                    retries[i] += 1
-                    with sbatch_errors(name):
-                        again = executor.submit(_submitit_job, fn, jobs[i], self.imports)
-                    tqdm.write(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; submitted again as job "
-                               f"{again.job_id} (retry {retries[i]} of {max_retries})")
-                    follower.add(label, again)
-                    latest[i] = again
-                else:
-                    raise UserError(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; its files: "
-                                    f"{latest[i].paths.stdout.parent}")
-            if follower.jobs:
-                time.sleep(follower.poll_s)
+
+        def on_end(label: str, outcome: Outcome) -> None:
+            i = int(label)
+            if outcome.error is None:
+                results[i] = outcome.result
+                bar.update(1)
+            elif outcome.without_result and retries[i] < max_retries:
+                retries[i] += 1
+                with sbatch_errors(name):
+                    latest[i] = executor.submit(_submitit_job, fn, jobs[i], self.imports)
+                tqdm.write(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; submitted again as job "
+                           f"{latest[i].job_id} (retry {retries[i]} of {max_retries})")
+                follower.add(label, latest[i])
+            else:
+                raise UserError(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; its files: "
+                                f"{latest[i].paths.stdout.parent}")
+
+        follower.follow(on_end)
         return results
