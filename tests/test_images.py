@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vise_plugin.data.images import load_image, open_image
+from vise_plugin.data.images import cpu_seed, load_image, open_image
 from vise_plugin.data.transforms import eval_transform, train_transform
 from vise_plugin.errors import InputError
 
@@ -53,3 +53,14 @@ def test_unreadable_image_names_the_file(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(InputError, match=r"broken.jpg: cannot read image"):
         load_image(str(tmp_path / "broken.jpg"), train_transform(224))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63 + 5])
+def test_an_item_seed_draws_what_torch_manual_seed_draws_and_leaves_the_global_state(seed):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with cpu_seed(seed):
+        drawn = torch.rand(5)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(seed % 2**63)
+    assert torch.equal(drawn, torch.rand(5))

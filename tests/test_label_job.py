@@ -157,7 +157,7 @@ def test_store_meta_checksums_report_and_interop(tiny_world):
     store = LabelStore(tiny_world["labels"])
     meta = store.meta
     assert meta["format_version"] == 2 and meta["num_posts"] == len(store) == meta["counts"]["labelled"] == 90
-    assert meta["tasks"] == {"comments": {"k": 8}, "reactions": {"k": 4}}
+    assert meta["tasks"] == {"comments": {"k": 8}, "reactions": {"k": 4, "types": ["haha", "sorry", "angry", "wow", "love"]}}
     assert set(meta["labeler"]["checksums"]) == {"comments_encoder", "comments_centroids", "reactions_centroids"}
     assert meta["bad_records"]["counts"] == {"empty_post": 1}
     store.verify()

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import default_collate
 
 import benchmark_layouts as layouts
+from vise_plugin.labels import LabelStore
 from vise_plugin.registry import (BENCHMARK_DATASETS, COMMENT_ENCODERS, DATASET_REGISTRY, ENGINES, HEAD_REGISTRY, KMEANS,
                                   LOSS_REGISTRY, LR_SCHEDULES, METRICS, MODEL_REGISTRY, POOLING, PROTOCOLS, REGISTRIES,
                                   TARGET_SOURCES, TRUNKS, build_classy)
@@ -91,7 +92,8 @@ def test_model(name):
 @pytest.fixture(scope="module")
 def data_cfg(tiny_world, tmp_path_factory):
     """``config.data`` of every kind of training data the sources and datasets read: the tiny world's
-    label store, its web tags and its tar shards."""
+    label store, its web tags, its tar shards and its images as img2dataset writes them."""
+    from test_img2dataset_source import img2dataset_folder
     from vise_plugin.config import compose_config
     from vise_plugin.data.shard_writer import run_shard_job
     from vise_plugin.demo.world import write_demo_tags
@@ -100,7 +102,9 @@ def data_cfg(tiny_world, tmp_path_factory):
     shards = str(tmp_path_factory.mktemp("registry_shards") / "shards")
     run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
                                   f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
-    return {"labels": tiny_world["labels"], "image_root": None, "shards": shards,
+    downloaded = str(tmp_path_factory.mktemp("registry_img2dataset"))
+    img2dataset_folder(LabelStore(tiny_world["labels"]), downloaded)
+    return {"labels": tiny_world["labels"], "image_root": None, "shards": shards, "img2dataset": downloaded,
             "tags": {"list": tag_list, "vocab": vocab, "image_root": tiny_world["folder"], "text_encoder": None}}
 
 

@@ -126,7 +126,8 @@ class Registry(_FvcoreRegistry):
 
 TRUNKS = Registry("trunk", ["vise_plugin.models.trunks", "vise_plugin.models.clip_trunk"])
 WEIGHT_FORMATS = Registry("weights format", ["vise_plugin.models.weight_formats"])
-TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards"])
+TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards",
+                                             "vise_plugin.data.img2dataset_shards"])
 COMMENT_ENCODERS = Registry("comment encoder", ["vise_plugin.labels.encoders"])
 KMEANS = Registry("K-means back-end", ["vise_plugin.labels.clustering"])
 LR_SCHEDULES = Registry("lr schedule", ["vise_plugin.engine.schedule"])

@@ -72,8 +72,9 @@ def _flat_keys(node) -> List[str]:
 COMPONENT_KEYS = {"config.loss", "config.data.dataset"}
 
 
-def _is_component_key(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in COMPONENT_KEYS)
+def _is_open_key(key: str, open_prefixes: Set[str]) -> bool:
+    """A component key, or a key at or under a mapping that is empty in the defaults."""
+    return any(key == k or key.startswith(k + ".") for k in open_prefixes)
 
 
 def _open_prefixes(cfg: DictConfig) -> Set[str]:
@@ -144,8 +145,9 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
             continue
         if _unknown_key(o.key_or_group, known, open_prefixes):
             raise _unknown_key_error(o.key_or_group, f"override '{o.input_line}'", known)
-    # A component's parameters are not all in the defaults: its overrides add keys as well as change them.
-    overrides = [f"++{o.input_line}" if _is_component_key(o.key_or_group) and not (o.is_add() or o.is_force_add())
+    # A component's parameters (and an open mapping's keys) are not all in the defaults: their overrides add
+    # keys as well as change them.
+    overrides = [f"++{o.input_line}" if _is_open_key(o.key_or_group, open_prefixes) and not (o.is_add() or o.is_force_add())
                  else o.input_line for o in parsed]
     others = [f"file://{f}" for f in folders if f != primary]
     hydra_overrides = [f"hydra.searchpath=[{','.join(others)}]"] if others else []

@@ -32,14 +32,24 @@ def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor], data
         return transform(image)
 
 
+@contextlib.contextmanager
+def cpu_seed(seed: int) -> Iterator[None]:
+    """Inside the block torch's CPU generator is seeded with ``seed`` (taken modulo 2**63: a seed built
+    from large run seeds and positions may pass torch's range); outside it the global random state is
+    as it was. Only the CPU generator: ``torch.manual_seed`` also seeds every accelerator's, which
+    costs about a millisecond per call where they are not initialised (a data-loader worker)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed % 2**63)
+        yield
+
+
 def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor],
                       seed: Optional[int] = None, data: Optional[bytes] = None) -> Any:
     """``load_image``, with the transform's random numbers drawn from ``seed`` when one is given
     (the global random state is left as it was)."""
     if seed is None:
         return load_image(path, transform, data)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed % 2**63)  # a seed built from large run seeds and positions may pass torch's range
+    with cpu_seed(seed):
         return load_image(path, transform, data)
 
 
@@ -57,6 +67,5 @@ def load_or_skip(path: str, transform: Callable[[Image.Image], torch.Tensor], se
 def blank_input(transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
     """``transform`` of a black image, with its random numbers drawn from a fixed seed (the global
     random state is left as it was): an input of the shape the dataset's items have."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with cpu_seed(0):
         return transform(Image.new("RGB", (64, 64)))

@@ -8,7 +8,7 @@ import torch
 from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
-from vise_plugin.data.images import blank_input, load_or_skip
+from vise_plugin.data.images import blank_input, cpu_seed, load_or_skip
 from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources, empty_targets
 from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.errors import InputError
@@ -100,7 +100,7 @@ class PretrainingImages(torch.utils.data.Dataset):
 
 class SeededItems(torch.utils.data.Dataset):
     """Any map-style dataset read with ``(index, seed)`` pairs: each item is drawn under
-    ``torch.manual_seed(seed)`` (the global random state is left as it was), so a dataset written
+    :func:`cpu_seed` (the global random state is left as it was), so a dataset written
     for classy-vision also gets the resumable sampler's per-item augmentation seeds."""
 
     def __init__(self, dataset: torch.utils.data.Dataset):
@@ -112,8 +112,7 @@ class SeededItems(torch.utils.data.Dataset):
     def __getitem__(self, idx: Union[int, Tuple[int, int]]) -> Any:
         if not isinstance(idx, tuple):
             return self.dataset[idx]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(idx[1])
+        with cpu_seed(idx[1]):
             return self.dataset[idx[0]]
 
 

@@ -7,7 +7,7 @@ store row. Beside each shard, ``shard-NNNNNN.idx.npy`` ``(n, 5)`` int64 (row, jp
 json offset, json size) and ``shard-NNNNNN.json`` (its summary: rows, image paths, sha256, samples
 skipped), and for the whole set ``manifest.json`` (shards, sample counts, checksums, the tasks' k).
 
-:class:`TarShards` reads a sample with one seek and one read (the index says where), so the
+:class:`TarShards` reads a sample where its index says (its two adjacent members, through one buffered file), so the
 project's seeded, resumable batch sampler keeps working on shards: exact mid-epoch resume and per-image
 augmentation seeds, whatever the number of workers. Samples are grouped by shard for locality
 (:attr:`TarShards.groups`).
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 
+from vise_plugin.data.open_files import OpenFiles
 from vise_plugin.data.target_sources import TargetSource, image_key, relative_image_path, uniform_comment_target
 from vise_plugin.errors import ConfigError, InputError, error_text
 from vise_plugin.labels.store import comment_histogram
@@ -130,8 +131,7 @@ class TarShards(TargetSource):
         self.starts = np.concatenate([[0], np.cumsum(self.counts)])
         self._indexes: Dict[int, np.ndarray] = {}
         self._images: Dict[int, List[str]] = {}
-        self._files: Dict[int, Any] = {}
-        self._pid = os.getpid()
+        self._files = OpenFiles()
         self._reported: set = set()
         self._rows: Optional[Dict[str, int]] = None
 
@@ -187,18 +187,8 @@ class TarShards(TargetSource):
         return path if "://" not in path else g_pathmgr.get_local_path(path)
 
     def _file(self, shard: int):
-        if self._pid != os.getpid():  # a forked data-loader worker opens its own handles
-            self._files, self._pid = {}, os.getpid()
-        if shard not in self._files:
-            if len(self._files) >= 16:
-                self._files.pop(next(iter(self._files))).close()
-            path = self._path(shard, ".tar")
-            try:
-                self._files[shard] = open(self._local(path), "rb")
-            except OSError as e:
-                self._report(path, f"cannot be opened ({error_text(e)})")
-                raise InputError(f"{path}: cannot be opened") from None
-        return self._files[shard]
+        path = self._path(shard, ".tar")
+        return self._files.get(shard, self._local(path), path, self._reported)
 
     def _report(self, path: str, what: str) -> None:
         report_damaged_shard(self._reported, path, what)
@@ -225,25 +215,29 @@ class TarShards(TargetSource):
 
     def _sample(self, i: int, with_image: bool = True) -> Tuple[Optional[bytes], Dict[str, torch.Tensor]]:
         """Sample ``i``'s image bytes (None without ``with_image``: only its ``.json`` is read) and
-        targets, with one read."""
+        targets: two reads of adjacent members, through one buffered file (no copy of the image)."""
         shard, pos = self.locate(i)
         _, jpg_offset, jpg_size, json_offset, json_size = (int(v) for v in self._index(shard)[pos])
-        start = jpg_offset if with_image else json_offset
         f = self._file(shard)
-        f.seek(start)
-        blob = f.read(json_offset + json_size - start)
-        if len(blob) < json_offset + json_size - start:
+        image = None
+        if with_image:
+            f.seek(jpg_offset)
+            image = f.read(jpg_size)
+        f.seek(json_offset)
+        described = f.read(json_size)
+        if len(described) < json_size or (with_image and len(image) < jpg_size):
             self._report(self._path(shard, ".tar"),
                          f"truncated shard (sample {self.where(i)} needs bytes up to {json_offset + json_size})")
             raise InputError(f"{self.where(i)}: truncated shard")
+        where = self.where(i)
         try:
-            meta = json.loads(blob[json_offset - start:])
+            meta = json.loads(described)
         except ValueError:
-            raise InputError(f"{self.where(i)}: unreadable sample description") from None
-        return blob[:jpg_size] if with_image else None, self.targets.of(meta, self.where(i))
+            raise InputError(f"{where}: unreadable sample description") from None
+        return image, self.targets.of(meta, where)
 
     def read(self, i: int) -> Tuple[bytes, Dict[str, torch.Tensor]]:
-        """Sample ``i``'s image bytes and targets, with one read; :class:`InputError` naming the shard
+        """Sample ``i``'s image bytes and targets (see :meth:`_sample`); :class:`InputError` naming the shard
         when the file is cut short or the sample cannot be parsed."""
         return self._sample(i)
 
@@ -275,11 +269,6 @@ class TarShards(TargetSource):
 
     def specs(self) -> Dict[str, Dict[str, Any]]:
         return self.targets.specs()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_files"] = {}  # file handles stay in the process that opened them
-        return state
 
 
 def sample_json(store: Any, row: int) -> bytes:

@@ -17,7 +17,7 @@ from vise_plugin.labels.encoders import (
 )
 from vise_plugin.labels.projection import SvdProjection
 from vise_plugin.labels.reaction_encoder import reaction_vectors
-from vise_plugin.labels.records import EngagementRecord
+from vise_plugin.labels.records import REACTION_TYPES, EngagementRecord
 
 EXAMPLES_PER_CLUSTER = 3
 
@@ -50,6 +50,7 @@ class EngagementLabeler:
         projection: optional :class:`SvdProjection` between the encoder and the comment centroids.
         max_comments: comments sampled per post (the paper: 100).
         seed: seed of the comment sampling.
+        reaction_types: the reaction names, in the order of the reaction vectors' dimensions.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class EngagementLabeler:
         projection: Optional[SvdProjection] = None,
         max_comments: int = 100,
         seed: int = 0,
+        reaction_types: Sequence[str] = REACTION_TYPES,
     ):
         self.comment_encoder = comment_encoder
         self.comment_centroids = comment_centroids
@@ -67,6 +69,7 @@ class EngagementLabeler:
         self.projection = projection
         self.max_comments = max_comments
         self.seed = seed
+        self.reaction_types = tuple(reaction_types)
         self.examples: Dict[str, List[str]] = {}
 
     @classmethod
@@ -76,7 +79,8 @@ class EngagementLabeler:
 
         ``comments_cfg``: ``k``, ``algorithm``, ``encoder`` and its settings, ``svd_dim`` (None: no
         reduction) and ``fit_max_comments`` (a seeded sample of at most this many comments is
-        clustered). ``reactions_cfg``: ``k``, ``algorithm``.
+        clustered). ``reactions_cfg``: ``k``, ``algorithm`` and ``types`` (the reaction names; None:
+        the paper's five).
         """
         comments = [c for r in records for c in sample_comments(r, max_comments, seed)]
         cap = comments_cfg.get("fit_max_comments")
@@ -93,10 +97,11 @@ class EngagementLabeler:
             features = projection.transform(features)
         comment_centroids = Centroids.fit(features, comments_cfg["k"], seed, comments_cfg.get("algorithm", "minibatch"),
                                           what="non-empty comments", key="config.labels.comments.algorithm")
-        vectors, has = reaction_vectors([r.reactions for r in records])
+        reaction_types = tuple(reactions_cfg.get("types") or REACTION_TYPES)
+        vectors, has = reaction_vectors([r.reactions for r in records], reaction_types)
         reaction_centroids = Centroids.fit(vectors[has], reactions_cfg["k"], seed, reactions_cfg.get("algorithm", "full"),
                                            what="posts with reactions", key="config.labels.reactions.algorithm")
-        labeler = cls(encoder, comment_centroids, reaction_centroids, projection, max_comments, seed)
+        labeler = cls(encoder, comment_centroids, reaction_centroids, projection, max_comments, seed, reaction_types)
         labeler.examples = _closest_examples(comment_centroids, features, comments)
         return labeler
 
@@ -125,7 +130,7 @@ class EngagementLabeler:
             bounds = np.searchsorted(post, np.arange(len(records) + 1))
             table = np.stack([cluster, counts], axis=1).astype(np.int32)
             pairs = [table[bounds[i] : bounds[i + 1]] for i in range(len(records))]
-        vectors, has = reaction_vectors([r.reactions for r in records])
+        vectors, has = reaction_vectors([r.reactions for r in records], self.reaction_types)
         reactions = np.full(len(records), -1, dtype=np.int32)
         if has.any():
             reactions[has] = self.reaction_centroids.assign(vectors[has])
@@ -152,7 +157,7 @@ class EngagementLabeler:
             self.projection.save(folder)
             checksums["comments_svd"] = self.projection.checksum()
         info = {"encoder": self.comment_encoder.kind, "max_comments": self.max_comments, "seed": self.seed,
-                "checksums": checksums}
+                "reaction_types": list(self.reaction_types), "checksums": checksums}
         with open(os.path.join(folder, "labeler.json"), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
         with open(os.path.join(folder, "comments_examples.json"), "w") as f:
@@ -170,6 +175,7 @@ class EngagementLabeler:
             SvdProjection.load(folder),
             info["max_comments"],
             info["seed"],
+            info.get("reaction_types", REACTION_TYPES),
         )
         examples = os.path.join(folder, "comments_examples.json")
         if os.path.exists(examples):

@@ -1,7 +1,11 @@
-"""The engagement record: one JSON object per line of a ``.jsonl`` or ``.jsonl.gz`` file.
+"""The engagement record: one JSON object per line of a ``.jsonl`` or ``.jsonl.gz`` file (or one row
+of a parquet file, see :mod:`vise_plugin.labels.job.parquet_posts`).
 
 ``{"id": "p1", "image": "relative/path.jpg", "comments": ["so cute!", ...],
    "reactions": {"haha": 3, "sorry": 0, "angry": 0, "wow": 1, "love": 12}}``
+
+The reaction names are the five buttons of the paper unless ``config.labels.reactions.types`` (or,
+for Reddit dumps, ``config.labels.reddit.reactions``) names others.
 """
 
 import gzip
@@ -9,7 +13,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Sequence
 
 from iopath.common.file_io import g_pathmgr
 
@@ -48,17 +52,25 @@ BAD_RECORD_KINDS = ("not_utf8", "malformed_json", "not_an_object", "missing_fiel
                     "empty_post")
 
 
-def parse_record(line: str, where: str = "") -> EngagementRecord:
+def parse_record(line: str, where: str = "", reaction_types: Sequence[str] = REACTION_TYPES) -> EngagementRecord:
     """Parses one JSONL line; ``where`` (``file:line``) prefixes every error message.
 
-    Raises :class:`BadRecord` for malformed JSON, missing or non-string ``id``/``image``,
-    comments that are not a list of strings, reaction counts that are unknown, negative,
-    non-finite or fractional, and posts with neither a non-blank comment nor a reaction.
+    Raises :class:`BadRecord` for malformed JSON, and as :func:`record_from_object` does.
     """
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise BadRecord(f"malformed JSON ({e.msg})", "malformed_json", where) from None
+    return record_from_object(obj, where, reaction_types)
+
+
+def record_from_object(obj: Any, where: str = "", reaction_types: Sequence[str] = REACTION_TYPES) -> EngagementRecord:
+    """The record of a decoded JSON object (or a parquet row as a dict).
+
+    Raises :class:`BadRecord` for a non-object, missing or non-string ``id``/``image``, comments that
+    are not a list of strings, reaction counts whose name is not in ``reaction_types`` or that are
+    negative, non-finite or fractional, and posts with neither a non-blank comment nor a reaction.
+    """
     if not isinstance(obj, dict):
         raise BadRecord(f"expected a JSON object, got {type(obj).__name__}", "not_an_object", where)
     for key in ("id", "image"):
@@ -71,8 +83,8 @@ def parse_record(line: str, where: str = "") -> EngagementRecord:
     if not isinstance(reactions, dict):
         raise BadRecord("field 'reactions' must be an object", "bad_reactions", where)
     for name, count in reactions.items():
-        if name not in REACTION_TYPES:
-            raise BadRecord(f"unknown reaction {name!r}; expected one of {', '.join(REACTION_TYPES)}",
+        if name not in reaction_types:
+            raise BadRecord(f"unknown reaction {name!r}; expected one of {', '.join(reaction_types)}",
                             "bad_reactions", where)
         if (isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0
                 or count != int(count)):

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -36,8 +36,10 @@ def check_counts(settings: LabelSettings, shards: List[Shard], stores: List[Labe
 
 
 def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta: Dict[str, Any],
-                report: bool = True, export_interop: bool = False, block: int = 1_000_000) -> Dict[str, Any]:
-    """Concatenates the shards' stores, in shard order, into the store ``output``; returns its meta."""
+                report: bool = True, export_interop: bool = False, block: int = 1_000_000,
+                bad: Optional[BadRecordReport] = None) -> Dict[str, Any]:
+    """Concatenates the shards' stores, in shard order, into the store ``output``; returns its meta.
+    ``bad``: the bad lines skipped before the shards were read (e.g. when joining Reddit dumps)."""
     stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
     summaries = check_counts(settings, shards, stores)
     labeler = EngagementLabeler.load(settings.work.model)
@@ -45,7 +47,7 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
     kc, kr = labeler.comment_centroids.k, labeler.reaction_centroids.k
     comment_sizes, reaction_sizes = np.zeros(kc, np.int64), np.zeros(kr, np.int64)
     without = {"comments": 0, "reactions": 0}
-    bad = BadRecordReport()
+    bad = BadRecordReport().merge(bad or BadRecordReport())
     writer = LabelStoreWriter(output)
     for store, summary in zip(stores, summaries):
         bad.merge(BadRecordReport.from_dict(summary["bad_records"]))
@@ -64,7 +66,7 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
         export_clusterfit(stores, meta["image_root"], os.path.join(writer.tmp, "interop"))
     full_meta = {
         **meta,
-        "tasks": {"comments": {"k": kc}, "reactions": {"k": kr}},
+        "tasks": {"comments": {"k": kc}, "reactions": {"k": kr, "types": list(labeler.reaction_types)}},
         "fit_subset": {k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")},
         "labeler": selection["labeler"],
         "counts": {"posts_read": sum(s["num_read"] for s in summaries),

@@ -9,7 +9,9 @@ import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from vise_plugin.errors import ConfigError
+from vise_plugin.labels.job.bad_records import BadRecordReport
 from vise_plugin.labels.job.merge import merge_store
+from vise_plugin.labels.job.reddit_step import join_reddit, joined_files, split_reddit
 from vise_plugin.labels.job.shards import Shard, expand_inputs, file_size, plan_shards
 from vise_plugin.labels.job.stages import (
     LabelSettings,
@@ -63,13 +65,19 @@ class LabelPipeline:
         report: write ``report/`` (cluster size PNGs, clusters.md).
         export_interop: write ``interop/`` (train_images.npy, train_<task>_labels.npy).
         keep_work_dir: keep the work folder after the store is written.
+        columns: the column mapping of parquet posts (``config.labels.columns``; None: the defaults).
+        reddit: :class:`vise_plugin.reddit.RedditSettings` for Reddit dumps among the posts (None: the defaults).
+
+    Reddit dumps (``RS_*.zst`` with ``RC_*.zst``) are first joined into parquet posts (step 0, once).
     """
 
     def __init__(self, settings: LabelSettings, runner: JobRunner, shard_bytes: int = 256 << 20, report: bool = True,
-                 export_interop: bool = False, keep_work_dir: bool = False):
+                 export_interop: bool = False, keep_work_dir: bool = False,
+                 columns: Optional[Dict[str, Any]] = None, reddit: Any = None):
         self.settings, self.runner = settings, runner
         self.shard_bytes, self.report, self.export_interop = shard_bytes, report, export_interop
         self.keep_work_dir = keep_work_dir
+        self.columns, self.reddit = columns, reddit
 
     @classmethod
     def from_config(cls, labels_cfg: Dict[str, Any], slurm_cfg: Optional[Dict[str, Any]], output: str,
@@ -92,20 +100,63 @@ class LabelPipeline:
             threads_per_worker=labels_cfg.get("threads_per_worker", 1),
         )
         runner = JobRunner(labels_cfg.get("num_workers", 1), slurm_cfg, os.path.join(work_dir, "logs"), imports)
-        return cls(settings, runner, int(labels_cfg.get("shard_bytes", 256 << 20)), labels_cfg.get("report", True),
-                   labels_cfg.get("export_interop", False), labels_cfg.get("keep_work_dir", False))
+        from vise_plugin.reddit.settings import RedditSettings
 
-    def plan(self, shards: List[Shard]) -> Dict[str, Any]:
+        return cls(settings, runner, int(labels_cfg.get("shard_bytes", 256 << 20)), labels_cfg.get("report", True),
+                   labels_cfg.get("export_interop", False), labels_cfg.get("keep_work_dir", False),
+                   labels_cfg.get("columns"), RedditSettings.from_config(labels_cfg.get("reddit") or {}))
+
+    def _inputs_id(self, files: List[str]) -> str:
+        """A digest of the input files (names, sizes) and every setting: what a finished store was made from."""
+        described = {"settings": self._settings(), "files": {path: file_size(path) for path in files},
+                     "shard_bytes": self.shard_bytes, "columns": self.columns,
+                     "reddit": None if self.reddit is None else dataclasses.asdict(self.reddit)}
+        return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _join_reddit(self, submissions: List[str], comments: List[str]) -> Dict[str, Any]:
+        """Step 0: the Reddit dumps joined into parquet posts; their reaction types are the label job's."""
+        from vise_plugin.reddit.settings import RedditSettings
+
+        reddit = self.reddit or RedditSettings()
+        types = list(reddit.reactions)
+        if self.settings.reactions.get("types") not in (None, types):
+            raise ConfigError(f"config.labels.reactions.types={self.settings.reactions['types']}: Reddit dumps give the "
+                              f"reaction types of config.labels.reddit.reactions ({types}); set that instead")
+        self.settings.reactions["types"] = types
+        logger.info("joining %d Reddit comment dump(s) to %d submission dump(s)", len(comments), len(submissions))
+        with self.runner:
+            result = self.runner.map(join_reddit, [(self.settings, reddit, submissions, comments)],
+                                     "0/3 joining Reddit comments", unit="job")[0]
+        summary = result["summary"]
+        logger.info("Reddit: %d image posts, %d of %d comments joined", summary["posts"], summary["comments_joined"],
+                    summary["comments_read"])
+        return result
+
+    def _settings(self) -> Dict[str, Any]:
+        """The settings that decide the labels (not where or how fast they are made)."""
         settings = dataclasses.asdict(self.settings)
         for key in ("work_dir", "shards", "threads_per_worker"):
             settings.pop(key)
-        return {"settings": settings, "shards": [s.to_dict() for s in shards],
+        return settings
+
+    def plan(self, shards: List[Shard]) -> Dict[str, Any]:
+        return {"settings": self._settings(), "shards": [s.to_dict() for s in shards],
                 "sizes": {path: file_size(path) for path in sorted({s.path for s in shards})}}
 
     def run(self, posts: Union[str, Sequence[str]], output: str, image_root: Optional[str] = None) -> Dict[str, Any]:
         """Labels ``posts`` (a file, glob or list) into the store folder ``output``; returns its meta.json."""
         files = expand_inputs(posts)
-        shards = plan_shards(files, self.shard_bytes)
+        submissions, comments, others = split_reddit(files)
+        inputs_id = self._inputs_id(files)
+        existing = read_json(os.path.join(output, "meta.json"))
+        if existing is not None and existing.get("inputs_sha256") == inputs_id:
+            logger.info("%s is complete for these inputs and settings; nothing to do", output)
+            return existing
+        reddit = self._join_reddit(submissions, comments) if submissions else None
+        joined = joined_files(reddit, self.settings) if reddit else []
+        before = BadRecordReport.from_dict(reddit["bad_records"]) if reddit else None
+        shards = plan_shards(others, self.shard_bytes, self.columns)
+        shards += [dataclasses.replace(s, index=len(shards) + s.index) for s in plan_shards(joined, self.shard_bytes)]
         plan = self.plan(shards)
         plan_id = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
         existing = read_json(os.path.join(output, "meta.json"))
@@ -127,8 +178,11 @@ class LabelPipeline:
             "image_root": image_root or os.path.dirname(os.path.abspath(files[0])),
             "num_shards": len(shards),
             "plan_sha256": plan_id,
+            "inputs_sha256": inputs_id,
         }
-        meta = merge_store(self.settings, shards, output, meta, self.report, self.export_interop)
+        if reddit:
+            meta["reddit"] = {k: reddit[k] for k in ("settings", "summary")}
+        meta = merge_store(self.settings, shards, output, meta, self.report, self.export_interop, bad=before)
         counts = meta["counts"]
         logger.info("wrote %d labelled posts to %s (%d held out to fit, %d bad lines skipped)", counts["labelled"],
                     output, counts["held_out"], meta["bad_records"]["total"])

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vise_plugin.labels.labeler import EngagementLabeler  # noqa: E402
-from vise_plugin.labels.records import REACTION_TYPES  # noqa: E402
 
 
 def plot_cluster_sizes(sizes: np.ndarray, path: str, title: str, unit: str) -> None:
@@ -58,12 +57,12 @@ def write_cluster_report(folder: str, labeler: EngagementLabeler, comment_sizes:
         lines.append(f"| {c} | {int(comment_sizes[c])} | {100 * comment_sizes[c] / total_c:.2f}% | "
                      f"{_cell(terms[c] if terms else None)} | {_cell(labeler.examples.get(str(c)))} |")
     lines += ["", f"## Reaction clusters (k={len(reaction_sizes)})", "",
-              "The centroid is the L2-normalised reaction profile; the strongest buttons are listed.", "",
+              "The centroid is the L2-normalised reaction profile; the strongest reaction types are listed.", "",
               "| cluster | posts | share | profile |", "|---:|---:|---:|---|"]
     centroids = labeler.reaction_centroids.centroids
     for c in np.argsort(-reaction_sizes, kind="stable"):
         order = np.argsort(-centroids[c])[:3]
-        profile = ", ".join(f"{REACTION_TYPES[j]} {centroids[c, j]:.2f}" for j in order if centroids[c, j] > 0.05)
+        profile = ", ".join(f"{labeler.reaction_types[j]} {centroids[c, j]:.2f}" for j in order if centroids[c, j] > 0.05)
         lines.append(f"| {c} | {int(reaction_sizes[c])} | {100 * reaction_sizes[c] / total_r:.2f}% | {profile} |")
     with open(os.path.join(folder, "clusters.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -2,35 +2,42 @@
 
 A plain ``.jsonl`` file is cut into byte ranges of about ``shard_bytes``; a shard owns every
 line whose first byte falls in its range. A compressed file cannot be entered in the middle
-and is one shard. Line numbers in error messages are counted from the start of the file.
+and is one shard. Line numbers in error messages are counted from the start of the file. A
+``.parquet`` file is cut into ranges of row groups of about ``shard_bytes`` (uncompressed), read
+through a column mapping (:mod:`.parquet_posts`).
 """
 
 import glob
 import gzip
 import io
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import InputError
 from vise_plugin.labels.job.bad_records import BadRecordReport
+from vise_plugin.labels.job.parquet_posts import column_mapping, is_parquet, parquet_objects, row_group_ranges
 from vise_plugin.labels.records import (
     BAD_RECORD_KINDS,
+    REACTION_TYPES,
     BadRecord,
     EngagementRecord,
     parse_record,
+    record_from_object,
 )
 
 
 @dataclass(frozen=True)
 class Shard:
-    """Lines of ``path`` starting in bytes ``[start, end)``; ``end`` is None for a whole file."""
+    """Lines of ``path`` starting in bytes ``[start, end)``; ``end`` is None for a whole file. For a
+    parquet file (``columns``: its column mapping) ``[start, end)`` are row groups."""
 
     index: int
     path: str
     start: int = 0
     end: Optional[int] = None
+    columns: Optional[Dict[str, Any]] = None
 
     @property
     def name(self) -> str:
@@ -57,10 +64,16 @@ def expand_inputs(posts: Union[str, Sequence[str]]) -> List[str]:
     return files
 
 
-def plan_shards(files: Sequence[str], shard_bytes: int) -> List[Shard]:
-    """Cuts ``files`` into shards of about ``shard_bytes`` (compressed files stay whole)."""
+def plan_shards(files: Sequence[str], shard_bytes: int, columns: Optional[Dict[str, Any]] = None) -> List[Shard]:
+    """Cuts ``files`` into shards of about ``shard_bytes`` (compressed files stay whole); parquet files
+    are read with the column mapping ``columns`` (:func:`column_mapping`)."""
     shards: List[Shard] = []
     for path in files:
+        if is_parquet(path):
+            mapping = column_mapping(columns)
+            shards += [Shard(len(shards) + k, path, a, b, mapping)
+                       for k, (a, b) in enumerate(row_group_ranges(path, shard_bytes))]
+            continue
         size = file_size(path)
         if path.endswith(".gz") or size <= shard_bytes:
             shards.append(Shard(len(shards), path))
@@ -106,13 +119,16 @@ def _first_line_number(shard: Shard) -> int:
     return count + 2
 
 
-def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None,
-               skip: Iterable[str] = BAD_RECORD_KINDS) -> Iterator[EngagementRecord]:
-    """Yields the records of the shard's non-blank lines.
+def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None, skip: Iterable[str] = BAD_RECORD_KINDS,
+               reaction_types: Sequence[str] = REACTION_TYPES) -> Iterator[EngagementRecord]:
+    """Yields the records of the shard's non-blank lines (or parquet rows).
 
     A malformed line whose kind is in ``skip`` is counted in ``bad`` and left out; any other
     (or every one, without ``bad``) raises :class:`BadRecord` naming ``file:line``.
     """
+    if shard.columns is not None:
+        yield from _parquet_records(shard, bad, skip, reaction_types)
+        return
     first_line: List[int] = []
     for offset, raw in enumerate(_lines(shard)):
         if not raw.strip():
@@ -122,7 +138,7 @@ def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None,
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRecord("not valid UTF-8", "not_utf8") from None
-            yield parse_record(line)
+            yield parse_record(line, reaction_types=reaction_types)
         except BadRecord as e:
             if not first_line:
                 first_line.append(_first_line_number(shard))
@@ -130,6 +146,17 @@ def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None,
             if bad is None or e.kind not in skip:
                 raise located from None
             bad.add(located)
+
+
+def _parquet_records(shard: Shard, bad: Optional[BadRecordReport], skip: Iterable[str],
+                     reaction_types: Sequence[str]) -> Iterator[EngagementRecord]:
+    for where, obj in parquet_objects(shard.path, (shard.start, shard.end), shard.columns):
+        try:
+            yield record_from_object(obj, where, reaction_types)
+        except BadRecord as e:
+            if bad is None or e.kind not in skip:
+                raise
+            bad.add(e)
 
 
 def iter_records(path: str, bad: Optional[BadRecordReport] = None) -> Iterator[EngagementRecord]:

@@ -20,7 +20,7 @@ from vise_plugin.labels.job.selection import fit_score, fit_threshold
 from vise_plugin.labels.job.shards import Shard, read_shard
 from vise_plugin.labels.job.work_dir import WorkDir, read_json, write_json_atomic
 from vise_plugin.labels.labeler import EngagementLabeler
-from vise_plugin.labels.records import BAD_RECORD_KINDS, EngagementRecord, parse_record
+from vise_plugin.labels.records import BAD_RECORD_KINDS, REACTION_TYPES, EngagementRecord, parse_record
 from vise_plugin.labels.store import LabelStoreWriter
 from vise_plugin.process_state import keeps_process_state
 
@@ -45,6 +45,11 @@ class LabelSettings:
     shards: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
+    def reaction_types(self) -> Tuple[str, ...]:
+        """The reaction names of the posts (``reactions.types``; None: the paper's five)."""
+        return tuple(self.reactions.get("types") or REACTION_TYPES)
+
+    @property
     def work(self) -> WorkDir:
         return WorkDir(self.work_dir)
 
@@ -53,7 +58,7 @@ def _read(settings: LabelSettings, shard: Shard, bad: BadRecordReport) -> Iterat
     skip = set(BAD_RECORD_KINDS) if settings.skip_bad_records else set()
     if settings.skip_empty_posts:
         skip.add("empty_post")
-    return read_shard(shard, bad, skip)
+    return read_shard(shard, bad, skip, settings.reaction_types)
 
 
 def select_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
@@ -94,7 +99,8 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
     records: List[EngagementRecord] = []
     for b, shard_scores in zip(base, scores):
         with open(b + ".jsonl", encoding="utf-8") as f:
-            records += [parse_record(line) for line, s in zip(f, shard_scores) if s < threshold]
+            records += [parse_record(line, reaction_types=settings.reaction_types)
+                        for line, s in zip(f, shard_scores) if s < threshold]
     if not records:
         raise InputError("no post fell in the fitting subset; raise config.labels.fit_fraction or add posts")
     logger.info("fitting clusters on %d held-out posts", len(records))
