@@ -349,7 +349,7 @@ def test_export_urls_writes_one_row_per_image_and_the_cli_summarises(month, tmp_
     assert capsys.readouterr().out == (f"wrote {pq.read_metadata(out).num_rows} image URLs of {posts} image posts "
                                        f"({month['counts']['submission_lines']} submissions read) to {out}\n")
     assert urls_main([str(tmp_path / "RS_missing.zst"), "--output", out]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'RS_missing.zst'}: no such file\n"
+    assert capsys.readouterr().err == f"error: {tmp_path / 'RS_missing.zst'}: engagement file not found\n"
     broken = str(tmp_path / "RS_broken.zst")
     write_zstd_ndjson(broken, [month["posts"][month["image_posts"][0]], '{"id": "x", "title": '])
     assert urls_main([broken, "--output", out]) == 0

@@ -20,7 +20,11 @@ from conftest import ROOT
 from vise_plugin.config import compose_config
 from vise_plugin.data.img2dataset_shards import Img2DatasetShards
 from vise_plugin.engine.pretrain import pretrain
+from vise_plugin.errors import ConfigError
 from vise_plugin.labels import LabelStore
+from vise_plugin.labels.job.reddit_step import join_reddit
+from vise_plugin.labels.job.stages import LabelSettings
+from vise_plugin.reddit import RedditSettings
 from vise_plugin.reddit.fixture import write_reddit_month
 
 pytestmark = pytest.mark.resume
@@ -150,6 +154,24 @@ def test_a_broken_dump_line_stops_the_label_job_in_one_line_unless_bad_lines_are
                 f"config.labels.posts=[{month['submissions']},{month['comments']}]",
                 f"config.labels.output={tmp_path / 'labels'}", *LABELS, "config.labels.on_bad_record=fail", code=2)
     assert f"error: {month['comments']}:{month['malformed_line']}: malformed JSON" in said
+
+
+def test_a_finished_job_rerun_with_other_speed_settings_does_nothing(downloaded, store):
+    month = downloaded["month"]
+    said = _run(sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
+                f"config.labels.posts=[{month['submissions']},{month['comments']}]", f"config.labels.output={store}",
+                *LABELS, "config.labels.reddit.memory_limit=512MB", "config.labels.reddit.threads=2")
+    assert "complete for these inputs and settings; nothing to do" in said and "joining" not in said
+
+
+def test_a_join_is_reused_whatever_its_speed_settings_and_refused_with_other_output_settings(downloaded, tmp_path):
+    month = downloaded["month"]
+    settings = LabelSettings(work_dir=str(tmp_path / "work"), comments={}, reactions={}, skip_bad_records=True)
+    dumps = ([month["submissions"]], [month["comments"]])
+    first = join_reddit(settings, RedditSettings(memory_limit="256MB", threads=1), *dumps)
+    assert join_reddit(settings, RedditSettings(memory_limit="512MB"), *dumps) == first
+    with pytest.raises(ConfigError, match=r"config.labels.reddit.max_comments: 100 here, 3 now"):
+        join_reddit(settings, RedditSettings(max_comments=3), *dumps)
 
 
 def _cfg(downloaded, store, run_dir, *extra):

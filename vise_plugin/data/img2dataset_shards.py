@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import tarfile
+import zipfile
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -193,7 +194,7 @@ def read_index_counts(path: str, stamp: Tuple[int, int]) -> Optional[Dict[str, i
             if (int(index["version"]), int(index["tar_size"]), int(index["tar_mtime_ns"])) != (INDEX_VERSION, *stamp):
                 return None
             return {name: int(index[name]) for name in (*COUNTS, "key_width")}
-    except (OSError, ValueError, KeyError, EOFError):  # a half-written or foreign file: built again
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a half-written or foreign file: built again
         return None
 
 
@@ -322,7 +323,7 @@ class Img2DatasetShards(TargetSource):
             try:
                 with np.load(path) as index:
                     loaded = {name: index[name] for name in ("offsets", "rows", "keys")}
-            except (OSError, ValueError, KeyError, EOFError) as e:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
                 report_damaged_shard(self._reported, path, f"cannot be read ({error_text(e)})")
                 raise InputError(f"{path}: cannot be read") from None
             if len(loaded["rows"]) != self.groups[shard]:

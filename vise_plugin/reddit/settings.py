@@ -1,7 +1,8 @@
 """Settings of reading the Reddit dumps and joining comments to image posts (``config.labels.reddit``)."""
 
+import json
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from vise_plugin.errors import ConfigError
 
@@ -72,6 +73,16 @@ class RedditSettings:
                 raise ConfigError(f"{_key(key)}: unknown key; known keys: {', '.join(known)}")
         values = {k: tuple(v) if not isinstance(v, (str, int, float, bool, type(None))) else v for k, v in cfg.items()}
         return cls(**values)
+
+    def output_settings(self) -> Dict[str, Any]:
+        """The settings that decide the join's output (not ``memory_limit`` and ``threads``, which only
+        decide its speed), as JSON values."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SPEED_SETTINGS}
+        return json.loads(json.dumps(values))
+
+
+#: settings that change how fast the join runs, not what it writes
+SPEED_SETTINGS = ("memory_limit", "threads")
 
 
 def _key(name: str) -> str:

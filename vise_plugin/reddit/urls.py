@@ -5,7 +5,6 @@ prints one summary line; malformed lines are skipped and reported on stderr.
 """
 
 import argparse
-import glob
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -15,8 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vise_plugin.errors import InputError, UserError
+from vise_plugin.errors import UserError
 from vise_plugin.labels.job.bad_records import BadRecordReport
+from vise_plugin.labels.job.shards import expand_inputs
 from vise_plugin.reddit.dumps import submission_batches
 from vise_plugin.reddit.settings import RedditSettings
 
@@ -54,16 +54,6 @@ def export_urls(submission_files: Sequence[str], output: str, settings: RedditSe
     return n
 
 
-def _expand(patterns: Sequence[str]) -> List[str]:
-    paths = []
-    for pattern in patterns:
-        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern] if os.path.isfile(pattern) else []
-        if not found:
-            raise InputError(f"{pattern}: no such file")
-        paths += found
-    return paths
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vise_plugin.reddit.urls",
                                      description="Writes the image URLs of Reddit submission dumps to parquet.")
@@ -74,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     counts: Dict[str, int] = {}
     bad = BadRecordReport()
     try:
-        n = export_urls(_expand(args.files), args.output, RedditSettings(include_nsfw=not args.no_nsfw), counts, bad,
+        n = export_urls(expand_inputs(args.files), args.output, RedditSettings(include_nsfw=not args.no_nsfw), counts, bad,
                         progress=True)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

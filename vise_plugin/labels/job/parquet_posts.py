@@ -10,7 +10,7 @@ name, or a mapping ``{reaction name: column}`` of integer columns (null counts r
 a range of row groups; rows are named ``<file>:row <n>`` (1-based) in error messages.
 """
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from iopath.common.file_io import g_pathmgr
 
@@ -70,7 +70,7 @@ def _counts(value: Any) -> Dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, list):
-        return dict(value)
+        return {k: v for k, v in value if v is not None}
     return {k: v for k, v in value.items() if v is not None}
 
 
@@ -102,9 +102,3 @@ def parquet_objects(path: str, groups: Tuple[int, int], mapping: Mapping[str, An
                 "comments": cols[mapping["comments"]][i] or [],
                 "reactions": counts,
             }
-
-
-def reaction_names(mapping: Mapping[str, Any]) -> Optional[Sequence[str]]:
-    """The reaction names a ``{name: column}`` mapping gives (None for a struct or map column)."""
-    reactions = mapping["reactions"]
-    return list(reactions) if isinstance(reactions, Mapping) else None

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 #: settings the fit step reads and the select step does not: a rerun may change them until a model is fitted
 FIT_SETTINGS = ("comments", "reactions", "max_comments_per_post", "fit_max_posts")
 #: settings named otherwise in config.labels, with their values there
-_CONFIG_KEYS = {"skip_bad_records": ("on_bad_record", {True: "skip", False: "fail"}),
+_CONFIG_KEYS = {"reaction_types": ("reactions.types", {}),
+                "skip_bad_records": ("on_bad_record", {True: "skip", False: "fail"}),
                 "skip_empty_posts": ("on_empty_post", {True: "skip", False: "fail"})}
 
 
@@ -110,7 +111,7 @@ class LabelPipeline:
         """A digest of the input files (names, sizes) and every setting: what a finished store was made from."""
         described = {"settings": self._settings(), "files": {path: file_size(path) for path in files},
                      "shard_bytes": self.shard_bytes, "columns": self.columns,
-                     "reddit": None if self.reddit is None else dataclasses.asdict(self.reddit)}
+                     "reddit": None if self.reddit is None else self.reddit.output_settings()}
         return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
     def _join_reddit(self, submissions: List[str], comments: List[str]) -> Dict[str, Any]:
@@ -133,10 +134,13 @@ class LabelPipeline:
         return result
 
     def _settings(self) -> Dict[str, Any]:
-        """The settings that decide the labels (not where or how fast they are made)."""
+        """The settings that decide the labels (not where or how fast they are made). The reaction types
+        stand apart from the other reaction settings: the select step reads them too."""
         settings = dataclasses.asdict(self.settings)
         for key in ("work_dir", "shards", "threads_per_worker"):
             settings.pop(key)
+        settings["reaction_types"] = list(self.settings.reaction_types)
+        settings["reactions"].pop("types", None)
         return settings
 
     def plan(self, shards: List[Shard]) -> Dict[str, Any]:
@@ -162,6 +166,8 @@ class LabelPipeline:
         existing = read_json(os.path.join(output, "meta.json"))
         if existing is not None and existing.get("plan_sha256") == plan_id:
             logger.info("%s is complete for these inputs and settings; nothing to do", output)
+            if not self.keep_work_dir:
+                shutil.rmtree(self.settings.work.root, ignore_errors=True)  # what a Reddit join just wrote
             return existing
         work = self.settings.work
         work.check_plan(plan, describe_plan_change, FIT_SETTINGS)

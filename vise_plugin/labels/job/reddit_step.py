@@ -6,14 +6,13 @@ memory through DuckDB); the steps after it read those files as parquet posts. Th
 on a rerun once ``joined.json`` is there, and a rerun with other Reddit settings stops in one line.
 """
 
-import dataclasses
-import json
 import os
 import shutil
 from typing import Any, Dict, List, Sequence, Tuple
 
 from vise_plugin.errors import ConfigError
 from vise_plugin.labels.job.bad_records import BadRecordReport
+from vise_plugin.labels.job.shards import file_size
 from vise_plugin.labels.job.stages import LabelSettings
 from vise_plugin.labels.job.work_dir import read_json, said_change, write_json_atomic
 from vise_plugin.process_state import keeps_process_state
@@ -55,14 +54,14 @@ def join_reddit(settings: LabelSettings, reddit: Any, submissions: Sequence[str]
     its settings, and the bad lines skipped (``bad_records``)."""
     folder = joined_folder(settings)
     marker = os.path.join(folder, "joined.json")
-    settings_json = json.loads(json.dumps(dataclasses.asdict(reddit)))  # as read back: tuples become lists
-    wanted = {"settings": settings_json, "submissions": list(submissions), "comments": list(comments)}
+    wanted = {"settings": reddit.output_settings(), "submissions": {p: file_size(p) for p in submissions},
+              "comments": {p: file_size(p) for p in comments}}
     done = read_json(marker)
     if done is not None:
         changes = [said_change(f"config.labels.reddit.{k}", v, wanted["settings"].get(k))
                    for k, v in done["settings"].items() if wanted["settings"].get(k) != v]
         if done["submissions"] != wanted["submissions"] or done["comments"] != wanted["comments"]:
-            changes.append("the Reddit dumps of config.labels.posts changed")
+            changes.append("the Reddit dumps of config.labels.posts changed (names or sizes)")
         if changes:
             raise ConfigError(f"{folder}: Reddit dumps joined with other settings are here ({'; '.join(changes)}); "
                               f"delete {settings.work.root} to label with the new ones")
