@@ -49,6 +49,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from vise_plugin.reddit.fixture import base36  # noqa: E402
+
 #: bumped whenever the generated lines change, so that stale cached files are not reused
 FORMAT = 1
 MONTH = "2023-01"
@@ -67,15 +69,6 @@ MAX_WINDOW_SIZE = 2**31
 
 
 # -- generated dumps ---------------------------------------------------------------------------------------------
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while n:
-        n, d = divmod(n, 36)
-        out = digits[d] + out
-    return out
 
 
 def _vocabulary(size: int = 6000) -> Tuple[List[str], List[float]]:
@@ -162,7 +155,7 @@ def _gallery(rng: random.Random, post_id: str) -> Dict[str, Any]:
 def _kind_fields(rng: random.Random, kind: str, post_id: str, permalink: str) -> Dict[str, Any]:
     """What differs between image, gallery, link, self and video posts."""
     if kind == "image":
-        url = f"https://i.redd.it/{_base36(rng.getrandbits(64))}.jpg"
+        url = f"https://i.redd.it/{base36(rng.getrandbits(64))}.jpg"
         return {"domain": "i.redd.it", "post_hint": "image", "url": url, "url_overridden_by_dest": url,
                 "preview": {"enabled": True, "images": [_preview_image(rng, post_id)]}, "is_reddit_media_domain": True}
     if kind == "gallery":
@@ -175,7 +168,7 @@ def _kind_fields(rng: random.Random, kind: str, post_id: str, permalink: str) ->
             fields["preview"] = {"enabled": False, "images": [_preview_image(rng, post_id)]}
         return fields
     if kind == "video":
-        url = f"https://v.redd.it/{_base36(rng.getrandbits(64))}"
+        url = f"https://v.redd.it/{base36(rng.getrandbits(64))}"
         video = {"reddit_video": {"bitrate_kbps": 2400, "dash_url": f"{url}/DASHPlaylist.mpd", "duration": 31,
                                   "fallback_url": f"{url}/DASH_720.mp4?source=fallback", "height": 720,
                                   "hls_url": f"{url}/HLSPlaylist.m3u8", "is_gif": False, "width": 1280}}
@@ -196,10 +189,10 @@ def _submission(rng: random.Random, i: int, post_id: str, kind: str, num_comment
     awards = [_award(rng)] if rng.random() < 0.04 else []
     sub = {
         "all_awardings": awards, "allow_live_comments": False, "approved_at_utc": None, "approved_by": None,
-        "archived": False, "author": f"user_{_base36(rng.getrandbits(40))}", "author_created_utc": created - 10**8,
+        "archived": False, "author": f"user_{base36(rng.getrandbits(40))}", "author_created_utc": created - 10**8,
         "author_flair_background_color": None, "author_flair_css_class": None, "author_flair_richtext": [],
         "author_flair_template_id": None, "author_flair_text": None, "author_flair_text_color": None,
-        "author_flair_type": "text", "author_fullname": f"t2_{_base36(rng.getrandbits(40))}",
+        "author_flair_type": "text", "author_fullname": f"t2_{base36(rng.getrandbits(40))}",
         "author_is_blocked": False,
         "author_patreon_flair": False, "author_premium": rng.random() < 0.05, "awarders": [], "banned_at_utc": None,
         "banned_by": None, "can_gild": True, "can_mod_post": False, "category": None, "clicked": False,
@@ -217,7 +210,7 @@ def _submission(rng: random.Random, i: int, post_id: str, kind: str, num_comment
         "quarantine": False, "removal_reason": None, "removed_by": None, "removed_by_category": None,
         "report_reasons": None, "retrieved_on": created + 43200, "saved": False, "score": score,
         "secure_media": None, "secure_media_embed": {}, "selftext": "", "send_replies": True, "spoiler": False,
-        "stickied": False, "subreddit": subreddit, "subreddit_id": f"t5_{_base36(100000 + i % len(SUBREDDITS))}",
+        "stickied": False, "subreddit": subreddit, "subreddit_id": f"t5_{base36(100000 + i % len(SUBREDDITS))}",
         "subreddit_name_prefixed": f"r/{subreddit}", "subreddit_subscribers": 30_000_000, "subreddit_type": "public",
         "suggested_sort": None, "thumbnail": f"https://b.thumbs.redditmedia.com/{_hex(rng, 256)[:43]}.jpg",
         "thumbnail_height": 140, "thumbnail_width": 140, "title": title, "top_awarded_type": None,
@@ -259,23 +252,23 @@ def _author_and_body(rng: random.Random) -> Tuple[str, str]:
         bot = BOTS[0] if draw < 0.07 else rng.choice(BOTS[1:])
         return bot, "I am a bot, and this action was performed automatically. Please contact the moderators of " \
                     "this subreddit if you have any questions or concerns."
-    return f"user_{_base36(rng.getrandbits(40))}", _text(rng, 14)
+    return f"user_{base36(rng.getrandbits(40))}", _text(rng, 14)
 
 
 def _comment(rng: random.Random, n: int, post: str, subreddit: str) -> Dict[str, Any]:
     """Comment ``n`` of the month on post ``post`` (1-2 KB as JSON)."""
-    comment_id, created = _base36(36**6 * 30 + n), MONTH_START + n // 4
+    comment_id, created = base36(36**6 * 30 + n), MONTH_START + n // 4
     author, body = _author_and_body(rng)
     score = int(rng.paretovariate(1.3)) - 1 if rng.random() < 0.9 else -rng.randint(1, 20)
-    parent = f"t3_{post}" if rng.random() < 0.4 else f"t1_{_base36(36**6 * 30 + rng.randrange(n + 1))}"
+    parent = f"t3_{post}" if rng.random() < 0.4 else f"t1_{base36(36**6 * 30 + rng.randrange(n + 1))}"
     comment = dict(COMMENT_FIELDS)
     comment.update(
         author=author, author_created_utc=created - rng.randint(10**6, 4 * 10**8), body=body,
-        author_fullname=f"t2_{_base36(rng.getrandbits(40))}", controversiality=int(rng.random() < 0.04),
+        author_fullname=f"t2_{base36(rng.getrandbits(40))}", controversiality=int(rng.random() < 0.04),
         created=created, created_utc=created, id=comment_id, link_id=f"t3_{post}", name=f"t1_{comment_id}",
         no_follow=score < 2, parent_id=parent, permalink=f"/r/{subreddit}/comments/{post}/comment/{comment_id}/",
         retrieved_on=created + rng.randint(30, 7200), score=score, ups=score, subreddit=subreddit,
-        subreddit_id=f"t5_{_base36(100000 + SUBREDDITS.index(subreddit))}", subreddit_name_prefixed=f"r/{subreddit}",
+        subreddit_id=f"t5_{base36(100000 + SUBREDDITS.index(subreddit))}", subreddit_name_prefixed=f"r/{subreddit}",
         is_submitter=rng.random() < 0.05)
     comment.update(_flair(rng))
     if rng.random() < 0.01:
@@ -291,7 +284,7 @@ def post_plan(posts: int, seed: int = 0) -> Tuple[List[str], List[str], np.ndarr
     """The month's post ids, their kinds, and their shares of its comments: Pareto-distributed, so a
     few posts draw thousands of comments and most a handful or none."""
     rng = np.random.default_rng(seed)
-    ids = [_base36(36**5 * 30 + i) for i in range(posts)]
+    ids = [base36(36**5 * 30 + i) for i in range(posts)]
     kinds = rng.choice(list(KINDS), size=posts, p=list(KINDS.values())).tolist()
     weights = rng.pareto(1.5, posts) + 0.05
     return ids, kinds, weights / weights.sum()
@@ -311,7 +304,7 @@ def _comments(posts: int, count: int, older_share: float = 0.1) -> Iterator[Dict
     older = np.random.default_rng([3, count]).random(count) < older_share
     rng = random.Random(count)
     for n, (pick, old) in enumerate(zip(picks.tolist(), older.tolist())):
-        post = _base36(36**5 * 20 + rng.randrange(10**6)) if old else ids[pick]
+        post = base36(36**5 * 20 + rng.randrange(10**6)) if old else ids[pick]
         yield _comment(rng, n, post, SUBREDDITS[pick % len(SUBREDDITS)])
 
 

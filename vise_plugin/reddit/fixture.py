@@ -35,7 +35,8 @@ SPECIAL = [("deleted", "[deleted]", "[deleted]"), ("removed", "[deleted]", "[rem
            ("automoderator", "AutoModerator", AUTOMOD), ("reminder_bot", "RemindMeBot", REMINDER)]
 
 
-def _base36(n: int) -> str:
+def base36(n: int) -> str:
+    """``n`` in Reddit's id alphabet (``0-9a-z``)."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while n:
@@ -110,7 +111,7 @@ def _submission(i: int, post_id: str, topic: str, kind: str, urls: List[str], cr
 
 def _comment(n: int, post_id: str, author: str, body: str, created: int, rng: random.Random) -> Dict[str, Any]:
     comment: Dict[str, Any] = {
-        "id": _base36(36**6 + n), "link_id": f"t3_{post_id}", "parent_id": f"t3_{post_id}", "author": author,
+        "id": base36(36**6 + n), "link_id": f"t3_{post_id}", "parent_id": f"t3_{post_id}", "author": author,
         "body": body, "score": rng.randint(-5, 200), "controversiality": int(rng.random() < 0.05),
         "created_utc": created, "subreddit": "pics", "subreddit_id": "t5_2qh1o", "retrieved_on": created + 3600,
         "archived": False, "collapsed": False, "distinguished": None, "edited": False, "is_submitter": False,
@@ -146,7 +147,7 @@ def write_reddit_month(folder: str, image_url: Callable[[int], str], num_posts: 
     counts = dict.fromkeys(("deleted", "removed", "blank", "automoderator", "reminder_bot", "on_non_image_posts"), 0)
     submissions, comments = [], []
     for i in range(num_posts):
-        post_id, topic, kind = _base36(36**5 * 10 + i), topics[i % len(topics)], _kind(i)
+        post_id, topic, kind = base36(36**5 * 10 + i), topics[i % len(topics)], _kind(i)
         urls = {"image": [image_url(i)], "preview": [image_url(i)],
                 "gallery": [image_url(j * num_posts + i) for j in range(3)]}.get(kind, [])
         created = start + i * 600
