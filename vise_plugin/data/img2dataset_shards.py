@@ -351,7 +351,8 @@ class Img2DatasetShards(TargetSource):
         """Sample ``i``'s image bytes, with one seek and one read, and its targets; :class:`InputError`
         naming ``<tar>#<key>`` when the tar is cut short before its end (the tar is logged once)."""
         shard, pos = self.locate(i)
-        offset, size = (int(v) for v in self._index(shard)["offsets"][pos])
+        index = self._index(shard)
+        offset, size = (int(v) for v in index["offsets"][pos])
         f = self._file(shard)
         f.seek(offset)
         data = f.read(size)
@@ -359,7 +360,7 @@ class Img2DatasetShards(TargetSource):
             report_damaged_shard(self._reported, self.tars[shard],
                                  f"truncated shard (sample {self.where(i)} needs bytes up to {offset + size})")
             raise InputError(f"{self.where(i)}: truncated shard")
-        return data, self.targets_at(i)
+        return data, self.labels.targets_at(int(index["rows"][pos]))
 
     def store_row(self, i: int) -> int:
         """The label store row of sample ``i``."""
