@@ -24,7 +24,7 @@ model_urls = {
 def _load_state(weights: str, progress: bool) -> dict:
     if "://" in weights and not weights.startswith("file://"):
         return torch.hub.load_state_dict_from_url(weights, progress=progress, map_location="cpu", weights_only=True)
-    path = weights[len("file://"):] if weights.startswith("file://") else os.path.expanduser(weights)
+    path = weights[len("file://") :] if weights.startswith("file://") else os.path.expanduser(weights)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

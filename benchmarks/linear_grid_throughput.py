@@ -51,8 +51,10 @@ def main() -> None:
             for wd in WDS:
                 LinearClassifierGrid(args.dim, args.classes, [lr], [wd]).fit(rows, targets, train, args.epochs, 256)
         sequential_s = time.perf_counter() - start
-    print(f"{args.images} x {args.dim} memory-mapped features, {len(LRS) * len(WDS)} classifiers, "
-          f"{args.epochs} epochs, {torch.get_num_threads()} threads")
+    print(
+        f"{args.images} x {args.dim} memory-mapped features, {len(LRS) * len(WDS)} classifiers, "
+        f"{args.epochs} epochs, {torch.get_num_threads()} threads"
+    )
     print(f"one pass for the grid:      {grid_s:7.1f} s")
     print(f"one pass per classifier:    {sequential_s:7.1f} s")
     print(f"ratio: {sequential_s / grid_s:.2f}")

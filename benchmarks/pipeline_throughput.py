@@ -88,8 +88,14 @@ def make_photos(folder: str, count: int, width: int, height: int) -> str:
         pool.map(_photo, [(os.path.join(folder, name), i, width, height) for i, name in enumerate(images)], chunksize=4)
     rng = np.random.default_rng(0)
     pairs = [np.array([[int(rng.integers(KC)), 1]]) for _ in range(count)]
-    write_label_store(store, [f"p{i}" for i in range(count)], images, pairs, rng.integers(0, KR, count),
-                      {"tasks": {"comments": {"k": KC}, "reactions": {"k": KR}}, "image_root": folder})
+    write_label_store(
+        store,
+        [f"p{i}" for i in range(count)],
+        images,
+        pairs,
+        rng.integers(0, KR, count),
+        {"tasks": {"comments": {"k": KC}, "reactions": {"k": KR}}, "image_root": folder},
+    )
     return store
 
 
@@ -111,17 +117,34 @@ def _img2dataset_shard(store: LabelStore, folder: str, shard: int, rows: range) 
             with Image.open(path) as image:
                 width, height = image.size
             key = f"{shard:05d}{n:04d}"
-            record = {"url": f"https://example.com/{store.images[row]}", "key": key, "status": "success",
-                      "error_message": None, "width": width, "height": height, "original_width": width,
-                      "original_height": height, "exif": "{}", "sha256": hashlib.sha256(data).hexdigest(),
-                      "post_id": store.ids[row]}
+            record = {
+                "url": f"https://example.com/{store.images[row]}",
+                "key": key,
+                "status": "success",
+                "error_message": None,
+                "width": width,
+                "height": height,
+                "original_width": width,
+                "original_height": height,
+                "exif": "{}",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "post_id": store.ids[row],
+            }
             _add_member(archive, f"{key}.jpg", data)
             _add_member(archive, f"{key}.json", json.dumps(record).encode())
             records.append(record)
     pq.write_table(pa.Table.from_pylist(records), os.path.join(folder, f"{shard:05d}.parquet"))
     with open(os.path.join(folder, f"{shard:05d}_stats.json"), "w") as f:
-        json.dump({"count": len(records), "successes": len(records), "failed_to_download": 0, "failed_to_resize": 0,
-                   "status_dict": {"success": len(records)}}, f)
+        json.dump(
+            {
+                "count": len(records),
+                "successes": len(records),
+                "failed_to_download": 0,
+                "failed_to_resize": 0,
+                "status_dict": {"success": len(records)},
+            },
+            f,
+        )
 
 
 def write_img2dataset(store_folder: str, folder: str, per_tar: int = IMG2DATASET_PER_TAR) -> str:
@@ -165,10 +188,15 @@ def run(overrides, args, ceiling: bool = False) -> float:
     if ceiling:
         device = trainer.device
         memory = torch.channels_last if args.channels_last else torch.contiguous_format
-        batch = {"input": torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
-                 .contiguous(memory_format=memory),
-                 "target": {"comments": torch.softmax(torch.randn(args.batch, KC, device=device), 1),
-                            "reactions": torch.randint(0, KR, (args.batch,), device=device)}}
+        batch = {
+            "input": torch.randn(args.batch, 3, args.image_size, args.image_size, device=device).contiguous(
+                memory_format=memory
+            ),
+            "target": {
+                "comments": torch.softmax(torch.randn(args.batch, KC, device=device), 1),
+                "reactions": torch.randint(0, KR, (args.batch,), device=device),
+            },
+        }
         trainer.loader = DeviceBatches(batch, steps, args.batch)
         trainer.sampler = trainer.loader.batch_sampler
         trainer.num_epochs = 1
@@ -197,8 +225,9 @@ def host_side_rate(overrides) -> float:
     data loader (no workers, one thread; pinned batches when CUDA is available) read whole epochs, after
     one untimed epoch that warms the page cache, the tar handles and their indexes. The process's CPU
     time, not the wall clock, so that other load on the machine does not count."""
-    cfg = compose_config(["config=demo/vise_tiny", *overrides, "config.data.decode_on=device",
-                          "config.data.num_workers=0"]).config
+    cfg = compose_config(
+        ["config=demo/vise_tiny", *overrides, "config.data.decode_on=device", "config.data.num_workers=0"]
+    ).config
     loader = build_loader(cfg, build_dataset(cfg), torch.cuda.is_available())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -216,27 +245,34 @@ def host_side_rate(overrides) -> float:
 def host_side(common, inputs: dict) -> dict:
     """``{layout: samples/s per core}`` of the host side, from the project's shards and from img2dataset's
     folder joined to the label store."""
-    layouts = {"tar shards (their index)": ["config.data.sources=[tar_shards]",
-                                            f"config.data.shards={inputs['shards']}"],
-               "img2dataset WebDataset (read in place)": ["config.data.sources=[img2dataset]",
-                                                          f"config.data.img2dataset={inputs['img2dataset']}",
-                                                          f"config.data.labels={inputs['store']}"]}
+    layouts = {
+        "tar shards (their index)": ["config.data.sources=[tar_shards]", f"config.data.shards={inputs['shards']}"],
+        "img2dataset WebDataset (read in place)": [
+            "config.data.sources=[img2dataset]",
+            f"config.data.img2dataset={inputs['img2dataset']}",
+            f"config.data.labels={inputs['store']}",
+        ],
+    }
     return {name: host_side_rate(common + overrides) for name, overrides in layouts.items()}
 
 
 def print_host_side(rates: dict, args) -> None:
     """One line per layout, and one against :data:`HOST_GOAL`."""
     pinned = "pinned" if torch.cuda.is_available() else "not pinned: no CUDA"
-    print(f"host side of device decode: 1 process, batch {args.batch}, byte batches {pinned}, page cache warmed by "
-          f"an untimed epoch (CPU cost, not disk), whole epochs timed by the process's CPU time "
-          f"({HOST_SECONDS:g} s or more)")
+    print(
+        f"host side of device decode: 1 process, batch {args.batch}, byte batches {pinned}, page cache warmed by "
+        f"an untimed epoch (CPU cost, not disk), whole epochs timed by the process's CPU time "
+        f"({HOST_SECONDS:g} s or more)"
+    )
     for name, rate in rates.items():
         print(f"host side (read + targets + byte batches, no decode), {name}: {rate:,.0f} samples/s per core")
     slowest = min(rates.values())
     verdict = "met" if slowest >= HOST_GOAL else "not met"
-    print(f"host side goal: at least {HOST_GOAL:,} samples/s per core, so that the CPU cores of one GPU node do not "
-          f"hold an H100 below {GPU_GOAL:,} images/s: {verdict} (slowest {slowest:,.0f}/s per core, "
-          f"{GPU_GOAL / slowest:.1f} cores per GPU at {GPU_GOAL:,} images/s)")
+    print(
+        f"host side goal: at least {HOST_GOAL:,} samples/s per core, so that the CPU cores of one GPU node do not "
+        f"hold an H100 below {GPU_GOAL:,} images/s: {verdict} (slowest {slowest:,.0f}/s per core, "
+        f"{GPU_GOAL / slowest:.1f} cores per GPU at {GPU_GOAL:,} images/s)"
+    )
 
 
 def prepare_inputs(args) -> dict:
@@ -247,10 +283,22 @@ def prepare_inputs(args) -> dict:
     store = make_photos(folder, args.images, width, height)
     shards = os.path.join(folder, "shards")
     if not os.path.exists(os.path.join(shards, "manifest.json")):
-        run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={store}",
-                                      f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
-    return {"folder": folder, "store": store, "shards": shards,
-            "img2dataset": write_img2dataset(store, os.path.join(folder, "img2dataset"))}
+        run_shard_job(
+            compose_config(
+                [
+                    "config=demo/vise_tiny",
+                    f"config.data.labels={store}",
+                    f"config.shards.output={shards}",
+                    "config.shards.num_workers=1",
+                ]
+            ).config
+        )
+    return {
+        "folder": folder,
+        "store": store,
+        "shards": shards,
+        "img2dataset": write_img2dataset(store, os.path.join(folder, "img2dataset")),
+    }
 
 
 def main() -> None:
@@ -259,34 +307,52 @@ def main() -> None:
     parser.add_argument("--photo", default="1440x1080", help="width x height of the generated photos")
     add_step_arguments(parser, batch=16, steps=24, warmup=4, workers=2)
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vise_pipeline_throughput"))
-    parser.add_argument("--host-only", action="store_true",
-                        help="only the host side of device decode (read, targets, byte batches; one core)")
+    parser.add_argument(
+        "--host-only",
+        action="store_true",
+        help="only the host side of device decode (read, targets, byte batches; one core)",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.photo.split("x"))
     inputs = prepare_inputs(args)
     folder, shards = inputs["folder"], inputs["shards"]
-    common = [f"config.model.trunk={args.trunk}", f"config.data.image_size={args.image_size}",
-              f"config.data.batch_size_per_gpu={args.batch}", f"config.speed.precision={args.precision}",
-              f"config.speed.channels_last={str(args.channels_last).lower()}", "config.device=auto",
-              f"config.speed.compile={str(args.compile).lower()}", "config.data.crop_scale_min=0.08",
-              f"config.data.num_workers={args.workers}", "config.logging.tensorboard=false",
-              "config.data.sources=[tar_shards]", f"config.data.shards={shards}",
-              f"config.run_dir={os.path.join(folder, 'run')}", "config.checkpoint.period_epochs=1000",
-              "config.optimizer.lr_reference_batch=null", "config.optimizer.lr=0.01"]
+    common = [
+        f"config.model.trunk={args.trunk}",
+        f"config.data.image_size={args.image_size}",
+        f"config.data.batch_size_per_gpu={args.batch}",
+        f"config.speed.precision={args.precision}",
+        f"config.speed.channels_last={str(args.channels_last).lower()}",
+        "config.device=auto",
+        f"config.speed.compile={str(args.compile).lower()}",
+        "config.data.crop_scale_min=0.08",
+        f"config.data.num_workers={args.workers}",
+        "config.logging.tensorboard=false",
+        "config.data.sources=[tar_shards]",
+        f"config.data.shards={shards}",
+        f"config.run_dir={os.path.join(folder, 'run')}",
+        "config.checkpoint.period_epochs=1000",
+        "config.optimizer.lr_reference_batch=null",
+        "config.optimizer.lr=0.01",
+    ]
     if args.host_only:
         print_host_side(host_side(common, inputs), args)
         print("ratio: not measured")
         return
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    settings = {"CPU decode (data-loader workers), from shards": (["config.data.decode_on=loader"], False),
-                "CPU decode, shards streamed (WebDataset)": (["config.data.decode_on=loader",
-                                                              "config.data.dataset=streaming_shards"], False),
-                "device decode, from shards": (["config.data.decode_on=device", "config.data.jpeg_decoder=torchvision"],
-                                               False)}
+    settings = {
+        "CPU decode (data-loader workers), from shards": (["config.data.decode_on=loader"], False),
+        "CPU decode, shards streamed (WebDataset)": (
+            ["config.data.decode_on=loader", "config.data.dataset=streaming_shards"],
+            False,
+        ),
+        "device decode, from shards": (["config.data.decode_on=device", "config.data.jpeg_decoder=torchvision"], False),
+    }
     if importlib.util.find_spec("torchcodec") is not None:
-        settings["device decode (TorchCodec), from shards"] = (["config.data.decode_on=device",
-                                                                "config.data.jpeg_decoder=torchcodec"], False)
+        settings["device decode (TorchCodec), from shards"] = (
+            ["config.data.decode_on=device", "config.data.jpeg_decoder=torchcodec"],
+            False,
+        )
     settings["synthetic tensors on the device (ceiling)"] = ([], True)
     figures = {}
     for name, (overrides, ceiling) in settings.items():
@@ -295,20 +361,28 @@ def main() -> None:
         except Exception as e:  # noqa: BLE001
             print(f"{name}: failed: {type(e).__name__}: {e}", file=sys.stderr)
     host = host_side(common, inputs)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
+    device = (
+        torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (no GPU: device decode runs on the CPU)"
+    )
     cores = cpu_cores()
-    print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
-          f"{args.precision}{', channels_last' if args.channels_last else ''}{', compiled' if args.compile else ''}, "
-          f"{args.images} photos of {width}x{height}, {args.workers} workers, {device}")
+    print(
+        f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
+        f"{args.precision}{', channels_last' if args.channels_last else ''}{', compiled' if args.compile else ''}, "
+        f"{args.images} photos of {width}x{height}, {args.workers} workers, {device}"
+    )
     print(f"CPU cores: {cores}")
     codec = importlib.util.find_spec("torchcodec") and importlib.metadata.version("torchcodec")
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}"
-          + (f", torchcodec {codec}" if codec else ""))
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}" + (f", torchcodec {codec}" if codec else "")
+    )
     for name in settings:
         print(f"{name + ':':52s} " + (f"{figures[name]:9.1f} images/s" if name in figures else "   failed"))
     print_host_side(host, args)
     on_device = {k: v for k, v in figures.items() if k.startswith("device decode")}
-    best, ceiling = max(on_device, key=on_device.get, default=None), figures.get("synthetic tensors on the device (ceiling)")
+    best, ceiling = (
+        max(on_device, key=on_device.get, default=None),
+        figures.get("synthetic tensors on the device (ceiling)"),
+    )
     print(f"ratio: {on_device[best] / ceiling:.2f} ({best})" if best and ceiling else "ratio: not measured")
     if len(figures) < len(settings):
         sys.exit(1)

@@ -56,8 +56,10 @@ class SyntheticPosts(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         i = i[0] if isinstance(i, tuple) else i
-        return {"input": self.images[i % POOL], "target": {"comments": self.hists[i % POOL],
-                                                          "reactions": torch.tensor(i % TASKS["reactions"])}}
+        return {
+            "input": self.images[i % POOL],
+            "target": {"comments": self.hists[i % POOL], "reactions": torch.tensor(i % TASKS["reactions"])},
+        }
 
 
 class StepClock:
@@ -93,8 +95,7 @@ class ClockHook(HookBase):
 
 
 def _loader(args, dataset, batch_sampler=None):
-    kwargs = dict(num_workers=args.workers, pin_memory=args.device.type == "cuda",
-                  persistent_workers=args.workers > 0)
+    kwargs = dict(num_workers=args.workers, pin_memory=args.device.type == "cuda", persistent_workers=args.workers > 0)
     if batch_sampler is not None:
         return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
     return torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, **kwargs)
@@ -112,9 +113,19 @@ def project(args) -> float:
     loader = _loader(args, dataset, ResumableBatchSampler(len(dataset), args.batch))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, nesterov=True)
     clock = StepClock(args.device, args.warmup)
-    trainer = Trainer(wrapped, model, VisELoss(), optimizer, lr_schedule(0.01, 1, 0), loader, 1, args.device,
-                      MixedPrecision(args.precision, args.device.type), args.channels_last,
-                      hooks=[TrainLogHook(log_freq=args.steps), ClockHook(clock)])
+    trainer = Trainer(
+        wrapped,
+        model,
+        VisELoss(),
+        optimizer,
+        lr_schedule(0.01, 1, 0),
+        loader,
+        1,
+        args.device,
+        MixedPrecision(args.precision, args.device.type),
+        args.channels_last,
+        hooks=[TrainLogHook(log_freq=args.steps), ClockHook(clock)],
+    )
     trainer.train()
     steps = clock.stop()
     return steps * args.batch / (clock.end - clock.start)
@@ -167,8 +178,12 @@ def add_step_arguments(parser: argparse.ArgumentParser, batch: int, steps: int, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     add_step_arguments(parser, batch=64, steps=40, warmup=8, workers=0)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="rounds of A B B A (plain, project, project, plain); the median of each loop is reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="rounds of A B B A (plain, project, project, plain); the median of each loop is reported",
+    )
     args = parser.parse_args()
     args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.device.type == "cuda":
@@ -180,13 +195,17 @@ def main() -> None:
             runs[which].append(loops[which](args))
     plain_ips, project_ips = (statistics.median(runs[k]) for k in ("plain", "project"))
     name = torch.cuda.get_device_name() if args.device.type == "cuda" else "CPU"
-    print(f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
-          f"{name}, {args.precision}{', channels_last' if args.channels_last else ''}"
-          f"{', compiled' if args.compile else ''}, {args.workers} workers")
+    print(
+        f"{args.trunk} at {args.image_size} px, batch {args.batch}, {args.steps} steps ({args.warmup} warm-up), "
+        f"{name}, {args.precision}{', channels_last' if args.channels_last else ''}"
+        f"{', compiled' if args.compile else ''}, {args.workers} workers"
+    )
     for which, median in (("plain PyTorch loop", plain_ips), ("project trainer", project_ips)):
         key = "plain" if which.startswith("plain") else "project"
-        print(f"{which + ':':20s} {median:8.1f} images/s (median of {len(runs[key])}: "
-              f"{', '.join(f'{v:.1f}' for v in runs[key])})")
+        print(
+            f"{which + ':':20s} {median:8.1f} images/s (median of {len(runs[key])}: "
+            f"{', '.join(f'{v:.1f}' for v in runs[key])})"
+        )
     print(f"ratio: {project_ips / plain_ips:.2f}")
 
 

@@ -59,8 +59,9 @@ def politics(root: str, train: int = 24, test: int = 10, seed: int = 0) -> str:
     return root
 
 
-def hateful_memes(root: str, train: int = 40, dev: int = 10, seed: int = 0, neutral_text_every: int = 0,
-                  wrong_image_every: int = 0) -> str:
+def hateful_memes(
+    root: str, train: int = 40, dev: int = 10, seed: int = 0, neutral_text_every: int = 0, wrong_image_every: int = 0
+) -> str:
     """``img/<id>.png`` with ``train.jsonl`` and ``dev.jsonl`` lines ``{"id", "img", "label", "text"}``.
 
     By default both the image's colour and the text give the label. ``neutral_text_every=n``: every n-th
@@ -76,10 +77,14 @@ def hateful_memes(root: str, train: int = 40, dev: int = 10, seed: int = 0, neut
                 label = i % 2
                 shown = 1 - label if wrong_image_every and (i // 2) % wrong_image_every == 1 else label
                 _image(os.path.join(root, "img", f"{offset + i}.png"), shown, rng)
-                text = "a picture with some words on it" if neutral_text_every and (i // 2) % neutral_text_every == 0 \
+                text = (
+                    "a picture with some words on it"
+                    if neutral_text_every and (i // 2) % neutral_text_every == 0
                     else texts[label]
-                f.write(json.dumps({"id": offset + i, "img": f"img/{offset + i}.png", "label": label,
-                                    "text": text}) + "\n")
+                )
+                f.write(
+                    json.dumps({"id": offset + i, "img": f"img/{offset + i}.png", "label": label, "text": text}) + "\n"
+                )
     return root
 
 

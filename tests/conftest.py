@@ -19,8 +19,7 @@ def torchrun_command(script: str, *args: str) -> List[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", script,
-            *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", script, *args]
 
 
 def two_ranks(mode: str, labels: str, run_dir) -> tuple:
@@ -35,8 +34,9 @@ def two_ranks(mode: str, labels: str, run_dir) -> tuple:
     assert proc.returncode == 0, out[-3000:]
     if mode == "clean":
         return (out, *[open(os.path.join(str(run_dir), f"rank{r}.txt")).read() for r in (0, 1)])
-    return out, {m: tuple(open(os.path.join(str(run_dir), m, f"rank{r}.txt")).read() for r in (0, 1))
-                 for m in mode.split(",")}
+    return out, {
+        m: tuple(open(os.path.join(str(run_dir), m, f"rank{r}.txt")).read() for r in (0, 1)) for m in mode.split(",")
+    }
 
 
 TINY_LABELS = {
@@ -45,14 +45,23 @@ TINY_LABELS = {
 }
 
 
-def tiny_generator(output: str, seed: int = 0, num_workers: int = 1, slurm=None, shard_bytes: int = 12_000,
-                   **settings) -> LabelPipeline:
+def tiny_generator(
+    output: str, seed: int = 0, num_workers: int = 1, slurm=None, shard_bytes: int = 12_000, **settings
+) -> LabelPipeline:
     """A label pipeline for the tiny world: k = 8 / 4, a quarter held out, about 4 shards of 120 posts."""
-    settings = {"comments": TINY_LABELS["comments"], "reactions": TINY_LABELS["reactions"], "fit_fraction": 0.25,
-                "chunk_size": 16, **settings}
-    return LabelPipeline(LabelSettings(work_dir=output + ".work", seed=seed, **settings),
-                         JobRunner(num_workers, slurm, output + ".work/logs"), shard_bytes=shard_bytes,
-                         export_interop=True)
+    settings = {
+        "comments": TINY_LABELS["comments"],
+        "reactions": TINY_LABELS["reactions"],
+        "fit_fraction": 0.25,
+        "chunk_size": 16,
+        **settings,
+    }
+    return LabelPipeline(
+        LabelSettings(work_dir=output + ".work", seed=seed, **settings),
+        JobRunner(num_workers, slurm, output + ".work/logs"),
+        shard_bytes=shard_bytes,
+        export_interop=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +82,11 @@ def tiny_run(tiny_world, tmp_path_factory):
     from vise_plugin.engine.pretrain import pretrain
 
     run_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
-    trainer = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                       f"config.run_dir={run_dir}"]))
+    trainer = pretrain(
+        compose_config(
+            ["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}"]
+        )
+    )
     return {"run_dir": run_dir, "trainer": trainer}
 
 
@@ -85,7 +97,16 @@ def r50_checkpoint(tiny_world, tmp_path_factory):
     from vise_plugin.engine.pretrain import pretrain
 
     run_dir = str(tmp_path_factory.mktemp("r50") / "run")
-    task = pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                    f"config.run_dir={run_dir}", "config.model.trunk=resnet50",
-                                    "config.data.subset=16", "config.optimizer.num_epochs=1"]))
+    task = pretrain(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                f"config.data.labels={tiny_world['labels']}",
+                f"config.run_dir={run_dir}",
+                "config.model.trunk=resnet50",
+                "config.data.subset=16",
+                "config.optimizer.num_epochs=1",
+            ]
+        )
+    )
     return os.path.join(run_dir, "checkpoint.torch"), task.base_model.trunk

@@ -20,6 +20,7 @@ class StopAfter(HookBase):
 @contextlib.contextmanager
 def finishes_within(seconds, what):
     """Raises ``TimeoutError(what)`` in the block after ``seconds`` (a trainer that would loop for ever)."""
+
     def too_long(*args):
         raise TimeoutError(what)
 

@@ -2,11 +2,11 @@
 image, and (run as a script under ``torchrun``) a two-rank run where only rank 1 is damaged.
 
 ``python -m torch.distributed.run --nproc_per_node=2 tests/poison.py <mode>[,<mode>...] <label store> <run dir>``
-writes ``<run dir>/rank<r>.txt`` (``<run dir>/<mode>/rank<r>.txt`` for the damaged modes) on each rank: the error when it stopped on a non-finite loss,
-otherwise ``finished at iteration <n>, weights <sum of all weights>``. Modes: ``clean`` (no damage,
-through the pretraining engine), ``nan`` and ``unreadable`` (rank 1's first batch of each epoch, the run's first before it has read
-any, and its third), and ``over_budget`` (the same, with ``max_bad_image_fraction=0.1``: too many for
-the ranks together, not yet for rank 1 alone).
+writes ``<run dir>/rank<r>.txt`` (``<run dir>/<mode>/rank<r>.txt`` for the damaged modes) on each rank: the
+error when it stopped on a non-finite loss, otherwise ``finished at iteration <n>, weights <sum of all
+weights>``. Modes: ``clean`` (no damage, through the pretraining engine), ``nan`` and ``unreadable`` (rank 1's
+first batch of each epoch, the run's first before it has read any, and its third), and ``over_budget`` (the
+same, with ``max_bad_image_fraction=0.1``: too many for the ranks together, not yet for rank 1 alone).
 """
 
 import datetime
@@ -58,18 +58,29 @@ def _write(run_dir: str, rank: int, result: str) -> None:
 
 
 def _config(labels: str, run_dir: str, *extra: str):
-    return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
-                           "config.logging.log_freq=4", *extra])
+    return compose_config(
+        [
+            "config=demo/vise_tiny",
+            f"config.data.labels={labels}",
+            f"config.run_dir={run_dir}",
+            "config.logging.log_freq=4",
+            *extra,
+        ]
+    )
 
 
 def _poisoned(mode: str, labels: str, run_dir: str, rank: int) -> None:
     """One damaged run inside the process group; its outcome in ``<run_dir>/rank<r>.txt``."""
     os.makedirs(run_dir, exist_ok=True)
-    trainer = build_trainer(_config(labels, run_dir, *(["config.data.max_bad_image_fraction=0.1"]
-                                                       if mode == "over_budget" else [])))
+    trainer = build_trainer(
+        _config(labels, run_dir, *(["config.data.max_bad_image_fraction=0.1"] if mode == "over_budget" else []))
+    )
     if rank == 1 and mode == "nan":
         trainer.hooks.insert(0, PoisonHead(at=3))  # rank 1's loss is NaN at iteration 4, a checked one
-    if rank == 1 and mode in ("unreadable", "over_budget"):  # at 0 no batch has been read yet on this rank; at 2 one has
+    if rank == 1 and mode in (
+        "unreadable",
+        "over_budget",
+    ):  # at 0 no batch has been read yet on this rank; at 2 one has
         trainer.loader = UnreadableBatch(trainer.loader, at=(0, 2))
     try:
         trainer.train()

@@ -62,13 +62,15 @@ def _numbered(state: Mapping[str, torch.Tensor], numbers: Iterator[int], prefix:
 def _optimizer(params: List[torch.Tensor], numbers: Iterator[int], buffer: str, **group) -> Dict[str, Any]:
     """An optimizer's state dict after some steps: one ``buffer`` per parameter of ``params``."""
     buffers = _numbered({str(i): p for i, p in enumerate(params)}, numbers)
-    return {"state": {int(i): {buffer: b} for i, b in buffers.items()},
-            "param_groups": [{**group, "params": list(range(len(params)))}]}
+    return {
+        "state": {int(i): {buffer: b} for i, b in buffers.items()},
+        "param_groups": [{**group, "params": list(range(len(params)))}],
+    }
 
 
 def _under(tensors: Mapping[str, torch.Tensor], prefix: str, drop: tuple = ()) -> List[str]:
     """The paths under ``prefix``, those of its top-level modules ``drop`` left out."""
-    return [p for p in tensors if p.startswith(prefix) and p[len(prefix):].split(".")[0] not in drop]
+    return [p for p in tensors if p.startswith(prefix) and p[len(prefix) :].split(".")[0] not in drop]
 
 
 def _resnet50_with_mlp(fc: nn.Module, num_classes: int = 1000, **kwargs) -> nn.Module:
@@ -91,9 +93,21 @@ def _moco_v2() -> nn.Module:
 def moco_v2(path: str) -> Release:
     """``moco_v2_800ep_pretrain.pth.tar``: main_moco.py's checkpoint of the DistributedDataParallel model."""
     moco, numbers = _meta(_moco_v2), itertools.count(1)
-    checkpoint = {"epoch": 800, "arch": "resnet50", "state_dict": _numbered(moco.state_dict(), numbers, "module."),
-                  "optimizer": _optimizer(list(moco.encoder_q.parameters()), numbers, "momentum_buffer", lr=0.0,
-                                          momentum=0.9, dampening=0, weight_decay=1e-4, nesterov=False)}
+    checkpoint = {
+        "epoch": 800,
+        "arch": "resnet50",
+        "state_dict": _numbered(moco.state_dict(), numbers, "module."),
+        "optimizer": _optimizer(
+            list(moco.encoder_q.parameters()),
+            numbers,
+            "momentum_buffer",
+            lr=0.0,
+            momentum=0.9,
+            dampening=0,
+            weight_decay=1e-4,
+            nesterov=False,
+        ),
+    }
     torch.save(checkpoint, path)
     tensors = tensors_of(checkpoint)
     return Release("moco_v2", "resnet50", tensors, _under(tensors, "state_dict/module.encoder_q.", ("fc",)))
@@ -103,8 +117,9 @@ def _moco_v3_mlp(num_layers: int, input_dim: int, mlp_dim: int, output_dim: int,
     """facebookresearch/moco-v3 ``builder.MoCo._build_mlp``."""
     layers = []
     for i in range(num_layers):
-        layers.append(nn.Linear(input_dim if i == 0 else mlp_dim, output_dim if i == num_layers - 1 else mlp_dim,
-                                bias=False))
+        layers.append(
+            nn.Linear(input_dim if i == 0 else mlp_dim, output_dim if i == num_layers - 1 else mlp_dim, bias=False)
+        )
         if i < num_layers - 1:
             layers += [nn.BatchNorm1d(mlp_dim), nn.ReLU(inplace=True)]
         elif last_bn:
@@ -117,8 +132,10 @@ def _moco_v3() -> nn.Module:
     mlp_dim=4096)``: both encoders' ``fc`` a 3-layer projector, and a 2-layer predictor."""
     moco = nn.Module()
     for name in ("base_encoder", "momentum_encoder"):
-        moco.add_module(name, _resnet50_with_mlp(lambda fc: _moco_v3_mlp(3, fc.in_features, 4096, 256), 4096,
-                                                 zero_init_residual=True))
+        moco.add_module(
+            name,
+            _resnet50_with_mlp(lambda fc: _moco_v3_mlp(3, fc.in_features, 4096, 256), 4096, zero_init_residual=True),
+        )
     moco.predictor = _moco_v3_mlp(2, 256, 4096, 256, last_bn=False)
     return moco
 
@@ -127,11 +144,21 @@ def moco_v3(path: str) -> Release:
     """``r-50-1000ep.pth.tar``: moco-v3 main_moco.py's checkpoint, with its LARS optimizer and AMP scaler."""
     moco, numbers = _meta(_moco_v3), itertools.count(1)
     trained = list(moco.base_encoder.parameters()) + list(moco.predictor.parameters())
-    checkpoint = {"epoch": 1000, "arch": "resnet50", "state_dict": _numbered(moco.state_dict(), numbers, "module."),
-                  "optimizer": _optimizer(trained, numbers, "mu", lr=0.0, weight_decay=1e-6, momentum=0.9,
-                                          trust_coefficient=0.001),
-                  "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-                             "_growth_tracker": 0}}
+    checkpoint = {
+        "epoch": 1000,
+        "arch": "resnet50",
+        "state_dict": _numbered(moco.state_dict(), numbers, "module."),
+        "optimizer": _optimizer(
+            trained, numbers, "mu", lr=0.0, weight_decay=1e-6, momentum=0.9, trust_coefficient=0.001
+        ),
+        "scaler": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 0,
+        },
+    }
     torch.save(checkpoint, path)
     tensors = tensors_of(checkpoint)
     return Release("moco_v3", "resnet50", tensors, _under(tensors, "state_dict/module.base_encoder.", ("fc",)))
@@ -141,10 +168,20 @@ def _vissl_resnet50() -> nn.Module:
     """vissl ``models/trunks/resnext.py``'s ResNeXt at depth 50: torchvision's modules in ``_feature_blocks``."""
     resnet = torchvision.models.resnet50()
     trunk = nn.Module()
-    trunk._feature_blocks = nn.ModuleDict([
-        ("conv1", resnet.conv1), ("bn1", resnet.bn1), ("conv1_relu", resnet.relu), ("maxpool", resnet.maxpool),
-        ("layer1", resnet.layer1), ("layer2", resnet.layer2), ("layer3", resnet.layer3), ("layer4", resnet.layer4),
-        ("avgpool", resnet.avgpool), ("flatten", nn.Flatten(1))])
+    trunk._feature_blocks = nn.ModuleDict(
+        [
+            ("conv1", resnet.conv1),
+            ("bn1", resnet.bn1),
+            ("conv1_relu", resnet.relu),
+            ("maxpool", resnet.maxpool),
+            ("layer1", resnet.layer1),
+            ("layer2", resnet.layer2),
+            ("layer3", resnet.layer3),
+            ("layer4", resnet.layer4),
+            ("avgpool", resnet.avgpool),
+            ("flatten", nn.Flatten(1)),
+        ]
+    )
     return trunk
 
 
@@ -159,16 +196,34 @@ def vissl_simclr(path: str) -> Release:
     """VISSL model zoo's SimCLR ResNet-50 (``model_final_checkpoint_phase999.torch``): the LogCheckpointHook's
     content, the trunk and the two MLP heads of the SimCLR config (2048-2048 with ReLU, 2048-128)."""
     trunk = _meta(_vissl_resnet50)
-    heads = _meta(lambda: nn.ModuleList([_vissl_mlp(nn.Linear(2048, 2048), nn.ReLU(inplace=True)),
-                                         _vissl_mlp(nn.Linear(2048, 128))]))
+    heads = _meta(
+        lambda: nn.ModuleList(
+            [_vissl_mlp(nn.Linear(2048, 2048), nn.ReLU(inplace=True)), _vissl_mlp(nn.Linear(2048, 128))]
+        )
+    )
     numbers = itertools.count(1)
     model = {"trunk": _numbered(trunk.state_dict(), numbers), "heads": _numbered(heads.state_dict(), numbers)}
     optimizer = {"optim": _optimizer(list(trunk.parameters()), numbers, "momentum_buffer", lr=0.0, momentum=0.9)}
-    checkpoint = {"phase_idx": 999, "iteration": 500500, "loss": {}, "iteration_num": 500500, "train_phase_idx": 999,
-                  "classy_state_dict": {"train": True, "base_model": {"model": model, "meta": {"trunk": {}}},
-                                        "meters": [], "optimizer": optimizer, "phase_idx": 999, "train_phase_idx": 999,
-                                        "num_updates": 512_512_000, "losses": [], "hooks": {}, "loss": {}},
-                  "type": "consolidated"}
+    checkpoint = {
+        "phase_idx": 999,
+        "iteration": 500500,
+        "loss": {},
+        "iteration_num": 500500,
+        "train_phase_idx": 999,
+        "classy_state_dict": {
+            "train": True,
+            "base_model": {"model": model, "meta": {"trunk": {}}},
+            "meters": [],
+            "optimizer": optimizer,
+            "phase_idx": 999,
+            "train_phase_idx": 999,
+            "num_updates": 512_512_000,
+            "losses": [],
+            "hooks": {},
+            "loss": {},
+        },
+        "type": "consolidated",
+    }
     torch.save(checkpoint, path)
     tensors = tensors_of(checkpoint)
     return Release("vissl", "resnet50", tensors, _under(tensors, "classy_state_dict/base_model/model/trunk/"))
@@ -177,6 +232,7 @@ def vissl_simclr(path: str) -> Release:
 def emotionnet(path: str) -> Release:
     """EmotionNet's joint ResNet-50 (README): torchvision's ResNet-50 whose ``fc`` scores the 690 emotion
     tags, plus the 300-d embedding ``proj``, saved from DataParallel under ``state_dict``."""
+
     def build():
         resnet = torchvision.models.resnet50(num_classes=690)
         resnet.proj = nn.Linear(2048, 300)
@@ -198,8 +254,11 @@ def _clip_rn50() -> nn.Module:
 def open_clip_rn50(path: str) -> Release:
     """open_clip's own RN50 releases (e.g. RN50-quickgelu on YFCC-15M): its training script's checkpoint of
     the DistributedDataParallel model, the optimizer left out."""
-    checkpoint = {"epoch": 32, "name": "RN50-quickgelu-yfcc15m",
-                  "state_dict": _numbered(_meta(_clip_rn50).state_dict(), itertools.count(1), "module.")}
+    checkpoint = {
+        "epoch": 32,
+        "name": "RN50-quickgelu-yfcc15m",
+        "state_dict": _numbered(_meta(_clip_rn50).state_dict(), itertools.count(1), "module."),
+    }
     torch.save(checkpoint, path)
     tensors = tensors_of(checkpoint)
     return Release("clip_rn50", "clip_rn50", tensors, _under(tensors, "state_dict/module.visual."))
@@ -263,6 +322,7 @@ RELEASES: Dict[str, Callable[[str], Release]] = {
     "torchvision_resnet50": _plain("resnet50", torchvision.models.resnet50),
     # the IG ResNeXt-101 32x16d release (WSL-Images hubconf: torchvision's ResNet with groups=32,
     # width_per_group=16): its plain state dict
-    "ig_resnext101_32x16d": _plain("resnext101_32x16d",
-                                   lambda: ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=16)),
+    "ig_resnext101_32x16d": _plain(
+        "resnext101_32x16d", lambda: ResNet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=16)
+    ),
 }

@@ -16,9 +16,14 @@ import torch.distributed as dist
 from vise_plugin.config import compose_config
 from vise_plugin.engine.pretrain import build_trainer
 
-READERS = {"indexed": ["config.data.sources=[tar_shards]"],
-           "streamed": ["config.data.dataset=streaming_shards", "config.data.num_workers=2",
-                        "config.data.batch_size_per_gpu=9"]}
+READERS = {
+    "indexed": ["config.data.sources=[tar_shards]"],
+    "streamed": [
+        "config.data.dataset=streaming_shards",
+        "config.data.num_workers=2",
+        "config.data.batch_size_per_gpu=9",
+    ],
+}
 
 
 class RowsRead:
@@ -38,10 +43,18 @@ def main(shards: str, out: str) -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank = dist.get_rank()
     for reader, overrides in READERS.items():
-        trainer = build_trainer(compose_config(["config=demo/vise_tiny", f"config.data.shards={shards}",
-                                                f"config.run_dir={os.path.join(out, reader)}",
-                                                "config.optimizer.num_epochs=1", "config.data.decode_on=device",
-                                                *overrides]))
+        trainer = build_trainer(
+            compose_config(
+                [
+                    "config=demo/vise_tiny",
+                    f"config.data.shards={shards}",
+                    f"config.run_dir={os.path.join(out, reader)}",
+                    "config.optimizer.num_epochs=1",
+                    "config.data.decode_on=device",
+                    *overrides,
+                ]
+            )
+        )
         trainer.loader = RowsRead(trainer.loader)
         trainer.train()
         with open(os.path.join(out, f"{reader}_rank{rank}.json"), "w") as f:

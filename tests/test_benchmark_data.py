@@ -48,7 +48,8 @@ def test_metrics_equal_scikit_learn():
     assert roc_auc(scores5, y5) == pytest.approx(roc_auc_score(y5, probs5, multi_class="ovr", average="macro"))
     multi = (rng.random((40, 4)) > 0.6).astype(np.float32)
     assert mean_average_precision(scores5[:40, :4], multi) == pytest.approx(
-        100 * average_precision_score(multi, scores5[:40, :4], average="macro"))
+        100 * average_precision_score(multi, scores5[:40, :4], average="macro")
+    )
     # hand-computed: positives score 0.9 and 0.4, negatives 0.5 and 0.1 -> 3 of 4 pairs ordered right
     assert roc_auc(np.array([[0, 0.9], [0, 0.4], [0, 0.5], [0, 0.1]]), np.array([1, 1, 0, 0])) == 0.75
 
@@ -56,7 +57,11 @@ def test_metrics_equal_scikit_learn():
 def test_generic_formats_single_and_multi_label(tmp_path):
     folder = layouts.image_folder(str(tmp_path / "if"))
     data = read_benchmark_dataset("image_folder", folder)
-    assert data.classes == ["anger", "fear", "joy"] and [len(data.folds[0][s]) for s in ("train", "val", "test")] == [24, 9, 12]
+    assert data.classes == ["anger", "fear", "joy"] and [len(data.folds[0][s]) for s in ("train", "val", "test")] == [
+        24,
+        9,
+        12,
+    ]
     lists = layouts.multilabel_lists(str(tmp_path / "ml"))
     for name in ("csv", "pickle"):
         data = read_benchmark_dataset(name, lists, multilabel=True)
@@ -108,7 +113,8 @@ def test_missing_dataset_folder_names_the_config_keys(capsys):
     assert run_cli(run_engine, ["config=benchmark/linear/cub_r50", "config.benchmark.data_root=/nonexistent"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: cub dataset folder not found: /nonexistent/CUB_200_2011; set config.benchmark.data_root=<folder "
-        "holding CUB_200_2011> or config.benchmark.dataset.root=<folder>")
+        "holding CUB_200_2011> or config.benchmark.dataset.root=<folder>"
+    )
 
 
 def test_class_activation_map_points_at_the_evidence():
@@ -132,17 +138,25 @@ def test_val_and_test_read_from_one_file_or_sharing_images_stop_naming_both(tmp_
     root = layouts.politics(str(tmp_path / "pol"))
     os.replace(os.path.join(root, "test.csv"), os.path.join(root, "val.csv"))
     # A new user's override: test from val.csv, with val.csv also in the folder (the default val file).
-    with pytest.raises(InputError, match=r"^the val and test splits are both read from .*val.csv; point "
-                                         r"config.benchmark.dataset.files.test at its own file$"):
+    with pytest.raises(
+        InputError,
+        match=r"^the val and test splits are both read from .*val.csv; point "
+        r"config.benchmark.dataset.files.test at its own file$",
+    ):
         read_benchmark_dataset("csv", root, files={"test": "val.csv"})
     with open(os.path.join(root, "val.csv")) as f:
         rows = [line.strip().split(",") for line in f][1:]
     _csv(os.path.join(root, "test.csv"), rows[:3] + [("images/train/0.jpg", "left")])
-    with pytest.raises(InputError, match=r"the val and test splits of csv share 3 image\(s\), e.g. images/test/0.jpg "
-                                         r"\(val: .*val.csv; test: .*test.csv\)"):
+    with pytest.raises(
+        InputError,
+        match=r"the val and test splits of csv share 3 image\(s\), e.g. images/test/0.jpg "
+        r"\(val: .*val.csv; test: .*test.csv\)",
+    ):
         read_benchmark_dataset("csv", root)
     _csv(os.path.join(root, "test.csv"), [("images/train/0.jpg", "left")])
-    with pytest.raises(InputError, match=r"the train and test splits of csv share 1 image\(s\), e.g. images/train/0.jpg"):
+    with pytest.raises(
+        InputError, match=r"the train and test splits of csv share 1 image\(s\), e.g. images/train/0.jpg"
+    ):
         read_benchmark_dataset("csv", root)
 
 
@@ -151,15 +165,29 @@ def test_the_benchmark_log_names_the_file_of_each_split(tmp_path):
     from vise_plugin.evaluation import run_benchmark
 
     root = layouts.politics(str(tmp_path / "pol"))
-    run_benchmark(compose_config([
-        "config=benchmark/linear/politics_r50", "config.model.trunk=tiny", "config.device=cpu",
-        "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0",
-        "config.benchmark.linear.epochs=1", "config.benchmark.cam.num_images=0", f"config.benchmark.dataset.root={root}",
-        f"config.run_dir={tmp_path}/run", f"config.benchmark.results_table={tmp_path}/table.md"]))
+    run_benchmark(
+        compose_config(
+            [
+                "config=benchmark/linear/politics_r50",
+                "config.model.trunk=tiny",
+                "config.device=cpu",
+                "config.benchmark.image_size=32",
+                "config.benchmark.resize_ratio=1.0",
+                "config.benchmark.num_workers=0",
+                "config.benchmark.linear.epochs=1",
+                "config.benchmark.cam.num_images=0",
+                f"config.benchmark.dataset.root={root}",
+                f"config.run_dir={tmp_path}/run",
+                f"config.benchmark.results_table={tmp_path}/table.md",
+            ]
+        )
+    )
     with open(os.path.join(tmp_path, "run", "log.txt")) as f:
         log = f.read()
-    assert (f"splits: train 21 images from {root}/train.csv; val 3 images from 0.1 of train held out (seed 0); "
-            f"test 10 images from {root}/test.csv") in log
+    assert (
+        f"splits: train 21 images from {root}/train.csv; val 3 images from 0.1 of train held out (seed 0); "
+        f"test 10 images from {root}/test.csv"
+    ) in log
 
 
 def test_every_missing_image_is_found_not_only_the_first_and_last(tmp_path):
@@ -167,8 +195,11 @@ def test_every_missing_image_is_found_not_only_the_first_and_last(tmp_path):
     data = read_benchmark_dataset("image_folder", root)
     os.remove(os.path.join(root, data.paths[5]))
     os.remove(os.path.join(root, data.paths[9]))
-    with pytest.raises(InputError, match=rf"2 of {len(data.paths)} image files listed by the image_folder layout do "
-                                         rf"not exist, e.g. \['{data.paths[5]}', '{data.paths[9]}'\]"):
+    with pytest.raises(
+        InputError,
+        match=rf"2 of {len(data.paths)} image files listed by the image_folder layout do "
+        rf"not exist, e.g. \['{data.paths[5]}', '{data.paths[9]}'\]",
+    ):
         data.check_files()
 
 

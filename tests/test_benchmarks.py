@@ -8,17 +8,30 @@ import numpy as np
 import pytest
 
 from vise_plugin.config import compose_config
-from vise_plugin.evaluation import (FinetuneSettings, finetune_eval, read_benchmark_dataset, run_benchmark,
-                                    state_fingerprint)
+from vise_plugin.evaluation import (
+    FinetuneSettings,
+    finetune_eval,
+    read_benchmark_dataset,
+    run_benchmark,
+    state_fingerprint,
+)
 from vise_plugin.evaluation.suite import run_suite
 from vise_plugin.models import build_trunk
 
 TASKS = ("unbiased_emotion", "politics", "hateful_memes", "cub")
 CHANCE = {"unbiased_emotion": 100 / 6, "politics": 50, "cub": 100 / 3}
-TINY = ["config.model.trunk=tiny", "config.device=cpu", "config.benchmark.image_size=32",
-        "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0", "config.benchmark.batch_size=16",
-        "config.benchmark.linear.epochs=10", "config.benchmark.finetune.epochs=2",
-        "config.benchmark.finetune.batch_size=8", "config.benchmark.cam.num_images=4"]
+TINY = [
+    "config.model.trunk=tiny",
+    "config.device=cpu",
+    "config.benchmark.image_size=32",
+    "config.benchmark.resize_ratio=1.0",
+    "config.benchmark.num_workers=0",
+    "config.benchmark.batch_size=16",
+    "config.benchmark.linear.epochs=10",
+    "config.benchmark.finetune.epochs=2",
+    "config.benchmark.finetune.batch_size=8",
+    "config.benchmark.cam.num_images=4",
+]
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +41,18 @@ def datasets(tmp_path_factory):
 
 
 def _run(config, root, run_dir, *extra):
-    return run_benchmark(compose_config([f"config=benchmark/{config}", *TINY, f"config.benchmark.dataset.root={root}",
-                                         f"config.run_dir={run_dir}",
-                                         f"config.benchmark.results_table={run_dir}/table.md", *extra]))
+    return run_benchmark(
+        compose_config(
+            [
+                f"config=benchmark/{config}",
+                *TINY,
+                f"config.benchmark.dataset.root={root}",
+                f"config.run_dir={run_dir}",
+                f"config.benchmark.results_table={run_dir}/table.md",
+                *extra,
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
@@ -62,13 +84,19 @@ def test_benchmark_config_runs_end_to_end(datasets, tmp_path, task, protocol):
 def learnable(tmp_path_factory):
     """Enough images for a few epochs of fine-tuning to settle BatchNorm's running statistics."""
     base = tmp_path_factory.mktemp("learnable")
-    return {"image_folder": layouts.image_folder(str(base / "if"), {"train": 30, "val": 6, "test": 10}),
-            "hateful_memes": layouts.hateful_memes(str(base / "hm"), train=120, dev=30)}
+    return {
+        "image_folder": layouts.image_folder(str(base / "if"), {"train": 30, "val": 6, "test": 10}),
+        "hateful_memes": layouts.hateful_memes(str(base / "hm"), train=120, dev=30),
+    }
 
 
-LEARN = ["config.benchmark.finetune.epochs=4", "config.benchmark.finetune.head_lr=0.1",
-         "config.benchmark.finetune.trunk_lr=0.01", "config.benchmark.finetune.crop_scale_min=0.5",
-         "config.benchmark.linear.epochs=20"]
+LEARN = [
+    "config.benchmark.finetune.epochs=4",
+    "config.benchmark.finetune.head_lr=0.1",
+    "config.benchmark.finetune.trunk_lr=0.01",
+    "config.benchmark.finetune.crop_scale_min=0.5",
+    "config.benchmark.linear.epochs=20",
+]
 
 
 @pytest.mark.learning
@@ -76,26 +104,44 @@ LEARN = ["config.benchmark.finetune.epochs=4", "config.benchmark.finetune.head_l
 def test_protocols_learn_from_the_image_far_above_chance(learnable, tmp_path, protocol):
     """A random-init trunk (linear: frozen; fine-tune: trained) on images whose colour is the class;
     Hateful Memes from the image features alone, without the text that separates its fixture too."""
-    folder = _run(f"{protocol}/cub_r50", learnable["image_folder"], str(tmp_path / "if"), *LEARN,
-                  "config.benchmark.dataset.name=image_folder")
+    folder = _run(
+        f"{protocol}/cub_r50",
+        learnable["image_folder"],
+        str(tmp_path / "if"),
+        *LEARN,
+        "config.benchmark.dataset.name=image_folder",
+    )
     assert folder["summary"]["test_acc"]["mean"] >= 80, folder["summary"]  # 3 classes: chance is 33
-    memes = _run(f"{protocol}/hateful_memes_r50", learnable["hateful_memes"], str(tmp_path / "hm"), *LEARN,
-                 "config.benchmark.inputs=[image]")
+    memes = _run(
+        f"{protocol}/hateful_memes_r50",
+        learnable["hateful_memes"],
+        str(tmp_path / "hm"),
+        *LEARN,
+        "config.benchmark.inputs=[image]",
+    )
     assert memes["inputs"] == ["image"]
     assert memes["summary"]["test_roc_auc"]["mean"] >= 0.9 and memes["summary"]["test_acc"]["mean"] >= 80, memes
 
 
 def test_hateful_memes_text_alone_needs_no_trunk(learnable, tmp_path):
-    memes = _run("linear/hateful_memes_r50", learnable["hateful_memes"], str(tmp_path / "hm"),
-                 "config.benchmark.inputs=[text]", "config.model.trunk=no_such_trunk")
+    memes = _run(
+        "linear/hateful_memes_r50",
+        learnable["hateful_memes"],
+        str(tmp_path / "hm"),
+        "config.benchmark.inputs=[text]",
+        "config.model.trunk=no_such_trunk",
+    )
     assert memes["summary"]["test_acc"]["mean"] == 100 and not os.path.exists(str(tmp_path / "hm" / "cam.png"))
 
 
 def test_linear_eval_caches_features_and_leaves_the_trunk_unchanged(datasets, tmp_path):
     run_dir = str(tmp_path / "run")
     first = _run("linear/cub_r50", datasets["cub"], run_dir)
-    cached = [os.path.join(run_dir, "features", f) for f in os.listdir(os.path.join(run_dir, "features"))
-              if f.endswith(".npy")]
+    cached = [
+        os.path.join(run_dir, "features", f)
+        for f in os.listdir(os.path.join(run_dir, "features"))
+        if f.endswith(".npy")
+    ]
     assert len(cached) == 1 and isinstance(np.load(cached[0], mmap_mode="r"), np.memmap)
     mtime = os.path.getmtime(cached[0])
     second = _run("linear/cub_r50", datasets["cub"], run_dir)
@@ -122,8 +168,14 @@ def test_bf16_extraction_and_finetuning_run_and_key_the_feature_cache(datasets, 
 def test_suite_runs_a_list_and_keeps_going_past_a_failure(datasets, tmp_path, capsys):
     out = str(tmp_path / "suite")
     # <data_root>/politics exists; <data_root>/CUB_200_2011 does not (the fixture folder is named cub)
-    code = run_suite(["benchmarks=linear/cub_r50,linear/politics_r50,finetune/politics_r50", f"output={out}", *TINY,
-                      f"config.benchmark.data_root={os.path.dirname(datasets['cub'])}"])
+    code = run_suite(
+        [
+            "benchmarks=linear/cub_r50,linear/politics_r50,finetune/politics_r50",
+            f"output={out}",
+            *TINY,
+            f"config.benchmark.data_root={os.path.dirname(datasets['cub'])}",
+        ]
+    )
     with open(os.path.join(out, "results.md")) as f:
         rows = f.read().splitlines()[2:]
     assert code == 2
@@ -137,9 +189,17 @@ def test_suite_runs_a_list_and_keeps_going_past_a_failure(datasets, tmp_path, ca
 def test_suite_watches_a_training_run_and_submits_each_checkpoint_through_submitit(datasets, tiny_run, tmp_path):
     run = tiny_run["run_dir"]
     out = str(tmp_path / "suite")
-    args = [f"watch={run}", "benchmarks=linear/politics_r50", f"output={out}", "poll_seconds=0", *TINY,
-            f"config.benchmark.data_root={os.path.dirname(datasets['politics'])}", "config.slurm.use_slurm=true",
-            "config.slurm.cluster=local", "config.slurm.wait=true"]
+    args = [
+        f"watch={run}",
+        "benchmarks=linear/politics_r50",
+        f"output={out}",
+        "poll_seconds=0",
+        *TINY,
+        f"config.benchmark.data_root={os.path.dirname(datasets['politics'])}",
+        "config.slurm.use_slurm=true",
+        "config.slurm.cluster=local",
+        "config.slurm.wait=true",
+    ]
     assert run_suite(args) == 0
     for phase in (0, 1):
         with open(os.path.join(out, f"phase{phase}", "results.md")) as f:
@@ -201,8 +261,9 @@ def test_benchmark_loaders_use_at_most_the_usable_cpus(monkeypatch):
 
 
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
-def test_every_benchmark_loader_caps_the_configured_workers_at_the_usable_cpus(datasets, tmp_path, monkeypatch,
-                                                                                protocol):
+def test_every_benchmark_loader_caps_the_configured_workers_at_the_usable_cpus(
+    datasets, tmp_path, monkeypatch, protocol
+):
     """config.benchmark.num_workers=8 on a process allowed 2 CPUs: the screening, the feature extraction
     and every fine-tuning loader ask for 2 workers (and run without any here)."""
     import torch
@@ -216,15 +277,27 @@ def test_every_benchmark_loader_caps_the_configured_workers_at_the_usable_cpus(d
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(torch.utils.data, "DataLoader", CountingLoader)
-    _run(f"{protocol}/politics_r50", datasets["politics"], str(tmp_path / "run"), "config.benchmark.num_workers=8",
-         "config.benchmark.finetune.epochs=1", "config.benchmark.cam.num_images=0")
+    _run(
+        f"{protocol}/politics_r50",
+        datasets["politics"],
+        str(tmp_path / "run"),
+        "config.benchmark.num_workers=8",
+        "config.benchmark.finetune.epochs=1",
+        "config.benchmark.cam.num_images=0",
+    )
     assert len(asked) >= (2 if protocol == "linear" else 4) and set(asked) == {2}, asked
 
 
 def test_suite_with_every_benchmark_failing_says_so_and_names_no_table(tmp_path, capsys):
     out = str(tmp_path / "suite")
-    code = run_suite(["benchmarks=linear/cub_r50,finetune/politics_r50", f"output={out}", *TINY,
-                      f"config.benchmark.data_root={tmp_path / 'no_datasets'}"])
+    code = run_suite(
+        [
+            "benchmarks=linear/cub_r50,finetune/politics_r50",
+            f"output={out}",
+            *TINY,
+            f"config.benchmark.data_root={tmp_path / 'no_datasets'}",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2 and not os.path.exists(os.path.join(out, "results.md"))
     assert "table:" not in captured.out and "results.md" not in captured.out

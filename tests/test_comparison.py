@@ -5,14 +5,14 @@ import json
 import os
 import re
 
+import benchmark_layouts as layouts
 import numpy as np
+import published_layouts as published
 import pytest
 import torch
 import torchvision
 from PIL import Image
 
-import benchmark_layouts as layouts
-import published_layouts as published
 from vise_plugin.config import compose_config
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.evaluation import run_benchmark
@@ -20,9 +20,15 @@ from vise_plugin.models import build_trunk, load_trunk_state, load_trunk_weights
 from vise_plugin.models.weights import read_state_file
 from vise_plugin.registry import WEIGHT_FORMATS
 
-SMALL = ["config.device=cpu", "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0",
-         "config.benchmark.num_workers=0", "config.benchmark.batch_size=16", "config.benchmark.linear.epochs=10",
-         "config.benchmark.cam.num_images=0"]
+SMALL = [
+    "config.device=cpu",
+    "config.benchmark.image_size=32",
+    "config.benchmark.resize_ratio=1.0",
+    "config.benchmark.num_workers=0",
+    "config.benchmark.batch_size=16",
+    "config.benchmark.linear.epochs=10",
+    "config.benchmark.cam.num_images=0",
+]
 
 
 @pytest.mark.parametrize("name", WEIGHT_FORMATS.names())
@@ -39,16 +45,21 @@ def test_every_weights_layout_loads_into_its_trunk_with_every_key_matched(name, 
 def test_a_weights_file_of_an_unknown_layout_is_one_line_naming_the_known_ones(tmp_path):
     path = str(tmp_path / "odd.pth")
     torch.save({"backbone.stem.weight": torch.zeros(1)}, path)
-    with pytest.raises(InputError, match=r"odd.pth: weights of an unknown layout \(first keys \['backbone.stem.weight'\]\); "
-                                         r"recognised: clip_rn50, emotionnet, hub, moco_v2, moco_v3, torchvision, "
-                                         r"vise_checkpoint, vissl$"):
+    with pytest.raises(
+        InputError,
+        match=r"odd.pth: weights of an unknown layout \(first keys \['backbone.stem.weight'\]\); "
+        r"recognised: clip_rn50, emotionnet, hub, moco_v2, moco_v3, torchvision, "
+        r"vise_checkpoint, vissl$",
+    ):
         load_trunk_weights(build_trunk("resnet50"), path)
 
 
 def test_a_clip_file_for_a_resnet50_trunk_names_the_trunk_to_set(tmp_path):
     path = str(tmp_path / "clip.pt")
     torch.save(WEIGHT_FORMATS.get("clip_rn50").example(build_trunk("clip_rn50").state_dict()), path)
-    with pytest.raises(InputError, match=r"clip.pt: does not fit the trunk .*the file is for config.model.trunk=clip_rn50$"):
+    with pytest.raises(
+        InputError, match=r"clip.pt: does not fit the trunk .*the file is for config.model.trunk=clip_rn50$"
+    ):
         load_trunk_weights(build_trunk("resnet50"), path)
 
 
@@ -69,10 +80,14 @@ def test_each_published_checkpoint_loads_into_its_trunk_from_the_tensors_its_lay
 @pytest.fixture(scope="module")
 def benchmark_data(tmp_path_factory):
     base = tmp_path_factory.mktemp("comparison")
-    return {"politics": layouts.politics(str(base / "politics")), "cub": layouts.cub(str(base / "CUB_200_2011")),
-            "colours": layouts.image_folder(str(base / "colours"), {"train": 30, "val": 6, "test": 10}),
-            "memes": layouts.hateful_memes(str(base / "memes"), train=120, dev=60, neutral_text_every=2,
-                                           wrong_image_every=3)}
+    return {
+        "politics": layouts.politics(str(base / "politics")),
+        "cub": layouts.cub(str(base / "CUB_200_2011")),
+        "colours": layouts.image_folder(str(base / "colours"), {"train": 30, "val": 6, "test": 10}),
+        "memes": layouts.hateful_memes(
+            str(base / "memes"), train=120, dev=60, neutral_text_every=2, wrong_image_every=3
+        ),
+    }
 
 
 def test_one_command_compares_several_weights_on_the_demo_world_in_a_table_and_a_chart(tiny_run, tmp_path):
@@ -84,10 +99,18 @@ def test_one_command_compares_several_weights_on_the_demo_world_in_a_table_and_a
     torch.save(torchvision.models.resnet50().state_dict(), supervised)
     out = str(tmp_path / "compare")
     vise = os.path.join(tiny_run["run_dir"], "checkpoint.torch")
-    code = run_suite([f"weights={{vise: {vise}, in_sup: {{weights: {supervised}, trunk: resnet50}}, random: null}}",
-                      "benchmarks=linear/demo_emotion,finetune/demo_emotion", f"output={out}", "config.model.trunk=tiny",
-                      f"config.benchmark.dataset.root={downstream}", "config.benchmark.finetune.epochs=1",
-                      "config.benchmark.linear.epochs=10", "config.benchmark.cam.num_images=0"])
+    code = run_suite(
+        [
+            f"weights={{vise: {vise}, in_sup: {{weights: {supervised}, trunk: resnet50}}, random: null}}",
+            "benchmarks=linear/demo_emotion,finetune/demo_emotion",
+            f"output={out}",
+            "config.model.trunk=tiny",
+            f"config.benchmark.dataset.root={downstream}",
+            "config.benchmark.finetune.epochs=1",
+            "config.benchmark.linear.epochs=10",
+            "config.benchmark.cam.num_images=0",
+        ]
+    )
     assert code == 0
     with open(os.path.join(out, "comparison.md")) as f:
         table = f.read()
@@ -109,19 +132,34 @@ def test_one_command_compares_several_weights_on_the_demo_world_in_a_table_and_a
 @pytest.mark.learning
 def test_the_finetune_sweep_picks_by_val_and_lists_every_point(benchmark_data, tmp_path):
     run_dir = str(tmp_path / "sweep")
-    record = run_benchmark(compose_config([
-        "config=benchmark/finetune/cub_r50", "config.model.trunk=tiny", *SMALL, "config.benchmark.finetune.batch_size=8",
-        "config.benchmark.dataset.name=image_folder", f"config.benchmark.dataset.root={benchmark_data['colours']}",
-        "config.benchmark.finetune.crop_scale_min=0.5", f"config.run_dir={run_dir}",
-        f"config.benchmark.results_table={tmp_path}/table.md", "config.benchmark.finetune.sweep.trunk_lr=[0.0,0.01]",
-        "config.benchmark.finetune.sweep.head_lr=[0.0,0.1]", "config.benchmark.finetune.sweep.epochs=[2]"]))
+    record = run_benchmark(
+        compose_config(
+            [
+                "config=benchmark/finetune/cub_r50",
+                "config.model.trunk=tiny",
+                *SMALL,
+                "config.benchmark.finetune.batch_size=8",
+                "config.benchmark.dataset.name=image_folder",
+                f"config.benchmark.dataset.root={benchmark_data['colours']}",
+                "config.benchmark.finetune.crop_scale_min=0.5",
+                f"config.run_dir={run_dir}",
+                f"config.benchmark.results_table={tmp_path}/table.md",
+                "config.benchmark.finetune.sweep.trunk_lr=[0.0,0.01]",
+                "config.benchmark.finetune.sweep.head_lr=[0.0,0.1]",
+                "config.benchmark.finetune.sweep.epochs=[2]",
+            ]
+        )
+    )
     fold = record["folds"][0]
     assert len(fold["sweep"]) == 4
     best = max(fold["sweep"], key=lambda p: p["val_acc"])
     frozen = next(p for p in fold["sweep"] if p["trunk_lr"] == p["head_lr"] == 0)  # learns nothing
     assert best["val_acc"] > frozen["val_acc"] + 20
     assert fold["val_acc"] == best["val_acc"] and fold["test_acc"] == pytest.approx(
-        next(p["test_acc"] for p in fold["sweep"] if (p["trunk_lr"], p["head_lr"]) == (fold["trunk_lr"], fold["head_lr"])))
+        next(
+            p["test_acc"] for p in fold["sweep"] if (p["trunk_lr"], p["head_lr"]) == (fold["trunk_lr"], fold["head_lr"])
+        )
+    )
     with open(os.path.join(run_dir, "finetune_sweep.md")) as f:
         lines = f.read().splitlines()
     assert len(lines) == 2 + 4 and lines[0].startswith("| trunk lr | head lr | epochs | val acc | test acc |")
@@ -131,12 +169,20 @@ def test_the_finetune_sweep_picks_by_val_and_lists_every_point(benchmark_data, t
 def test_hateful_memes_by_modality_and_both_at_least_as_good_as_the_better_one(benchmark_data, tmp_path):
     results = {}
     for inputs in ("[text]", "[image]", "[image,text]"):
-        record = run_benchmark(compose_config([
-            "config=benchmark/linear/hateful_memes_r50", "config.model.trunk=tiny", *SMALL,
-            "config.benchmark.linear.epochs=30", f"config.benchmark.dataset.root={benchmark_data['memes']}",
-            f"config.run_dir={tmp_path}/{inputs.strip('[]').replace(',', '_')}",
-            f"config.benchmark.results_table={tmp_path}/table.md",
-            f"config.benchmark.inputs={inputs}"]))
+        record = run_benchmark(
+            compose_config(
+                [
+                    "config=benchmark/linear/hateful_memes_r50",
+                    "config.model.trunk=tiny",
+                    *SMALL,
+                    "config.benchmark.linear.epochs=30",
+                    f"config.benchmark.dataset.root={benchmark_data['memes']}",
+                    f"config.run_dir={tmp_path}/{inputs.strip('[]').replace(',', '_')}",
+                    f"config.benchmark.results_table={tmp_path}/table.md",
+                    f"config.benchmark.inputs={inputs}",
+                ]
+            )
+        )
         results[inputs] = record["summary"]["test_acc"]["mean"]
     # each modality alone is wrong on memes the other gets right (neutral texts, images of the other colour)
     assert max(results["[text]"], results["[image]"]) < 90, results
@@ -147,8 +193,14 @@ def test_the_uniform_comment_target_spreads_over_the_distinct_clusters(tmp_path)
     from vise_plugin.data import EngagementLabels
     from vise_plugin.labels import LabelStore, write_label_store
 
-    write_label_store(str(tmp_path / "labels"), ["p1"], ["a.jpg"], [np.array([[0, 2], [3, 1]])], np.array([2]),
-                      {"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}}})
+    write_label_store(
+        str(tmp_path / "labels"),
+        ["p1"],
+        ["a.jpg"],
+        [np.array([[0, 2], [3, 1]])],
+        np.array([2]),
+        {"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}}},
+    )
     store = LabelStore(str(tmp_path / "labels"))
     histogram = EngagementLabels(store, "").targets_at(0)["comments"]
     uniform = EngagementLabels(store, "", "uniform").targets_at(0)["comments"]

@@ -22,11 +22,14 @@ def test_experiment_files_state_only_what_differs():
     assert list(cfg.model.heads) == ["vise_multi_head"] and list(cfg.data.sources) == ["engagement_labels"]
 
 
-@pytest.mark.parametrize("name,heads,subset", [
-    ("pretrain/ablations/comments_only", [{"name": "vise_multi_head", "tasks": ["comments"]}], None),
-    ("pretrain/ablations/reactions_only", [{"name": "vise_multi_head", "tasks": ["reactions"]}], None),
-    ("pretrain/ablations/data_123k", ["vise_multi_head"], 123000),
-])
+@pytest.mark.parametrize(
+    "name,heads,subset",
+    [
+        ("pretrain/ablations/comments_only", [{"name": "vise_multi_head", "tasks": ["comments"]}], None),
+        ("pretrain/ablations/reactions_only", [{"name": "vise_multi_head", "tasks": ["reactions"]}], None),
+        ("pretrain/ablations/data_123k", ["vise_multi_head"], 123000),
+    ],
+)
 def test_ablations(name, heads, subset):
     from omegaconf import OmegaConf
 
@@ -35,28 +38,35 @@ def test_ablations(name, heads, subset):
 
 
 def test_an_old_key_says_what_replaced_it():
-    with pytest.raises(ConfigError, match=r"config.model.tasks in override 'config.model.tasks=\[comments\]' was "
-                                          r"replaced by config.model.heads"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.model.tasks in override 'config.model.tasks=\[comments\]' was "
+        r"replaced by config.model.heads",
+    ):
         compose_config(["config=pretrain/vise_r50_1m", "config.model.tasks=[comments]"])
 
 
 def test_misspelt_override_names_nearest_key():
-    with pytest.raises(ConfigError, match=r"unknown key 'config.optimizer.lrr'.*nearest valid key: config.optimizer.lr\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'config.optimizer.lrr'.*nearest valid key: config.optimizer.lr\)"
+    ):
         compose_config(["config=pretrain/vise_r50_250m", "config.optimizer.lrr=0.2"])
 
 
 def test_misspelt_key_in_experiment_file(tmp_path):
     (tmp_path / "defaults.yaml").write_text("config:\n  optimizer:\n    lr: 0.1\n")
-    (tmp_path / "exp.yaml").write_text("# @package _global_\ndefaults:\n  - /defaults\n  - _self_\n"
-                                       "config:\n  optimizer:\n    lrate: 0.3\n")
+    (tmp_path / "exp.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /defaults\n  - _self_\nconfig:\n  optimizer:\n    lrate: 0.3\n"
+    )
     with pytest.raises(ConfigError, match=r"unknown key 'config.optimizer.lrate'.*config.optimizer.lr"):
         compose_config(["config=exp"], root=tmp_path)
 
 
 def test_config_dirs_with_a_home_folder_are_searched_and_a_missing_one_is_named(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "my_exp.yaml").write_text("# @package _global_\ndefaults:\n  - /demo/vise_tiny\n  - _self_\n"
-                                                   "config:\n  optimizer:\n    lr: 0.123\n")
+    (tmp_path / "mine" / "my_exp.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /demo/vise_tiny\n  - _self_\nconfig:\n  optimizer:\n    lr: 0.123\n"
+    )
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("VISE_CONFIG_DIRS", raising=False)
     assert compose_config(["config=my_exp", "config.config_dirs=['~/mine']"]).config.optimizer.lr == 0.123
@@ -73,7 +83,8 @@ def test_unknown_experiment():
 
 
 def test_vise_1_2m_is_a_seeded_subset_of_the_250m_label_store_and_fails_in_one_line_without_it(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from vise_plugin.cli import run_cli, run_engine
 
     cfg = compose_config(["config=pretrain/vise_r50_1m_from_250m"]).config
@@ -89,8 +100,13 @@ def test_vise_1_2m_is_a_seeded_subset_of_the_250m_label_store_and_fails_in_one_l
 
 def test_production_config_without_data_fails_fast_in_one_line(tmp_path):
     start = time.time()
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_250m"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=pretrain/vise_r50_250m"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert time.time() - start < 60
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

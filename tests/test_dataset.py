@@ -13,9 +13,14 @@ def store_folder(tmp_path):
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / name)
     pairs = [np.array([[0, 2], [3, 1]]), np.zeros((0, 2), int), np.array([[4, 5]])]
-    write_label_store(str(tmp_path / "labels"), ["p1", "p2", "p3"], ["a.jpg", "b.jpg", "c.jpg"], pairs,
-                      np.array([2, -1, 0]), {"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}},
-                                            "image_root": str(tmp_path)})
+    write_label_store(
+        str(tmp_path / "labels"),
+        ["p1", "p2", "p3"],
+        ["a.jpg", "b.jpg", "c.jpg"],
+        pairs,
+        np.array([2, -1, 0]),
+        {"tasks": {"comments": {"k": 5}, "reactions": {"k": 3}}, "image_root": str(tmp_path)},
+    )
     return str(tmp_path / "labels")
 
 
@@ -96,9 +101,11 @@ def test_a_second_source_matching_too_few_of_the_images_stops_in_one_line(store_
     from vise_plugin.data.target_sources import build_target_sources
     from vise_plugin.errors import InputError
 
-    store = LabelStore(store_folder)
     unmatched = [f"elsewhere/{n}.jpg" for n in range(7)]
-    for images, share in ((unmatched, "7 of the 7"), (["a.jpg", *unmatched], "7 of the 8")):  # none, then too few, match
+    for images, share in (
+        (unmatched, "7 of the 7"),
+        (["a.jpg", *unmatched], "7 of the 8"),
+    ):  # none, then too few, match
         tag_list, vocab = _tag_list(tmp_path, images)
         data = {"labels": store_folder, "tags": {"list": tag_list, "vocab": vocab}}
         with pytest.raises(InputError) as failed:
@@ -107,9 +114,12 @@ def test_a_second_source_matching_too_few_of_the_images_stops_in_one_line(store_
         assert share in message and store_folder in message and "\n" not in message
         assert sum(p in message for p in unmatched) == 5  # up to five examples
     tag_list, vocab = _tag_list(tmp_path, ["a.jpg", "./b.jpg", "elsewhere/c.jpg"])  # one of three unmatched
-    tags, labels = build_target_sources(["web_tags", "engagement_labels"],
-                                        {"labels": store_folder, "tags": {"list": tag_list, "vocab": vocab}})
-    assert labels.targets_for("./b.jpg")["reactions"].item() == -1 and labels.targets_for("a.jpg")["reactions"].item() == 2
+    tags, labels = build_target_sources(
+        ["web_tags", "engagement_labels"], {"labels": store_folder, "tags": {"list": tag_list, "vocab": vocab}}
+    )
+    assert (
+        labels.targets_for("./b.jpg")["reactions"].item() == -1 and labels.targets_for("a.jpg")["reactions"].item() == 2
+    )
     assert labels.targets_for("elsewhere/c.jpg")["comments"].sum().item() == 0  # counted above: nothing to learn
     with pytest.raises(InputError, match="stops the run"):
         VisEEngagementDataset(store_folder, tag_list=_tag_list(tmp_path, unmatched)[0], tag_vocab=vocab)
@@ -121,5 +131,8 @@ def test_image_paths_normalise_alike_as_keys_and_as_lookups_urls_included():
     assert relative_image_path("./a//b.jpg", "") == image_key("a/b.jpg") == "a/b.jpg"
     assert relative_image_path("/data/images/a/b.jpg", "/data/images") == "a/b.jpg"
     assert relative_image_path("s3://bucket/images/a/b.jpg", "s3://bucket/images") == "a/b.jpg"
-    assert relative_image_path("s3://bucket/other/b.jpg", "") == image_key("s3://bucket/other/b.jpg") == \
-        "s3://bucket/other/b.jpg"  # a URL is its own key: not collapsed to s3:/bucket/...
+    assert (
+        relative_image_path("s3://bucket/other/b.jpg", "")
+        == image_key("s3://bucket/other/b.jpg")
+        == "s3://bucket/other/b.jpg"
+    )  # a URL is its own key: not collapsed to s3:/bucket/...

@@ -45,20 +45,25 @@ def inputs(tmp_path):
     for i in range(4):
         path = str(tmp_path / f"{i}.jpg")
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path, quality=90)
-        items.append({"input": {**load_seeded_image(path, EncodedCrop(16), seed=i), "where": f"{i}.jpg"},
-                      "target": {"x": torch.tensor(i)}})
+        items.append(
+            {
+                "input": {**load_seeded_image(path, EncodedCrop(16), seed=i), "where": f"{i}.jpg"},
+                "target": {"x": torch.tensor(i)},
+            }
+        )
     return collate_encoded(items)["input"]
 
 
 def _spoil(encoded):
     """A JPEG ``(n,)`` uint8 tensor, in place: its header still reads, its data no longer decodes."""
     scan = bytes(encoded.numpy()).index(b"\xff\xda") + 20
-    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[:len(encoded) - scan]
+    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[: len(encoded) - scan]
 
 
 @pytest.mark.parametrize("decoder", ["torchvision", "torchcodec"])
 def test_a_decoder_that_does_not_work_on_the_device_stops_the_run_in_one_line_before_any_step(
-        tiny_world, tmp_path, monkeypatch, decoder):
+    tiny_world, tmp_path, monkeypatch, decoder
+):
     calls = []
 
     def broken(*args, **kwargs):
@@ -67,24 +72,34 @@ def test_a_decoder_that_does_not_work_on_the_device_stops_the_run_in_one_line_be
 
     _patch_decoder(monkeypatch, decoder, broken)
     run_dir = str(tmp_path / "run")
-    cfg = compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                          f"config.run_dir={run_dir}", "config.data.decode_on=device",
-                          f"config.data.jpeg_decoder={decoder}"])
+    cfg = compose_config(
+        [
+            "config=demo/vise_tiny",
+            f"config.data.labels={tiny_world['labels']}",
+            f"config.run_dir={run_dir}",
+            "config.data.decode_on=device",
+            f"config.data.jpeg_decoder={decoder}",
+        ]
+    )
     with pytest.raises(ConfigError) as error:
         pretrain(cfg)
     assert str(error.value) == (
         f"config.data.decode_on=device, config.data.jpeg_decoder={decoder}: the decoder does not decode a "
         "16 x 16 test JPEG on cpu (RuntimeError: nvjpegCreate failed); use config.data.decode_on=loader "
-        "(decoding in the data-loader workers) or another config.data.jpeg_decoder")
+        "(decoding in the data-loader workers) or another config.data.jpeg_decoder"
+    )
     assert len(calls) == 1  # the probe, not one try per image
     assert not [f for f in os.listdir(run_dir) if f.startswith("checkpoint") or f.startswith("model_")]
 
 
 def test_the_probe_names_the_decoder_auto_chose(inputs, monkeypatch):
     monkeypatch.setattr(torchvision.io, "decode_jpeg", lambda *a, **k: [torch.zeros(3, 8, 8, dtype=torch.uint8)])
-    with pytest.raises(ConfigError, match=r"^config.data.decode_on=device, config.data.jpeg_decoder=auto "
-                                          r"\(torchvision\): the decoder decoded a 16 x 16 test JPEG on cpu to "
-                                          r"\(3, 8, 8\) uint8 of mean \(0, 0, 0\) on cpu, not \(200, 100, 50\); use "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^config.data.decode_on=device, config.data.jpeg_decoder=auto "
+        r"\(torchvision\): the decoder decoded a 16 x 16 test JPEG on cpu to "
+        r"\(3, 8, 8\) uint8 of mean \(0, 0, 0\) on cpu, not \(200, 100, 50\); use ",
+    ):
         DeviceDecode(16, "auto")(inputs, CPU)
 
 
@@ -123,6 +138,7 @@ def _refused_on_meta(refused):
             raise RuntimeError("nvJPEG: unsupported")
         images = [image.to(device) for image in cpu(batch, CPU)]
         return images if isinstance(encoded, list) else images[0]
+
     return decode
 
 
@@ -135,7 +151,8 @@ def test_a_batch_none_of_whose_jpegs_decode_on_the_device_but_do_on_the_cpu_stop
         "config.data.decode_on=device, config.data.jpeg_decoder=torchvision: the decoder decoded none of a "
         "batch's 4 JPEGs on meta, of which the CPU decoded 4 (RuntimeError: nvJPEG: unsupported), and no longer "
         "decodes its test JPEG; use config.data.decode_on=loader (decoding in the data-loader workers) or another "
-        "config.data.jpeg_decoder")
+        "config.data.jpeg_decoder"
+    )
     _spoil(inputs["encoded"][1])  # one that decodes nowhere does not make the others the data's fault
     with pytest.raises(ConfigError, match=r"none of a batch's 4 JPEGs on meta, of which the CPU decoded 3 "):
         decode.decode(inputs["encoded"], META)
@@ -163,7 +180,8 @@ def test_only_the_jpegs_the_device_refuses_fall_back_to_the_cpu_logged_once(inpu
             assert [image.shape for image in images] == [(3, 48, 64)] * 4
             assert all(image.device == META for image in images)
     assert [r.getMessage() for r in caplog.records] == [
-        "a JPEG that meta could not decode was decoded on the CPU (later ones are not logged)"]
+        "a JPEG that meta could not decode was decoded on the CPU (later ones are not logged)"
+    ]
 
 
 def test_a_batch_of_corrupt_jpegs_is_skipped_and_counted_not_taken_for_a_failing_decoder(inputs):

@@ -38,8 +38,9 @@ def _read(num_items, batch_size, world_size, epoch, start_sample=None, batches=N
 
 @pytest.mark.parametrize("num_items", [90, 91])
 @pytest.mark.parametrize("world_size, batch_size", [(1, 8), (3, 8), (2, 5), (3, 7)])
-def test_the_rest_of_an_epoch_split_among_other_ranks_or_batches_reads_every_item_once(num_items, world_size,
-                                                                                         batch_size):
+def test_the_rest_of_an_epoch_split_among_other_ranks_or_batches_reads_every_item_once(
+    num_items, world_size, batch_size
+):
     epoch, done = 1, 3
     whole = _read(num_items, 1, 1, epoch)  # the epoch's order, each item with its own seed
     order = [item for item, _ in whole]
@@ -73,8 +74,15 @@ PER_EPOCH = (90 + 7) // 8
 
 
 def _cfg(labels, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
-                           "config.logging.tensorboard=false", *extra])
+    return compose_config(
+        [
+            "config=demo/vise_tiny",
+            f"config.data.labels={labels}",
+            f"config.run_dir={run_dir}",
+            "config.logging.tensorboard=false",
+            *extra,
+        ]
+    )
 
 
 class _Recorded(torch.utils.data.Dataset):
@@ -94,8 +102,11 @@ class _Recorded(torch.utils.data.Dataset):
 def _recording(trainer, seen, sampler=None):
     """``trainer`` reading through :class:`_Recorded` (with ``sampler`` instead of its own, when given)."""
     trainer.sampler = sampler or trainer.sampler
-    trainer.loader = torch.utils.data.DataLoader(_Recorded(trainer.loader.dataset, trainer.sampler, seen),
-                                                 batch_sampler=trainer.sampler, collate_fn=trainer.loader.collate_fn)
+    trainer.loader = torch.utils.data.DataLoader(
+        _Recorded(trainer.loader.dataset, trainer.sampler, seen),
+        batch_sampler=trainer.sampler,
+        collate_fn=trainer.loader.collate_fn,
+    )
     return trainer
 
 
@@ -121,15 +132,15 @@ def _resume(labels, run_dir, seen, caplog, *extra):
 
 
 @pytest.mark.parametrize("older", [False, True], ids=["checkpoint", "older_checkpoint"])
-def test_a_run_resumed_inside_an_epoch_with_another_batch_size_reads_the_rest_once(tiny_world, tmp_path, caplog,
-                                                                                   older):
+def test_a_run_resumed_inside_an_epoch_with_another_batch_size_reads_the_rest_once(tiny_world, tmp_path, caplog, older):
     """``older``: a checkpoint of an earlier version, whose position has no sample position, ranks or batch
     size; its batch size is read from its config."""
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     seen = []
-    first = _recording(build_trainer(_cfg(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=4")),
-                       seen)
+    first = _recording(
+        build_trainer(_cfg(tiny_world["labels"], run_dir, "config.checkpoint.period_iterations=4")), seen
+    )
     first.hooks.append(StopAfter(PER_EPOCH + 4))  # epoch 1 after 4 batches of 8: 32 of its 90 samples
     with pytest.raises(KeyboardInterrupt):
         first.train()
@@ -145,8 +156,10 @@ def test_a_run_resumed_inside_an_epoch_with_another_batch_size_reads_the_rest_on
     read = [(item, seed) for epoch, item, seed in seen if epoch == 1]
     assert sorted(item for item, _ in read) == list(range(90))  # each sample of the epoch once
     assert len({seed - item for item, seed in read}) == 1  # with its own augmentation seed
-    assert ("resuming epoch 1 at sample 32 of 90 with 1 rank x batch 6 (saved with 1 rank x batch 8): the rest "
-            "of the epoch is split among the current ranks") in caplog.text
+    assert (
+        "resuming epoch 1 at sample 32 of 90 with 1 rank x batch 6 (saved with 1 rank x batch 8): the rest "
+        "of the epoch is split among the current ranks"
+    ) in caplog.text
     # the lr is a function of the samples read: the first step after the resume is at sample 32 of epoch 1
     assert lrs.lrs[PER_EPOCH + 5] == pytest.approx(resumed.lr_schedule((1 + 32 / 90) / 2), rel=1e-12)
     assert (saved["epoch"], saved["batch_in_epoch"], saved.get("samples_in_epoch")) == (1, 4, 32)
@@ -169,18 +182,23 @@ def test_a_run_of_two_ranks_resumed_as_one_reads_the_rest_of_the_epoch_once(tiny
     resumed, _ = _resume(tiny_world["labels"], str(tmp_path / "rank0"), seen, caplog)
     assert resumed.iteration == per_rank + 2 + -(-(90 - 32) // 8)
     assert sorted(item for epoch, item, _ in seen if epoch == 1) == list(range(90))
-    assert ("resuming epoch 1 at sample 32 of 90 with 1 rank x batch 8 (saved with 2 ranks x batch 8)"
-            in caplog.text)
+    assert "resuming epoch 1 at sample 32 of 90 with 1 rank x batch 8 (saved with 2 ranks x batch 8)" in caplog.text
     assert [saved.get(k) for k in ("epoch", "samples_in_epoch", "world_size", "batch_size")] == [1, 32, 2, 8]
 
 
 def test_a_checkpoint_of_two_torchrun_ranks_resumes_in_one_process_reading_the_rest_of_the_epoch_once(
-        tiny_world, tmp_path, caplog):
+    tiny_world, tmp_path, caplog
+):
     per_rank = (45 + 7) // 8
     ranks = str(tmp_path / "ranks")
-    cmd = torchrun_command(os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-                           f"config.data.labels={tiny_world['labels']}", f"config.run_dir={ranks}",
-                           "config.checkpoint.period_iterations=4", "config.logging.tensorboard=false")
+    cmd = torchrun_command(
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        f"config.data.labels={tiny_world['labels']}",
+        f"config.run_dir={ranks}",
+        "config.checkpoint.period_iterations=4",
+        "config.logging.tensorboard=false",
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     run_dir = str(tmp_path / "one")
@@ -191,8 +209,7 @@ def test_a_checkpoint_of_two_torchrun_ranks_resumes_in_one_process_reading_the_r
     assert resumed.iteration == per_rank + 2 + -(-(90 - 32) // 8)
     read_by_ranks = [item for item, _ in _read(90, 8, 2, 1, batches=2, seed=0)]
     assert sorted(read_by_ranks + [item for epoch, item, _ in seen if epoch == 1]) == list(range(90))
-    assert ("resuming epoch 1 at sample 32 of 90 with 1 rank x batch 8 (saved with 2 ranks x batch 8)"
-            in caplog.text)
+    assert "resuming epoch 1 at sample 32 of 90 with 1 rank x batch 8 (saved with 2 ranks x batch 8)" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -200,25 +217,53 @@ def shards(tiny_world, tmp_path_factory):
     from vise_plugin.data.shard_writer import run_shard_job
 
     folder = str(tmp_path_factory.mktemp("shards") / "shards")
-    run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                  f"config.shards.output={folder}", "config.shards.shard_bytes=20000",
-                                  "config.shards.num_workers=1"]).config)
+    run_shard_job(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                f"config.data.labels={tiny_world['labels']}",
+                f"config.shards.output={folder}",
+                "config.shards.shard_bytes=20000",
+                "config.shards.num_workers=1",
+            ]
+        ).config
+    )
     return folder
 
 
-@pytest.mark.parametrize("key, saved, message", [
-    ("batch_size", 4, r"^config.data.batch_size_per_gpu: the checkpoint stopped inside a streamed epoch read in "
-                      r"batches of 4 per rank, .* set config.data.batch_size_per_gpu=4$"),
-    ("world_size", 2, r"^config.distributed: the checkpoint stopped inside a streamed epoch read by 2 ranks, .* "
-                      r"run it on 2 ranks \(.*\)$"),
-])
-def test_the_streamed_reader_resumes_inside_an_epoch_only_with_the_same_ranks_and_batch_size(shards, tmp_path, key,
-                                                                                            saved, message):
+@pytest.mark.parametrize(
+    "key, saved, message",
+    [
+        (
+            "batch_size",
+            4,
+            r"^config.data.batch_size_per_gpu: the checkpoint stopped inside a streamed epoch read in "
+            r"batches of 4 per rank, .* set config.data.batch_size_per_gpu=4$",
+        ),
+        (
+            "world_size",
+            2,
+            r"^config.distributed: the checkpoint stopped inside a streamed epoch read by 2 ranks, .* "
+            r"run it on 2 ranks \(.*\)$",
+        ),
+    ],
+)
+def test_the_streamed_reader_resumes_inside_an_epoch_only_with_the_same_ranks_and_batch_size(
+    shards, tmp_path, key, saved, message
+):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
-    trainer = build_trainer(compose_config(["config=demo/vise_tiny", "config.data.sources=[tar_shards]",
-                                            f"config.data.shards={shards}", "config.data.dataset=streaming_shards",
-                                            f"config.run_dir={run_dir}"]))
+    trainer = build_trainer(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                "config.data.sources=[tar_shards]",
+                f"config.data.shards={shards}",
+                "config.data.dataset=streaming_shards",
+                f"config.run_dir={run_dir}",
+            ]
+        )
+    )
     state = trainer.state_dict()
     state["position"].update({"epoch": 1, "batch_in_epoch": 3, key: saved})
     with pytest.raises(ConfigError, match=message):

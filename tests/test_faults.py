@@ -43,8 +43,9 @@ def _damage(root, store, rows, how):
 
 
 def _cfg(tiny_world, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                           f"config.run_dir={run_dir}", *extra])
+    return compose_config(
+        ["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}", *extra]
+    )
 
 
 def test_corrupt_and_missing_images_are_skipped_counted_and_logged(tiny_world, tmp_path):
@@ -64,10 +65,19 @@ def test_corrupt_and_missing_images_are_skipped_counted_and_logged(tiny_world, t
 def test_too_many_unreadable_images_stop_the_run_saying_so(tiny_world, tmp_path):
     store, root = _world_copy(tiny_world, tmp_path)
     _damage(root, store, range(0, 90, 3), "missing")  # a third of the posts
-    with pytest.raises(InputError, match=r"images could not be read \(3\d\.\d\d%, above the 10% allowed by "
-                                         r"config.data.max_bad_image_fraction\)"):
-        pretrain(_cfg(tiny_world, str(tmp_path / "run"), f"config.data.image_root={root}",
-                      "config.data.max_bad_image_fraction=0.1"))
+    with pytest.raises(
+        InputError,
+        match=r"images could not be read \(3\d\.\d\d%, above the 10% allowed by "
+        r"config.data.max_bad_image_fraction\)",
+    ):
+        pretrain(
+            _cfg(
+                tiny_world,
+                str(tmp_path / "run"),
+                f"config.data.image_root={root}",
+                "config.data.max_bad_image_fraction=0.1",
+            )
+        )
 
 
 def test_benchmark_skips_an_unreadable_image_and_fails_past_the_threshold(tmp_path):
@@ -75,28 +85,42 @@ def test_benchmark_skips_an_unreadable_image_and_fails_past_the_threshold(tmp_pa
     images = sorted(os.path.join(d, n) for d, _, names in os.walk(os.path.join(root, "images")) for n in names)
     with open(images[0], "wb") as f:
         f.write(b"\xff\xd8\xff not really a jpeg")
-    base = ["config=benchmark/linear/cub_r50", "config.model.trunk=tiny", "config.device=cpu",
-            "config.benchmark.image_size=32", "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0",
-            "config.benchmark.linear.epochs=2", "config.benchmark.cam.num_images=0",
-            f"config.benchmark.dataset.root={root}", f"config.benchmark.results_table={tmp_path}/table.md"]
-    record = run_benchmark(compose_config([*base, f"config.run_dir={tmp_path}/run",
-                                           "config.data.max_bad_image_fraction=0.05"]))  # 1 of 30
+    base = [
+        "config=benchmark/linear/cub_r50",
+        "config.model.trunk=tiny",
+        "config.device=cpu",
+        "config.benchmark.image_size=32",
+        "config.benchmark.resize_ratio=1.0",
+        "config.benchmark.num_workers=0",
+        "config.benchmark.linear.epochs=2",
+        "config.benchmark.cam.num_images=0",
+        f"config.benchmark.dataset.root={root}",
+        f"config.benchmark.results_table={tmp_path}/table.md",
+    ]
+    record = run_benchmark(
+        compose_config([*base, f"config.run_dir={tmp_path}/run", "config.data.max_bad_image_fraction=0.05"])
+    )  # 1 of 30
     assert record["num_images"] == len(images) - 1
     with open(os.path.join(tmp_path, "run", "log.txt")) as f:
         assert "skipped unreadable image" in f.read()
     with pytest.raises(InputError, match=r"1 of \d+ cub images could not be read"):
-        run_benchmark(compose_config([*base, f"config.run_dir={tmp_path}/strict",
-                                      "config.data.max_bad_image_fraction=0.0"]))
+        run_benchmark(
+            compose_config([*base, f"config.run_dir={tmp_path}/strict", "config.data.max_bad_image_fraction=0.0"])
+        )
 
 
 def test_nan_loss_stops_naming_iteration_and_task_and_keeps_the_last_good_checkpoint(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
-    trainer = build_trainer(_cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=3",
-                                 "config.logging.log_freq=4"))
+    trainer = build_trainer(
+        _cfg(tiny_world, run_dir, "config.checkpoint.period_iterations=3", "config.logging.log_freq=4")
+    )
     trainer.hooks.insert(0, PoisonHead(at=4))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite at iteration 5 \(comments; reactions from iteration 6\); "
-                                                 r"stopped without saving; the last good checkpoint is "
-                                                 r".*model_iteration3.torch \(iteration 3\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite at iteration 5 \(comments; reactions from iteration 6\); "
+        r"stopped without saving; the last good checkpoint is "
+        r".*model_iteration3.torch \(iteration 3\)",
+    ):
         trainer.train()
     state = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
     assert state["position"]["iteration"] == 3  # iteration 6 would have saved damaged weights
@@ -183,10 +207,17 @@ def test_config_errors_exit_2_with_one_line(capsys, override, message):
 def test_empty_label_store_is_one_line(tmp_path, capsys):
     from vise_plugin.labels import write_label_store
 
-    write_label_store(str(tmp_path / "labels"), [], [], [], np.zeros(0, np.int64),
-                      {"tasks": {"comments": {"k": 2}, "reactions": {"k": 2}}, "image_root": str(tmp_path)})
-    code, lines = _cli(capsys, "config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels",
-                       f"config.run_dir={tmp_path}/run")
+    write_label_store(
+        str(tmp_path / "labels"),
+        [],
+        [],
+        [],
+        np.zeros(0, np.int64),
+        {"tasks": {"comments": {"k": 2}, "reactions": {"k": 2}}, "image_root": str(tmp_path)},
+    )
+    code, lines = _cli(
+        capsys, "config=demo/vise_tiny", f"config.data.labels={tmp_path}/labels", f"config.run_dir={tmp_path}/run"
+    )
     assert code == 2 and lines == [f"error: label store {tmp_path}/labels: no images to train on"]
 
 
@@ -205,8 +236,11 @@ def test_a_checkpoint_that_would_run_code_is_refused_on_resume(tiny_world, tmp_p
     run_dir.mkdir()
     with open(run_dir / "checkpoint.torch", "wb") as f:
         pickle.dump({"kind": "vise_pretraining", "model": _Payload()}, f, protocol=2)
-    with pytest.raises(CheckpointsUnreadable, match=r"none of its checkpoint files loads \(checkpoint.torch; first: "
-                                                    r".*cannot read weights with torch.load\(weights_only=True\)"):
+    with pytest.raises(
+        CheckpointsUnreadable,
+        match=r"none of its checkpoint files loads \(checkpoint.torch; first: "
+        r".*cannot read weights with torch.load\(weights_only=True\)",
+    ):
         pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1"))
     assert not (tmp_path / "PAYLOAD_RAN").exists()
     trainer = pretrain(_cfg(tiny_world, str(run_dir), "config.optimizer.num_epochs=1", "config.resume=false"))
@@ -238,8 +272,11 @@ def _training_state(trainer):
 
 
 def _changed(before, after):
-    return sorted(k for k in before.keys() | after.keys()
-                  if k not in before or k not in after or not torch.equal(before[k], after[k]))
+    return sorted(
+        k
+        for k in before.keys() | after.keys()
+        if k not in before or k not in after or not torch.equal(before[k], after[k])
+    )
 
 
 @pytest.mark.parametrize("world_size", [1, 2])

@@ -29,8 +29,9 @@ def _crop(path, scale, decoded_first: bool):
         return out, image.size
 
 
-@pytest.mark.parametrize("scale, decoded_size", [((0.9, 1.0), (360, 270)), ((0.3, 0.3), (720, 540)),
-                                                 ((0.08, 0.08), (1440, 1080))])
+@pytest.mark.parametrize(
+    "scale, decoded_size", [((0.9, 1.0), (360, 270)), ((0.3, 0.3), (720, 540)), ((0.08, 0.08), (1440, 1080))]
+)
 def test_training_crop_decodes_a_jpeg_at_the_smallest_scale_that_holds_the_crop(photo, scale, decoded_size):
     drafted, size = _crop(photo / "big.jpg", scale, decoded_first=False)
     full, _ = _crop(photo / "big.jpg", scale, decoded_first=True)

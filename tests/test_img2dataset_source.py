@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import ROOT
+
 from vise_plugin.data import img2dataset_shards, open_files
 from vise_plugin.data.img2dataset_shards import Img2DatasetShards
 from vise_plugin.data.target_sources import EngagementLabels
@@ -30,8 +30,16 @@ from vise_plugin.registry import TARGET_SOURCES
 
 KEPT_PER_TAR = 10
 #: what the folder of :func:`img2dataset_folder` holds besides the kept samples
-COUNTS = {"tars": 2, "kept": 20, "in_tar": 25, "failed": 4, "unlabelled": 2, "no_image": 1, "unreadable": 1,
-          "truncated": 0}
+COUNTS = {
+    "tars": 2,
+    "kept": 20,
+    "in_tar": 25,
+    "failed": 4,
+    "unlabelled": 2,
+    "no_image": 1,
+    "unreadable": 1,
+    "truncated": 0,
+}
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -49,8 +57,14 @@ def write_img2dataset_tar(tar: str, samples: list) -> None:
 
 
 def _description(key: str, post_id=None, status: str = "success") -> bytes:
-    meta = {"url": f"http://example.com/{key}.jpg", "key": key, "status": status, "error_message": None,
-            "width": 32, "height": 32}
+    meta = {
+        "url": f"http://example.com/{key}.jpg",
+        "key": key,
+        "status": status,
+        "error_message": None,
+        "width": 32,
+        "height": 32,
+    }
     if post_id is not None:
         meta["post_id"] = post_id
     return json.dumps(meta).encode()
@@ -74,18 +88,27 @@ def img2dataset_folder(store: LabelStore, folder: str) -> dict:
         return key, {"jpg": image(row), "json": _description(key, store.ids[row]), "txt": b"a caption"}
 
     first = [sample(0, n, n) for n in range(KEPT_PER_TAR)]
-    first[3:3] = [("000000100", {"jpg": image(0), "json": _description("000000100", "not-a-post")}),
-                  ("000000101", {"jpg": image(1), "json": _description("000000101")}),
-                  ("000000102", {"json": _description("000000102", store.ids[2])})]
+    first[3:3] = [
+        ("000000100", {"jpg": image(0), "json": _description("000000100", "not-a-post")}),
+        ("000000101", {"jpg": image(1), "json": _description("000000101")}),
+        ("000000102", {"json": _description("000000102", store.ids[2])}),
+    ]
     write_img2dataset_tar(os.path.join(folder, "00000.tar"), first)
     statuses = ["success"] * len(first) + ["failed_to_download"] * 2 + ["failed_to_resize"]
-    table = pa.table({"url": [f"http://example.com/{i}.jpg" for i in range(len(statuses))],
-                      "key": [f"00000{i:04d}" for i in range(len(statuses))], "status": statuses,
-                      "post_id": [f"p{i}" for i in range(len(statuses))]})
+    table = pa.table(
+        {
+            "url": [f"http://example.com/{i}.jpg" for i in range(len(statuses))],
+            "key": [f"00000{i:04d}" for i in range(len(statuses))],
+            "status": statuses,
+            "post_id": [f"p{i}" for i in range(len(statuses))],
+        }
+    )
     pq.write_table(table, os.path.join(folder, "00000.parquet"))
     second = [sample(1, n, KEPT_PER_TAR + n) for n in range(KEPT_PER_TAR)]
-    second += [("000100098", {"json": _description("000100098", store.ids[5], "failed_to_resize")}),
-               ("000100099", {"jpg": image(6), "json": b'{"post_id": '})]
+    second += [
+        ("000100098", {"json": _description("000100098", store.ids[5], "failed_to_resize")}),
+        ("000100099", {"jpg": image(6), "json": b'{"post_id": '}),
+    ]
     write_img2dataset_tar(os.path.join(folder, "00001.tar"), second)
     with open(os.path.join(folder, "00000_stats.json"), "w") as f:
         json.dump({"count": len(statuses), "successes": len(first) - 1}, f)
@@ -111,8 +134,10 @@ def test_samples_are_joined_by_post_id_and_the_others_counted(world, tmp_path, c
     with caplog.at_level(logging.INFO, logger=img2dataset_shards.__name__):
         source = Img2DatasetShards(folder, store)
     assert source.counts == COUNTS and len(source) == 20 and source.groups == [10, 10]
-    assert (f"img2dataset shards {folder}: 20 samples kept of 25 in 2 tars; 4 failed downloads, 2 without labels, "
-            "1 without an image, 1 with an unreadable description skipped") in caplog.text
+    assert (
+        f"img2dataset shards {folder}: 20 samples kept of 25 in 2 tars; 4 failed downloads, 2 without labels, "
+        "1 without an image, 1 with an unreadable description skipped"
+    ) in caplog.text
     reference = EngagementLabels(store, store.meta["image_root"])
     by_id = {store.ids[row]: row for row in range(len(store))}
     for i in range(len(source)):
@@ -227,7 +252,8 @@ def test_a_data_loader_worker_opens_its_own_tar_handles(world, tmp_path, monkeyp
 
 
 def test_missing_inputs_fail_in_one_line_and_indexes_go_to_the_run_folder_when_the_tars_are_read_only(
-        world, tmp_path, monkeypatch):
+    world, tmp_path, monkeypatch
+):
     source = TARGET_SOURCES.get("img2dataset")
     labels = world["labels"]
     with pytest.raises(ConfigError, match=r"^config.data.sources has img2dataset: set config.data.img2dataset="):
@@ -251,11 +277,23 @@ def test_missing_inputs_fail_in_one_line_and_indexes_go_to_the_run_folder_when_t
 
 def test_a_run_pretrains_from_the_img2dataset_folder_and_ends_with_a_checkpoint(world, tmp_path):
     folder, run_dir = _copy(world, tmp_path), str(tmp_path / "run")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-                           "config.data.sources=[img2dataset]", f"config.data.img2dataset={folder}",
-                           f"config.data.labels={world['labels']}", f"config.run_dir={run_dir}",
-                           "config.optimizer.num_epochs=1", "config.data.num_workers=2"],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "run.py"),
+            "config=demo/vise_tiny",
+            "config.data.sources=[img2dataset]",
+            f"config.data.img2dataset={folder}",
+            f"config.data.labels={world['labels']}",
+            f"config.run_dir={run_dir}",
+            "config.optimizer.num_epochs=1",
+            "config.data.num_workers=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
     assert saved["position"]["iteration"] == 3 and saved["bad_images"] == {"seen": 20, "skipped": 0}  # 8 + 8 + 4
@@ -273,13 +311,17 @@ def _free_port():
 def test_the_real_img2dataset_output_is_read_in_place(world, tmp_path):
     store, port = world["store"], _free_port()
     root = store.meta["image_root"]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
-                               root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", root],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         rows = list(range(12))
         urls = [f"http://127.0.0.1:{port}/{store.images[r]}" for r in rows] + [f"http://127.0.0.1:{port}/missing.jpg"]
-        pq.write_table(pa.table({"url": urls, "post_id": [store.ids[r] for r in rows] + ["gone"]}),
-                       str(tmp_path / "urls.parquet"))
+        pq.write_table(
+            pa.table({"url": urls, "post_id": [store.ids[r] for r in rows] + ["gone"]}), str(tmp_path / "urls.parquet")
+        )
         for _ in range(100):  # the server is up
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -287,18 +329,51 @@ def test_the_real_img2dataset_output_is_read_in_place(world, tmp_path):
             except OSError:
                 time.sleep(0.05)
         out = str(tmp_path / "out")
-        proc = subprocess.run(["img2dataset", "--url_list", str(tmp_path / "urls.parquet"), "--input_format", "parquet",
-                               "--url_col", "url", "--save_additional_columns", '["post_id"]', "--output_format",
-                               "webdataset", "--output_folder", out, "--processes_count", "1", "--thread_count", "4",
-                               "--image_size", "32", "--resize_mode", "keep_ratio", "--enable_wandb", "False"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                "img2dataset",
+                "--url_list",
+                str(tmp_path / "urls.parquet"),
+                "--input_format",
+                "parquet",
+                "--url_col",
+                "url",
+                "--save_additional_columns",
+                '["post_id"]',
+                "--output_format",
+                "webdataset",
+                "--output_folder",
+                out,
+                "--processes_count",
+                "1",
+                "--thread_count",
+                "4",
+                "--image_size",
+                "32",
+                "--resize_mode",
+                "keep_ratio",
+                "--enable_wandb",
+                "False",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
         server.kill()
         server.wait()
     source = Img2DatasetShards(out, store)
-    assert source.counts == {"tars": 1, "kept": 12, "in_tar": 12, "failed": 1, "unlabelled": 0, "no_image": 0,
-                             "unreadable": 0, "truncated": 0}
+    assert source.counts == {
+        "tars": 1,
+        "kept": 12,
+        "in_tar": 12,
+        "failed": 1,
+        "unlabelled": 0,
+        "no_image": 0,
+        "unreadable": 0,
+        "truncated": 0,
+    }
     reference = EngagementLabels(store, root)
     import webdataset as wds
 

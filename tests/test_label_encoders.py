@@ -15,8 +15,18 @@ from vise_plugin.labels import (
 )
 from vise_plugin.labels.job import BadRecordReport, iter_records
 
-COMMENTS = ["So cute!!", "Ünïcode ΣΊΣΥΦΟΣ test test", "", "a b c", "dog dog dog cat", "the and of",
-            "CAT-dog_x 42 42", "ΣΑΣ σας dog", "line\nbreak dog", "tab\tcat 😀 dog"]
+COMMENTS = [
+    "So cute!!",
+    "Ünïcode ΣΊΣΥΦΟΣ test test",
+    "",
+    "a b c",
+    "dog dog dog cat",
+    "the and of",
+    "CAT-dog_x 42 42",
+    "ΣΑΣ σας dog",
+    "line\nbreak dog",
+    "tab\tcat 😀 dog",
+]
 
 
 @pytest.mark.parametrize("sublinear", [True, False])

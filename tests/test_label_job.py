@@ -70,7 +70,7 @@ def test_killed_job_reruns_to_a_byte_identical_store(tiny_world, tmp_path, where
     out = str(tmp_path / "labels")
     script = f"""
 import os, signal, sys
-sys.path[:0] = [{os.path.join(ROOT, 'tests')!r}, {ROOT!r}]
+sys.path[:0] = [{os.path.join(ROOT, "tests")!r}, {ROOT!r}]
 from conftest import tiny_generator
 import {module} as m
 original = m.{cls}.{method}
@@ -79,7 +79,7 @@ def dying(self, *args, **kwargs):
     if {condition}:
         os.kill(os.getpid(), signal.SIGKILL)
 m.{cls}.{method} = dying
-tiny_generator({out!r}).run({tiny_world['posts']!r}, {out!r})
+tiny_generator({out!r}).run({tiny_world["posts"]!r}, {out!r})
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr[-2000:]
@@ -100,8 +100,11 @@ def test_rerun_with_other_settings_refuses_the_unfinished_work(tiny_world, tmp_p
     tiny_generator(out).settings.work.check_plan({"settings": {"seed": 0}})
     with open(out + ".work/select/shard_00000.json", "w") as f:  # a finished step, done with those settings
         f.write("{}")
-    with pytest.raises(ConfigError, match=r"plan.json: an unfinished label job with other settings is here "
-                                          r"\(config.labels.chunk_size: \(unset\) here, 16 now; "):
+    with pytest.raises(
+        ConfigError,
+        match=r"plan.json: an unfinished label job with other settings is here "
+        r"\(config.labels.chunk_size: \(unset\) here, 16 now; ",
+    ):
         tiny_generator(out).run(tiny_world["posts"], out)
 
 
@@ -141,8 +144,16 @@ def test_finished_store_is_not_redone(tiny_world, tmp_path):
 
 def test_submitit_array_job_on_the_local_executor(tiny_world, tmp_path):
     out = str(tmp_path / "labels")
-    slurm = {"use_slurm": True, "cluster": "local", "name": "vise_test", "time_minutes": 10, "mem_gb": 2,
-             "cpus_per_task": 1, "array_parallelism": 2, "log_folder": None}
+    slurm = {
+        "use_slurm": True,
+        "cluster": "local",
+        "name": "vise_test",
+        "time_minutes": 10,
+        "mem_gb": 2,
+        "cpus_per_task": 1,
+        "array_parallelism": 2,
+        "log_folder": None,
+    }
     pipeline = tiny_generator(out, slurm=slurm, shard_bytes=1_000_000)  # 1 shard: select, fit and assign jobs
     pipeline.keep_work_dir = True
     pipeline.run(tiny_world["posts"], out)
@@ -157,7 +168,10 @@ def test_store_meta_checksums_report_and_interop(tiny_world):
     store = LabelStore(tiny_world["labels"])
     meta = store.meta
     assert meta["format_version"] == 2 and meta["num_posts"] == len(store) == meta["counts"]["labelled"] == 90
-    assert meta["tasks"] == {"comments": {"k": 8}, "reactions": {"k": 4, "types": ["haha", "sorry", "angry", "wow", "love"]}}
+    assert meta["tasks"] == {
+        "comments": {"k": 8},
+        "reactions": {"k": 4, "types": ["haha", "sorry", "angry", "wow", "love"]},
+    }
     assert set(meta["labeler"]["checksums"]) == {"comments_encoder", "comments_centroids", "reactions_centroids"}
     assert meta["bad_records"]["counts"] == {"empty_post": 1}
     store.verify()

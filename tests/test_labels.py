@@ -118,9 +118,17 @@ def test_generate_labels_command_line(tiny_world, tmp_path, capsys):
     from vise_plugin.cli import generate_labels, run_cli
 
     out = tmp_path / "store"
-    args = [sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
-            f"config.data.posts={tiny_world['posts']}", f"config.data.labels={out}", "config.labels.comments.k=5",
-            "config.labels.reactions.k=3", "config.labels.fit_fraction=0.3", "config.labels.num_workers=1"]
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "generate_labels.py"),
+        "config=demo/vise_tiny",
+        f"config.data.posts={tiny_world['posts']}",
+        f"config.data.labels={out}",
+        "config.labels.comments.k=5",
+        "config.labels.reactions.k=3",
+        "config.labels.fit_fraction=0.3",
+        "config.labels.num_workers=1",
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = LabelStore(str(out))
@@ -129,10 +137,24 @@ def test_generate_labels_command_line(tiny_world, tmp_path, capsys):
     # the same run_cli(generate_labels) call as tools/generate_labels.py, in this process
     assert run_cli(generate_labels, args[2:3]) == 2
     assert capsys.readouterr().err.strip().startswith("error: no engagement file")
-    assert run_cli(generate_labels, args[2:4] + [f"config.data.labels={tmp_path / 'strict'}",
-                                                 "config.labels.on_empty_post=fail", "config.labels.num_workers=1"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        f"error: {tiny_world['posts']}:103: post 'post000102' has no")
+    assert (
+        run_cli(
+            generate_labels,
+            args[2:4]
+            + [
+                f"config.data.labels={tmp_path / 'strict'}",
+                "config.labels.on_empty_post=fail",
+                "config.labels.num_workers=1",
+            ],
+        )
+        == 2
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {tiny_world['posts']}:103: post 'post000102' has no")
+    )
 
 
 def test_a_refit_into_the_same_folder_in_one_process_labels_with_the_new_model(tiny_world, tmp_path):

@@ -83,16 +83,20 @@ def _web_tag_case():
     from vise_plugin.losses import WebTagLoss
 
     embeddings = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
-    output = {"tags": torch.randn(3, 5, requires_grad=True),
-              "tag_embedding": torch.nn.functional.normalize(torch.randn(3, 8), dim=1).requires_grad_()}
+    output = {
+        "tags": torch.randn(3, 5, requires_grad=True),
+        "tag_embedding": torch.nn.functional.normalize(torch.randn(3, 8), dim=1).requires_grad_(),
+    }
     target = {"tags": torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0]])}
     return WebTagLoss(embeddings), output, target
 
 
 def _vise_case():
     output = {"comments": torch.randn(3, 4, requires_grad=True), "reactions": torch.randn(3, 5, requires_grad=True)}
-    target = {"comments": torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0.5, 0]]),
-              "reactions": torch.tensor([-1, 2, -1])}
+    target = {
+        "comments": torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0.5, 0.5, 0]]),
+        "reactions": torch.tensor([-1, 2, -1]),
+    }
     return VisELoss(), output, target
 
 
@@ -128,8 +132,9 @@ def test_web_tag_loss_leaves_out_images_without_tags_and_is_zero_without_any():
     assert empty.item() == 0.0 and all(torch.isfinite(t.grad).all() for t in output.values())
 
 
-@pytest.mark.parametrize("reactions, comments", [(torch.int32, torch.float64), (torch.int16, torch.float16),
-                                                 (torch.int8, torch.bfloat16)])
+@pytest.mark.parametrize(
+    "reactions, comments", [(torch.int32, torch.float64), (torch.int16, torch.float16), (torch.int8, torch.bfloat16)]
+)
 def test_targets_of_the_stores_dtypes_give_the_same_loss_with_no_host_sync(reactions, comments):
     from host_sync import HostSyncRecorder
 
@@ -143,15 +148,34 @@ def test_targets_of_the_stores_dtypes_give_the_same_loss_with_no_host_sync(react
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("task, given, expected", [
-    ("reactions", torch.zeros(3, 1, dtype=torch.int64), r"reactions target: expected integer class ids of shape \(3,\)"
-                                                           r" for logits \(3, 5\), given torch.int64 \(3, 1\)"),
-    ("reactions", torch.zeros(3), r"reactions target: expected integer class ids .* given torch.float32 \(3,\)"),
-    ("reactions", torch.zeros(2, dtype=torch.int64), r"reactions target: .* shape \(3,\) .* given torch.int64 \(2,\)"),
-    ("comments", torch.zeros(3, 6), r"comments target: expected float .* shape \(3, 4\) for logits \(3, 4\), "
-                                    r"given torch.float32 \(3, 6\)"),
-    ("comments", torch.zeros(3, 4, dtype=torch.int64), r"comments target: expected float .* given torch.int64 \(3, 4\)"),
-])
+@pytest.mark.parametrize(
+    "task, given, expected",
+    [
+        (
+            "reactions",
+            torch.zeros(3, 1, dtype=torch.int64),
+            r"reactions target: expected integer class ids of shape \(3,\)"
+            r" for logits \(3, 5\), given torch.int64 \(3, 1\)",
+        ),
+        ("reactions", torch.zeros(3), r"reactions target: expected integer class ids .* given torch.float32 \(3,\)"),
+        (
+            "reactions",
+            torch.zeros(2, dtype=torch.int64),
+            r"reactions target: .* shape \(3,\) .* given torch.int64 \(2,\)",
+        ),
+        (
+            "comments",
+            torch.zeros(3, 6),
+            r"comments target: expected float .* shape \(3, 4\) for logits \(3, 4\), "
+            r"given torch.float32 \(3, 6\)",
+        ),
+        (
+            "comments",
+            torch.zeros(3, 4, dtype=torch.int64),
+            r"comments target: expected float .* given torch.int64 \(3, 4\)",
+        ),
+    ],
+)
 def test_a_target_of_the_wrong_shape_or_dtype_names_the_task_in_one_line(task, given, expected):
     from vise_plugin.errors import UserError
 

@@ -33,12 +33,15 @@ def test_multi_head_registered():
     assert isinstance(head, VisEMultiHead) and head(torch.randn(2, 32))["comments"].shape == (2, 7)
 
 
-@pytest.mark.parametrize("name,size,channels,spatial", [
-    ("tiny", 32, 256, 4),
-    ("resnet50", 224, 2048, 7),
-    ("resnet101", 64, 2048, 2),
-    ("resnext101_32x16d", 64, 2048, 2),
-])
+@pytest.mark.parametrize(
+    "name,size,channels,spatial",
+    [
+        ("tiny", 32, 256, 4),
+        ("resnet50", 224, 2048, 7),
+        ("resnet101", 64, 2048, 2),
+        ("resnext101_32x16d", 64, 2048, 2),
+    ],
+)
 def test_trunk_output_shapes(name, size, channels, spatial):
     assert name in TRUNKS
     trunk = build_trunk(name).eval()
@@ -61,8 +64,9 @@ def test_vise_model_end_to_end_and_registered():
 
 
 def test_heads_run_in_fp32_under_fp16_autocast():
-    model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": TASKS},
-                                     {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6}])
+    model = VisEModel.build(
+        "tiny", [{"name": "vise_multi_head", "tasks": TASKS}, {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6}]
+    )
     with torch.no_grad():
         model.head.heads[0].fcs["comments"].weight.mul_(1e6)  # logits far past fp16's 65504
     with torch.autocast("cpu", dtype=torch.float16):

@@ -14,16 +14,23 @@ from vise_plugin.labels import LabelStore
 from vise_plugin.labels.job import BadRecordReport, iter_records, plan_shards, read_shard
 from vise_plugin.labels.records import REACTION_TYPES
 
-COLUMNS = {"id": "uid", "image": "file_name", "comments": "replies",
-           "reactions": {name: f"n_{name}" for name in REACTION_TYPES}}
+COLUMNS = {
+    "id": "uid",
+    "image": "file_name",
+    "comments": "replies",
+    "reactions": {name: f"n_{name}" for name in REACTION_TYPES},
+}
 
 
 def _table(posts_jsonl, **edits):
     rows = [json.loads(line) for line in open(posts_jsonl, encoding="utf-8")]
-    columns = {"uid": [r["id"] for r in rows], "file_name": [r["image"] for r in rows],
-               "replies": [r.get("comments") or None for r in rows],
-               **{f"n_{name}": [r.get("reactions", {}).get(name) for r in rows] for name in REACTION_TYPES},
-               "caption": ["unused"] * len(rows)}
+    columns = {
+        "uid": [r["id"] for r in rows],
+        "file_name": [r["image"] for r in rows],
+        "replies": [r.get("comments") or None for r in rows],
+        **{f"n_{name}": [r.get("reactions", {}).get(name) for r in rows] for name in REACTION_TYPES},
+        "caption": ["unused"] * len(rows),
+    }
     for key, (index, value) in edits.items():
         columns[key][index] = value
     return pa.table(columns)
@@ -70,10 +77,16 @@ def test_a_mapping_to_a_missing_column_or_field_stops_in_one_line(tiny_world, tm
 def test_reaction_types_other_than_the_five_are_clustered_and_recorded(tiny_world, tmp_path):
     rows = [json.loads(line) for line in open(tiny_world["posts"], encoding="utf-8")]
     types = ["up", "down", "replies"]
-    table = pa.table({"id": [r["id"] for r in rows], "image": [r["image"] for r in rows],
-                      "comments": [r.get("comments") or [] for r in rows],
-                      "reactions": [{"up": 1 + i % 5, "down": i % 3, "replies": len(r.get("comments") or [])}
-                                    for i, r in enumerate(rows)]})
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "image": [r["image"] for r in rows],
+            "comments": [r.get("comments") or [] for r in rows],
+            "reactions": [
+                {"up": 1 + i % 5, "down": i % 3, "replies": len(r.get("comments") or [])} for i, r in enumerate(rows)
+            ],
+        }
+    )
     path = str(tmp_path / "posts.parquet")
     pq.write_table(table, path)
     output = str(tmp_path / "labels")
@@ -96,4 +109,8 @@ def test_the_column_mapping_is_given_on_the_command_line():
 
     cfg = compose_config(["config=demo/vise_tiny", "config.labels.columns={id: uid, reactions: {love: n_love}}"])
     assert column_mapping(OmegaConf.to_container(cfg.config.labels.columns)) == {
-        "id": "uid", "image": "image", "comments": "comments", "reactions": {"love": "n_love"}}
+        "id": "uid",
+        "image": "image",
+        "comments": "comments",
+        "reactions": {"love": "n_love"},
+    }

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.faults
 
 
 def _command(labels, run_dir, *extra, epochs=EPOCHS):
-    return [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny", f"config.data.labels={labels}",
-            f"config.run_dir={run_dir}", f"config.optimizer.num_epochs={epochs}", *extra]
+    return [
+        sys.executable,
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        f"config.data.labels={labels}",
+        f"config.run_dir={run_dir}",
+        f"config.optimizer.num_epochs={epochs}",
+        *extra,
+    ]
 
 
 def _run(cmd):
@@ -56,8 +63,11 @@ def _model(run_dir):
 
 def _newest_saved_iteration(run_dir):
     """The iteration of the newest checkpoint file in ``run_dir`` (every ``*.torch`` there is whole)."""
-    return max(torch.load(os.path.join(run_dir, name), weights_only=True)["position"]["iteration"]
-               for name in os.listdir(run_dir) if name.endswith(".torch"))
+    return max(
+        torch.load(os.path.join(run_dir, name), weights_only=True)["position"]["iteration"]
+        for name in os.listdir(run_dir)
+        if name.endswith(".torch")
+    )
 
 
 def _assert_same_weights(a, b):
@@ -113,9 +123,16 @@ SUBMITIT_EPOCHS = 2
 
 
 def _submitit_command(labels, run_dir):
-    return _command(labels, run_dir, "config.slurm.use_slurm=true", "config.slurm.cluster=local",
-                    "config.slurm.wait=true", "config.distributed.num_proc_per_node=2",
-                    "config.distributed.preemption_check_every=1", epochs=SUBMITIT_EPOCHS)
+    return _command(
+        labels,
+        run_dir,
+        "config.slurm.use_slurm=true",
+        "config.slurm.cluster=local",
+        "config.slurm.wait=true",
+        "config.distributed.num_proc_per_node=2",
+        "config.distributed.preemption_check_every=1",
+        epochs=SUBMITIT_EPOCHS,
+    )
 
 
 def _submitit_tasks(pid):
@@ -140,17 +157,27 @@ def test_submitit_local_executor_two_tasks_trains_checkpoints_and_survives_preem
     per_rank = (45 + 7) // 8  # each of the two tasks reads half of the 90 posts
     # The uninterrupted reference: the same engine on two torchrun ranks (what each submitit task runs).
     reference = str(tmp_path / "reference")
-    code, out = _run(torchrun_command(*_command(tiny_world["labels"], reference, "config.distributed.preemption_check_every=1",
-                                                epochs=SUBMITIT_EPOCHS)[1:]))
+    code, out = _run(
+        torchrun_command(
+            *_command(
+                tiny_world["labels"], reference, "config.distributed.preemption_check_every=1", epochs=SUBMITIT_EPOCHS
+            )[1:]
+        )
+    )
     assert code == 0, out[-3000:]
     state = torch.load(os.path.join(reference, "checkpoint.torch"), weights_only=True)
     assert state["position"]["iteration"] == SUBMITIT_EPOCHS * per_rank
 
     # SLURM's warning (USR2 to every task): checkpoint, requeue through submitit, resume, same weights
     run_dir = str(tmp_path / "preempted")
-    proc = subprocess.Popen(_submitit_command(tiny_world["labels"], run_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # as torchrun sets it for its ranks
+    proc = subprocess.Popen(
+        _submitit_command(tiny_world["labels"], run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # as torchrun sets it for its ranks
     deadline = time.time() + 240
     while _last_iteration(run_dir) < per_rank + 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -164,8 +191,12 @@ def test_submitit_local_executor_two_tasks_trains_checkpoints_and_survives_preem
     with open(os.path.join(run_dir, "train_config.yaml")) as f:
         assert "num_proc_per_node: 2" in f.read()
     assert os.path.exists(os.path.join(run_dir, f"model_phase{SUBMITIT_EPOCHS - 1}.torch"))
-    logs = "".join(open(os.path.join(dirpath, name)).read() for dirpath, _, names in os.walk(os.path.join(run_dir, "slurm"))
-                   for name in names if name.endswith((".out", ".err")))
+    logs = "".join(
+        open(os.path.join(dirpath, name)).read()
+        for dirpath, _, names in os.walk(os.path.join(run_dir, "slurm"))
+        for name in names
+        if name.endswith((".out", ".err"))
+    )
     assert "Requeued job" in logs and "resuming from" in logs
     with open(os.path.join(run_dir, "stdout.json")) as f:
         assert [json.loads(line)["iteration"] for line in f] == list(range(1, SUBMITIT_EPOCHS * per_rank + 1))

@@ -52,24 +52,58 @@ def _entry_points(world, run_dir, tmp):
     downstream = generate_downstream(os.path.join(tmp, "downstream"), {"train": 4, "val": 2, "test": 2}, seed=0)
     labels, checkpoint = world["labels"], os.path.join(run_dir, "checkpoint.torch")
     tiny = ["config=demo/vise_tiny", f"config.data.labels={labels}"]
-    bench = ["config.model.trunk=tiny", f"config.model.weights={checkpoint}", "config.benchmark.num_workers=0",
-             "config.benchmark.linear.epochs=2", "config.benchmark.cam.num_images=2",
-             f"config.benchmark.dataset.root={downstream}", f"config.benchmark.results_table={tmp}/table.md"]
+    bench = [
+        "config.model.trunk=tiny",
+        f"config.model.weights={checkpoint}",
+        "config.benchmark.num_workers=0",
+        "config.benchmark.linear.epochs=2",
+        "config.benchmark.cam.num_images=2",
+        f"config.benchmark.dataset.root={downstream}",
+        f"config.benchmark.results_table={tmp}/table.md",
+    ]
     return {
-        "vise-labels": (cli.main_generate_labels, [
-            "config=demo/vise_tiny", f"config.data.posts={world['posts']}", f"config.data.labels={tmp}/store",
-            "config.labels.comments.k=5", "config.labels.reactions.k=3", "config.labels.fit_fraction=0.3",
-            "config.labels.num_workers=1"]),
-        "vise-run pretrain": (cli.main_run, [*tiny, f"config.run_dir={tmp}/pretrain", "config.optimizer.num_epochs=1",
-                                             "config.data.subset=24", "config.speed.deterministic=true"]),
-        "vise-run benchmark": (cli.main_run, ["config=benchmark/linear/demo_emotion", *bench,
-                                              f"config.run_dir={tmp}/bench"]),
-        "vise-shards": (cli.main_write_shards, [*tiny, f"config.shards.output={tmp}/shards",
-                                                "config.shards.num_workers=1"]),
-        "vise-extract": (cli.main_extract_features, [
-            "config=benchmark/extract_r50", "config.model.trunk=tiny", f"config.model.weights={checkpoint}",
-            f"config.extract.images={downstream}/test", f"config.extract.output={tmp}/feats",
-            "config.benchmark.image_size=32", "config.benchmark.num_workers=0"]),
+        "vise-labels": (
+            cli.main_generate_labels,
+            [
+                "config=demo/vise_tiny",
+                f"config.data.posts={world['posts']}",
+                f"config.data.labels={tmp}/store",
+                "config.labels.comments.k=5",
+                "config.labels.reactions.k=3",
+                "config.labels.fit_fraction=0.3",
+                "config.labels.num_workers=1",
+            ],
+        ),
+        "vise-run pretrain": (
+            cli.main_run,
+            [
+                *tiny,
+                f"config.run_dir={tmp}/pretrain",
+                "config.optimizer.num_epochs=1",
+                "config.data.subset=24",
+                "config.speed.deterministic=true",
+            ],
+        ),
+        "vise-run benchmark": (
+            cli.main_run,
+            ["config=benchmark/linear/demo_emotion", *bench, f"config.run_dir={tmp}/bench"],
+        ),
+        "vise-shards": (
+            cli.main_write_shards,
+            [*tiny, f"config.shards.output={tmp}/shards", "config.shards.num_workers=1"],
+        ),
+        "vise-extract": (
+            cli.main_extract_features,
+            [
+                "config=benchmark/extract_r50",
+                "config.model.trunk=tiny",
+                f"config.model.weights={checkpoint}",
+                f"config.extract.images={downstream}/test",
+                f"config.extract.output={tmp}/feats",
+                "config.benchmark.image_size=32",
+                "config.benchmark.num_workers=0",
+            ],
+        ),
         "vise-suite": (cli.main_benchmark_suite, ["benchmarks=linear/demo_emotion", f"output={tmp}/suite", *bench]),
         "vise-export-hub": (cli.main_export_hub, [checkpoint, f"{tmp}/hub.pth", "--trunk", "tiny"]),
         "vise-curves": (cli.main_plot_curves, [run_dir, "--output", f"{tmp}/curves.png"]),
@@ -103,13 +137,19 @@ def _library_calls(entries, downstream_root):
     trunk = build_trunk("tiny")  # its random init is the caller's draw, not the entry point's
     return {
         "build_trainer": lambda: build_trainer(composed("vise-run pretrain", "/pretrain")),
-        "linear_eval": lambda: linear_eval(features, downstream.targets, downstream.folds[0], lrs=[0.1],
-                                           weight_decays=[0.0], epochs=2, batch_size=4),
-        "finetune_eval": lambda: finetune_eval(trunk, downstream, downstream.folds[0], FinetuneSettings(
-            epochs=1, image_size=16, resize_ratio=1.0, num_workers=0)),
+        "linear_eval": lambda: linear_eval(
+            features, downstream.targets, downstream.folds[0], lrs=[0.1], weight_decays=[0.0], epochs=2, batch_size=4
+        ),
+        "finetune_eval": lambda: finetune_eval(
+            trunk,
+            downstream,
+            downstream.folds[0],
+            FinetuneSettings(epochs=1, image_size=16, resize_ratio=1.0, num_workers=0),
+        ),
         "run_label_job": lambda: run_label_job(composed("vise-labels", "/store").config),
         "pretrain": lambda: __import__("vise_plugin.engine.pretrain", fromlist=["pretrain"]).pretrain(
-            composed("vise-run pretrain", "/pretrain")),
+            composed("vise-run pretrain", "/pretrain")
+        ),
         "run_benchmark": lambda: run_benchmark(composed("vise-run benchmark", "/bench")),
         "run_shard_job": lambda: run_shard_job(composed("vise-shards", "/shards").config),
         "extract_job": lambda: extract_job(composed("vise-extract", "/feats")),
@@ -118,8 +158,9 @@ def _library_calls(entries, downstream_root):
     }
 
 
-def test_every_entry_point_leaves_the_callers_process_as_it_found_it(tiny_world, tiny_run, tmp_path, unusual_state,
-                                                                       capsys):
+def test_every_entry_point_leaves_the_callers_process_as_it_found_it(
+    tiny_world, tiny_run, tmp_path, unusual_state, capsys
+):
     cwd = os.getcwd()
     entries = _entry_points(tiny_world, tiny_run["run_dir"], str(tmp_path))
     calls = {name: (lambda f=function, a=argv: f(a)) for name, (function, argv) in entries.items()}
@@ -140,18 +181,28 @@ def test_a_run_that_fails_also_leaves_the_process_as_it_found_it(tiny_world, tmp
 
     before = ProcessState.capture()
     with pytest.raises(ConfigError):  # fails after logging and threads are set up: the heads are unknown
-        pretrain(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                 f"config.run_dir={tmp_path}", "config.model.heads=[no_such_head]"]))
+        pretrain(
+            compose_config(
+                [
+                    "config=demo/vise_tiny",
+                    f"config.data.labels={tiny_world['labels']}",
+                    f"config.run_dir={tmp_path}",
+                    "config.model.heads=[no_such_head]",
+                ]
+            )
+        )
     assert before.differences(ProcessState.capture()) == []
 
 
 def test_importing_the_package_adds_no_warnings_filter_and_shows_no_warning():
     """Its dependencies install their own filters; the package adds none and prints none of theirs."""
-    code = ("import warnings, torch, torchvision, numpy, sklearn, scipy, PIL, omegaconf, hydra, fvcore, iopath\n"
-            "before = list(warnings.filters)\n"
-            "import vise_plugin\n"
-            "added = [f for f in warnings.filters if f not in before]\n"
-            "assert not added, added\n")
+    code = (
+        "import warnings, torch, torchvision, numpy, sklearn, scipy, PIL, omegaconf, hydra, fvcore, iopath\n"
+        "before = list(warnings.filters)\n"
+        "import vise_plugin\n"
+        "added = [f for f in warnings.filters if f not in before]\n"
+        "assert not added, added\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Warning" not in proc.stderr, proc.stderr[-2000:]
@@ -174,6 +225,19 @@ def test_the_snapshot_sees_each_setting_change():
         os.chdir(os.path.dirname(os.getcwd()))
         signal.signal(signal.SIGUSR1, lambda *_: None)
         assert sorted(before.differences(ProcessState.capture())) == sorted(
-            ["threads", "torch_rng", "numpy_rng", "python_rng", "backend.cudnn.benchmark", "warning_filters",
-             "root_handlers", "environ", "backend.default_dtype", "root_level", "cwd", "signal_handlers"])
+            [
+                "threads",
+                "torch_rng",
+                "numpy_rng",
+                "python_rng",
+                "backend.cudnn.benchmark",
+                "warning_filters",
+                "root_handlers",
+                "environ",
+                "backend.default_dtype",
+                "root_level",
+                "cwd",
+                "signal_handlers",
+            ]
+        )
     assert "VISE_PROCESS_STATE_TEST" not in os.environ and torch.get_default_dtype() == torch.float32

@@ -17,9 +17,22 @@ import zstandard
 from vise_plugin.errors import ConfigError, InputError
 from vise_plugin.labels.job.bad_records import BadRecordReport
 from vise_plugin.labels.records import BadRecord
-from vise_plugin.reddit import (RedditSettings, Submission, comment_batches, dumps, export_urls, image_urls,
-                                is_image_post, join_dumps, line_blocks, open_zstd, reaction_columns,
-                                submission_batches, write_reddit_month, write_zstd_ndjson)
+from vise_plugin.reddit import (
+    RedditSettings,
+    Submission,
+    comment_batches,
+    dumps,
+    export_urls,
+    image_urls,
+    is_image_post,
+    join_dumps,
+    line_blocks,
+    open_zstd,
+    reaction_columns,
+    submission_batches,
+    write_reddit_month,
+    write_zstd_ndjson,
+)
 from vise_plugin.reddit.urls import main as urls_main
 
 
@@ -34,8 +47,14 @@ def month(tmp_path_factory):
 
 def kept(comments, suffixes=()):
     """The comments the default filters keep, leaving out also authors that end in one of ``suffixes``."""
-    return [c for c in comments if c["body"] not in ("[deleted]", "[removed]") and c["body"].strip()
-            and c["author"] != "AutoModerator" and not (suffixes and c["author"].lower().endswith(suffixes))]
+    return [
+        c
+        for c in comments
+        if c["body"] not in ("[deleted]", "[removed]")
+        and c["body"].strip()
+        and c["author"] != "AutoModerator"
+        and not (suffixes and c["author"].lower().endswith(suffixes))
+    ]
 
 
 def expected_reactions(post, names):
@@ -44,8 +63,13 @@ def expected_reactions(post, names):
     awards = post.get("total_awards_received")
     if awards is None:
         awards = sum(a["count"] for a in post["all_awardings"]) + sum(post["gildings"].values())
-    values = {"upvotes": up, "downvotes": max(up - s, 0), "comments": post["num_comments"], "awards": awards,
-              "score": max(s, 0)}
+    values = {
+        "upvotes": up,
+        "downvotes": max(up - s, 0),
+        "comments": post["num_comments"],
+        "awards": awards,
+        "score": max(s, 0),
+    }
     return {name: values[name] for name in names}
 
 
@@ -122,12 +146,24 @@ def submission(**fields) -> Submission:
 
 def test_records_are_lenient_about_timestamps_nulls_and_unknown_fields(tmp_path):
     path = str(tmp_path / "RC_x.zst")
-    write_zstd_ndjson(path, [
-        {"id": "a", "link_id": "t3_p", "body": "hi", "author": "u", "created_utc": "1672531200", "_meta": {"x": 1}},
-        {"id": "b", "link_id": "t3_p", "body": "hi", "author": "u", "created_utc": 1672531201.0, "score": None,
-         "edited": 1672531299, "all_awardings": [{"count": 2, "name": "Gold"}], "gildings": {"gid_1": 1}},
-        {"id": "c", "link_id": "t3_p", "body": "hi", "author": None, "created_utc": 1672531202},
-    ])
+    write_zstd_ndjson(
+        path,
+        [
+            {"id": "a", "link_id": "t3_p", "body": "hi", "author": "u", "created_utc": "1672531200", "_meta": {"x": 1}},
+            {
+                "id": "b",
+                "link_id": "t3_p",
+                "body": "hi",
+                "author": "u",
+                "created_utc": 1672531201.0,
+                "score": None,
+                "edited": 1672531299,
+                "all_awardings": [{"count": 2, "name": "Gold"}],
+                "gildings": {"gid_1": 1},
+            },
+            {"id": "c", "link_id": "t3_p", "body": "hi", "author": None, "created_utc": 1672531202},
+        ],
+    )
     batch = pa.Table.from_batches(list(comment_batches([path], RedditSettings())))
     assert batch.column("created_utc").to_pylist() == [1672531200, 1672531201, 1672531202]
     assert batch.column("score").to_pylist() == [0, 0, 0]
@@ -138,23 +174,43 @@ def test_records_are_lenient_about_timestamps_nulls_and_unknown_fields(tmp_path)
 def test_image_urls_of_images_galleries_previews_and_posts_without_one():
     preview = {"images": [{"source": {"url": "https://preview.redd.it/x.jpg?width=10&amp;s=1", "width": 10}}]}
     assert image_urls(submission(post_hint="image", url="https://i.redd.it/a.jpg?a=1&amp;b=2")) == [
-        "https://i.redd.it/a.jpg?a=1&amp;b=2"]  # url is not HTML-escaped in the dumps; taken as it is
+        "https://i.redd.it/a.jpg?a=1&amp;b=2"
+    ]  # url is not HTML-escaped in the dumps; taken as it is
     assert image_urls(submission(post_hint="image", url_overridden_by_dest="https://i.imgur.com/b.png")) == [
-        "https://i.imgur.com/b.png"]
-    gallery = submission(is_gallery=True, url="https://www.reddit.com/gallery/p1",
-                         gallery_data={"items": [{"media_id": "m3"}, {"media_id": "gif"}, {"media_id": "m1"},
-                                                 {"media_id": "gone"}, {"media_id": "m2"}]},
-                         media_metadata={
-                             "m1": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/1.jpg?w=1&amp;s=a"}},
-                             "m2": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/2.jpg?w=1&amp;s=b"}},
-                             "m3": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/3.jpg", "x": 5}},
-                             "gif": {"status": "valid", "e": "AnimatedImage",
-                                     "s": {"gif": "https://a.gif", "u": "https://p.redd.it/a.gif?format=png"}},
-                             "gone": {"status": "failed"}})
-    assert image_urls(gallery) == ["https://p.redd.it/3.jpg", "https://p.redd.it/1.jpg?w=1&s=a",
-                                   "https://p.redd.it/2.jpg?w=1&s=b"]
+        "https://i.imgur.com/b.png"
+    ]
+    gallery = submission(
+        is_gallery=True,
+        url="https://www.reddit.com/gallery/p1",
+        gallery_data={
+            "items": [
+                {"media_id": "m3"},
+                {"media_id": "gif"},
+                {"media_id": "m1"},
+                {"media_id": "gone"},
+                {"media_id": "m2"},
+            ]
+        },
+        media_metadata={
+            "m1": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/1.jpg?w=1&amp;s=a"}},
+            "m2": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/2.jpg?w=1&amp;s=b"}},
+            "m3": {"status": "valid", "e": "Image", "s": {"u": "https://p.redd.it/3.jpg", "x": 5}},
+            "gif": {
+                "status": "valid",
+                "e": "AnimatedImage",
+                "s": {"gif": "https://a.gif", "u": "https://p.redd.it/a.gif?format=png"},
+            },
+            "gone": {"status": "failed"},
+        },
+    )
+    assert image_urls(gallery) == [
+        "https://p.redd.it/3.jpg",
+        "https://p.redd.it/1.jpg?w=1&s=a",
+        "https://p.redd.it/2.jpg?w=1&s=b",
+    ]
     assert image_urls(submission(post_hint="link", url="https://news.example.com/a", preview=preview)) == [
-        "https://preview.redd.it/x.jpg?width=10&s=1"]
+        "https://preview.redd.it/x.jpg?width=10&s=1"
+    ]
     assert image_urls(submission(is_self=True, post_hint="self", preview=preview)) == []
     assert image_urls(submission(is_video=True, post_hint="hosted:video", preview=preview)) == []
     assert image_urls(submission(url="https://blog.example.com/a")) == []
@@ -162,15 +218,21 @@ def test_image_urls_of_images_galleries_previews_and_posts_without_one():
 
 
 def test_reaction_columns_follow_the_documented_derivation():
-    subs = [submission(score=100, upvote_ratio=0.75, num_comments=4, total_awards_received=2),
-            submission(score=-5, upvote_ratio=0.4, all_awardings=[{"count": 2}, {"count": 1}], gildings={"gid_1": 4}),
-            submission(score=3, upvote_ratio=0.5, total_awards_received=None),
-            submission(score=10, upvote_ratio=0.3),  # inconsistent, as deleted or fuzzed posts can be
-            submission(score=7)]
+    subs = [
+        submission(score=100, upvote_ratio=0.75, num_comments=4, total_awards_received=2),
+        submission(score=-5, upvote_ratio=0.4, all_awardings=[{"count": 2}, {"count": 1}], gildings={"gid_1": 4}),
+        submission(score=3, upvote_ratio=0.5, total_awards_received=None),
+        submission(score=10, upvote_ratio=0.3),  # inconsistent, as deleted or fuzzed posts can be
+        submission(score=7),
+    ]
     columns = reaction_columns(subs, ("upvotes", "downvotes", "comments", "awards", "score"))
     assert {k: v.tolist() for k, v in columns.items()} == {
-        "upvotes": [150, 10, 0, 0, 7], "downvotes": [50, 15, 0, 0, 0], "comments": [4, 0, 0, 0, 0],
-        "awards": [2, 7, 0, 0, 0], "score": [100, 0, 3, 10, 7]}
+        "upvotes": [150, 10, 0, 0, 7],
+        "downvotes": [50, 15, 0, 0, 0],
+        "comments": [4, 0, 0, 0, 0],
+        "awards": [2, 7, 0, 0, 0],
+        "score": [100, 0, 3, 10, 7],
+    }
     assert list(reaction_columns(subs, ("score", "upvotes"))) == ["score", "upvotes"]
 
 
@@ -239,8 +301,15 @@ def test_bad_lines_in_a_later_block_are_numbered_from_the_file_start(tmp_path, m
 def test_join_samples_filters_and_keeps_posts_and_reactions(month, tmp_path):
     settings = RedditSettings(max_comments=3, rows_per_file=50)
     bad = BadRecordReport()
-    summary = join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "out"), settings,
-                         str(tmp_path / "work"), bad, progress=False)
+    summary = join_dumps(
+        [month["submissions"]],
+        [month["comments"]],
+        str(tmp_path / "out"),
+        settings,
+        str(tmp_path / "work"),
+        bad,
+        progress=False,
+    )
     assert json.load(open(tmp_path / "out" / "summary.json")) == summary
     assert summary["files"] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet", "part-00003.parquet"]
     assert os.listdir(tmp_path / "work") == []
@@ -266,51 +335,98 @@ def test_join_samples_filters_and_keeps_posts_and_reactions(month, tmp_path):
     assert summary["skipped"]["comment_not_on_image_post"] == non_image > 0
     assert summary["comments_kept"] == summary["comments_joined"] + non_image
 
-    again = join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "again"), settings,
-                       str(tmp_path / "work"), BadRecordReport(), progress=False)
+    again = join_dumps(
+        [month["submissions"]],
+        [month["comments"]],
+        str(tmp_path / "again"),
+        settings,
+        str(tmp_path / "work"),
+        BadRecordReport(),
+        progress=False,
+    )
     assert again == summary and read_parts(str(tmp_path / "again"), again["files"]).equals(table)
     other_seed = RedditSettings(max_comments=3, rows_per_file=50, seed=1)
-    reseeded = join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "seed1"), other_seed,
-                          str(tmp_path / "work"), BadRecordReport(), progress=False)
+    reseeded = join_dumps(
+        [month["submissions"]],
+        [month["comments"]],
+        str(tmp_path / "seed1"),
+        other_seed,
+        str(tmp_path / "work"),
+        BadRecordReport(),
+        progress=False,
+    )
     assert read_parts(str(tmp_path / "seed1"), reseeded["files"]).column("comments") != table.column("comments")
 
 
 def test_join_under_a_small_memory_limit_with_other_reactions(month, tmp_path):
-    settings = RedditSettings(reactions=("score", "comments", "downvotes"), memory_limit="64MB", threads=1,
-                              include_nsfw=False, max_comments=100)
-    summary = join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "out"), settings,
-                         str(tmp_path / "work"), BadRecordReport(), progress=False)
+    settings = RedditSettings(
+        reactions=("score", "comments", "downvotes"),
+        memory_limit="64MB",
+        threads=1,
+        include_nsfw=False,
+        max_comments=100,
+    )
+    summary = join_dumps(
+        [month["submissions"]],
+        [month["comments"]],
+        str(tmp_path / "out"),
+        settings,
+        str(tmp_path / "work"),
+        BadRecordReport(),
+        progress=False,
+    )
     table = pq.read_table(str(tmp_path / "out" / "part-00000.parquet"))
     assert summary["files"] == ["part-00000.parquet"]
-    assert table.schema.field("reactions").type == pa.struct([("score", pa.int64()), ("comments", pa.int64()),
-                                                              ("downvotes", pa.int64())])
+    assert table.schema.field("reactions").type == pa.struct(
+        [("score", pa.int64()), ("comments", pa.int64()), ("downvotes", pa.int64())]
+    )
     assert table.column("id").to_pylist() == sorted(set(month["image_posts"]) - set(month["nsfw"]))
     posts = [month["posts"][i] for i in table.column("id").to_pylist()]
     assert table.column("reactions").to_pylist() == [expected_reactions(p, settings.reactions) for p in posts]
     assert any(p["score"] < 0 for p in posts) and any(p.get("total_awards_received") is None for p in posts)
     assert summary["comments_sampled"] == summary["comments_joined"]
     with pytest.raises(ConfigError, match=r"^config\.labels\.reddit\.memory_limit='lots': "):
-        join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "out"),
-                   RedditSettings(memory_limit="lots"), str(tmp_path / "work"), progress=False)
+        join_dumps(
+            [month["submissions"]],
+            [month["comments"]],
+            str(tmp_path / "out"),
+            RedditSettings(memory_limit="lots"),
+            str(tmp_path / "work"),
+            progress=False,
+        )
 
 
 def test_join_keeps_the_last_line_of_a_repeated_submission_across_files(month, tmp_path):
     first = month["posts"][month["image_posts"][0]]
     later = str(tmp_path / "RS_2023-02.zst")
     write_zstd_ndjson(later, [dict(first, score=first["score"] + 500, num_comments=7, title="edited")])
-    summary = join_dumps([month["submissions"], later], [month["comments"]], str(tmp_path / "out"), RedditSettings(),
-                         str(tmp_path / "work"), BadRecordReport(), progress=False)
+    summary = join_dumps(
+        [month["submissions"], later],
+        [month["comments"]],
+        str(tmp_path / "out"),
+        RedditSettings(),
+        str(tmp_path / "work"),
+        BadRecordReport(),
+        progress=False,
+    )
     assert summary["posts"] == len(month["image_posts"]) and summary["skipped"]["duplicate_submissions"] == 1
     row = pq.read_table(str(tmp_path / "out" / "part-00000.parquet")).slice(0, 1).to_pylist()[0]
     assert row["id"] == first["id"] and row["title"] == "edited"
-    assert row["reactions"] == expected_reactions(dict(first, score=first["score"] + 500, num_comments=7),
-                                                  RedditSettings().reactions)
+    assert row["reactions"] == expected_reactions(
+        dict(first, score=first["score"] + 500, num_comments=7), RedditSettings().reactions
+    )
 
 
 def test_join_without_a_report_raises_the_bad_line(month, tmp_path):
     with pytest.raises(BadRecord, match=rf"RC_2023-01\.zst:{month['malformed_line']}: malformed JSON"):
-        join_dumps([month["submissions"]], [month["comments"]], str(tmp_path / "out"), RedditSettings(),
-                   str(tmp_path / "work"), progress=False)
+        join_dumps(
+            [month["submissions"]],
+            [month["comments"]],
+            str(tmp_path / "out"),
+            RedditSettings(),
+            str(tmp_path / "work"),
+            progress=False,
+        )
     assert not os.path.exists(tmp_path / "out" / "summary.json")
 
 
@@ -318,8 +434,9 @@ def test_join_without_a_report_raises_the_bad_line(month, tmp_path):
 
 
 def test_settings_from_config_name_the_key():
-    settings = RedditSettings.from_config({"max_comments": 5, "skip_author_suffixes": ["bot"],
-                                           "reactions": ["score", "upvotes"]})
+    settings = RedditSettings.from_config(
+        {"max_comments": 5, "skip_author_suffixes": ["bot"], "reactions": ["score", "upvotes"]}
+    )
     assert settings.skip_author_suffixes == ("bot",) and settings.reactions == ("score", "upvotes")
     with pytest.raises(ConfigError, match=r"^config\.labels\.reddit\.max_coments: unknown key"):
         RedditSettings.from_config({"max_coments": 5})
@@ -339,15 +456,19 @@ def test_export_urls_writes_one_row_per_image_and_the_cli_summarises(month, tmp_
     assert n == len(rows) == sum(len(u) for u in month["urls"].values())
     gallery = next(p for p, u in month["urls"].items() if len(u) == 3)
     assert [(r["url"], r["image_index"]) for r in rows if r["post_id"] == gallery] == [
-        (u, i) for i, u in enumerate(month["urls"][gallery])]
+        (u, i) for i, u in enumerate(month["urls"][gallery])
+    ]
     assert all(r["image_index"] == 0 for r in rows if len(month["urls"][r["post_id"]]) == 1)
     assert all(html.unescape(r["url"]) == r["url"] for r in rows)
 
-    assert urls_main([os.path.join(os.path.dirname(month["submissions"]), "RS_*.zst"), "--output", out,
-                      "--no-nsfw"]) == 0
+    assert (
+        urls_main([os.path.join(os.path.dirname(month["submissions"]), "RS_*.zst"), "--output", out, "--no-nsfw"]) == 0
+    )
     posts = len(month["image_posts"]) - len(month["nsfw"])
-    assert capsys.readouterr().out == (f"wrote {pq.read_metadata(out).num_rows} image URLs of {posts} image posts "
-                                       f"({month['counts']['submission_lines']} submissions read) to {out}\n")
+    assert capsys.readouterr().out == (
+        f"wrote {pq.read_metadata(out).num_rows} image URLs of {posts} image posts "
+        f"({month['counts']['submission_lines']} submissions read) to {out}\n"
+    )
     assert urls_main([str(tmp_path / "RS_missing.zst"), "--output", out]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'RS_missing.zst'}: engagement file not found\n"
     broken = str(tmp_path / "RS_broken.zst")

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
 from vise_plugin.config import compose_config
 from vise_plugin.data.img2dataset_shards import Img2DatasetShards
 from vise_plugin.engine.pretrain import pretrain
@@ -29,15 +29,26 @@ from vise_plugin.reddit.fixture import write_reddit_month
 
 pytestmark = pytest.mark.resume
 
-LABELS = ["config.labels.comments.k=4", "config.labels.comments.tfidf.min_df=1", "config.labels.reactions.k=3",
-          "config.labels.fit_fraction=0.25", "config.labels.on_bad_record=skip", "config.labels.num_workers=1",
-          "config.labels.reddit.memory_limit=256MB", "config.labels.reddit.threads=1"]
+LABELS = [
+    "config.labels.comments.k=4",
+    "config.labels.comments.tfidf.min_df=1",
+    "config.labels.reactions.k=3",
+    "config.labels.fit_fraction=0.25",
+    "config.labels.on_bad_record=skip",
+    "config.labels.num_workers=1",
+    "config.labels.reddit.memory_limit=256MB",
+    "config.labels.reddit.threads=1",
+]
 
 
 def _serve(folder):
     """``python -m http.server`` on 127.0.0.1 (a free port) serving ``folder``; returns (process, port)."""
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory",
-                             folder], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", folder],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
     return proc, int(line.split(" port ")[1].split()[0])
 
@@ -51,8 +62,14 @@ def _picture(path, topic, i):
 
 
 def _run(*argv, timeout=300, code=0):
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"})
+    proc = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"},
+    )
     assert proc.returncode == code, (proc.stdout + proc.stderr)[-3000:]
     return proc.stdout + proc.stderr
 
@@ -76,25 +93,63 @@ def downloaded(tmp_path_factory):
                 _picture(str(www / url.rsplit("/", 1)[1]), month["topics"][post_id], n * 10 + k)
                 served.append(post_id)
         urls = str(root / "urls.parquet")
-        said = _run(sys.executable, os.path.join(ROOT, "tools", "reddit_urls.py"), month["submissions"], "--output", urls)
+        said = _run(
+            sys.executable, os.path.join(ROOT, "tools", "reddit_urls.py"), month["submissions"], "--output", urls
+        )
         shards = str(root / "shards")
-        _run("img2dataset", "--url_list", urls, "--input_format", "parquet", "--url_col", "url",
-             "--save_additional_columns", '["post_id","image_index"]', "--output_format", "webdataset",
-             "--output_folder", shards, "--processes_count", "1", "--thread_count", "8", "--image_size", "40",
-             "--resize_mode", "keep_ratio", "--number_sample_per_shard", "40", "--enable_wandb", "False")
+        _run(
+            "img2dataset",
+            "--url_list",
+            urls,
+            "--input_format",
+            "parquet",
+            "--url_col",
+            "url",
+            "--save_additional_columns",
+            '["post_id","image_index"]',
+            "--output_format",
+            "webdataset",
+            "--output_folder",
+            shards,
+            "--processes_count",
+            "1",
+            "--thread_count",
+            "8",
+            "--image_size",
+            "40",
+            "--resize_mode",
+            "keep_ratio",
+            "--number_sample_per_shard",
+            "40",
+            "--enable_wandb",
+            "False",
+        )
     finally:
         server.terminate()
         server.wait()
-    return {"root": root, "month": month, "urls": urls, "said": said, "shards": shards, "served": served,
-            "missing": missing}
+    return {
+        "root": root,
+        "month": month,
+        "urls": urls,
+        "said": said,
+        "shards": shards,
+        "served": served,
+        "missing": missing,
+    }
 
 
 @pytest.fixture(scope="module")
 def store(downloaded):
     month = downloaded["month"]
     output = str(downloaded["root"] / "labels")
-    _run(sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
-         f"config.labels.posts=[{month['submissions']},{month['comments']}]", f"config.labels.output={output}", *LABELS)
+    _run(
+        sys.executable,
+        os.path.join(ROOT, "tools", "generate_labels.py"),
+        "config=demo/vise_tiny",
+        f"config.labels.posts=[{month['submissions']},{month['comments']}]",
+        f"config.labels.output={output}",
+        *LABELS,
+    )
     return output
 
 
@@ -109,8 +164,11 @@ def test_the_url_export_lists_every_image_of_the_image_posts_with_its_post_id(do
 
 
 def test_img2dataset_wrote_the_served_images_and_counted_the_failed_ones(downloaded):
-    stats = [json.load(open(os.path.join(downloaded["shards"], name)))
-             for name in sorted(os.listdir(downloaded["shards"])) if name.endswith("_stats.json")]
+    stats = [
+        json.load(open(os.path.join(downloaded["shards"], name)))
+        for name in sorted(os.listdir(downloaded["shards"]))
+        if name.endswith("_stats.json")
+    ]
     assert len(stats) >= 2
     assert sum(s["successes"] for s in stats) == len(downloaded["served"])
     assert sum(s["count"] - s["successes"] for s in stats) == downloaded["missing"] > 0
@@ -130,8 +188,12 @@ def test_the_label_job_reads_the_dumps_and_labels_the_image_posts_by_post_id(dow
     assert skipped["comment_skipped_body"] == counts["deleted"] + counts["removed"]
     assert skipped["comment_skipped_author"] == counts["automoderator"]
     assert skipped["bad_lines"] == 1
-    kept = [c for post in image_posts for c in month["comments_by_post"].get(post, [])
-            if c["body"].strip() and c["body"] not in ("[deleted]", "[removed]") and c["author"] != "AutoModerator"]
+    kept = [
+        c
+        for post in image_posts
+        for c in month["comments_by_post"].get(post, [])
+        if c["body"].strip() and c["body"] not in ("[deleted]", "[removed]") and c["author"] != "AutoModerator"
+    ]
     summary = meta["reddit"]["summary"]
     assert summary["comments_joined"] == len(kept) > 0 and summary["comments_read"] == counts["comment_lines"] - 1
 
@@ -150,17 +212,31 @@ def test_pretraining_reads_the_downloaded_images_of_labelled_posts_and_counts_th
 
 def test_a_broken_dump_line_stops_the_label_job_in_one_line_unless_bad_lines_are_skipped(downloaded, tmp_path):
     month = downloaded["month"]
-    said = _run(sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
-                f"config.labels.posts=[{month['submissions']},{month['comments']}]",
-                f"config.labels.output={tmp_path / 'labels'}", *LABELS, "config.labels.on_bad_record=fail", code=2)
+    said = _run(
+        sys.executable,
+        os.path.join(ROOT, "tools", "generate_labels.py"),
+        "config=demo/vise_tiny",
+        f"config.labels.posts=[{month['submissions']},{month['comments']}]",
+        f"config.labels.output={tmp_path / 'labels'}",
+        *LABELS,
+        "config.labels.on_bad_record=fail",
+        code=2,
+    )
     assert f"error: {month['comments']}:{month['malformed_line']}: malformed JSON" in said
 
 
 def test_a_finished_job_rerun_with_other_speed_settings_does_nothing(downloaded, store):
     month = downloaded["month"]
-    said = _run(sys.executable, os.path.join(ROOT, "tools", "generate_labels.py"), "config=demo/vise_tiny",
-                f"config.labels.posts=[{month['submissions']},{month['comments']}]", f"config.labels.output={store}",
-                *LABELS, "config.labels.reddit.memory_limit=512MB", "config.labels.reddit.threads=2")
+    said = _run(
+        sys.executable,
+        os.path.join(ROOT, "tools", "generate_labels.py"),
+        "config=demo/vise_tiny",
+        f"config.labels.posts=[{month['submissions']},{month['comments']}]",
+        f"config.labels.output={store}",
+        *LABELS,
+        "config.labels.reddit.memory_limit=512MB",
+        "config.labels.reddit.threads=2",
+    )
     assert "complete for these inputs and settings; nothing to do" in said and "joining" not in said
 
 
@@ -175,25 +251,41 @@ def test_a_join_is_reused_whatever_its_speed_settings_and_refused_with_other_out
 
 
 def _cfg(downloaded, store, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", "config.data.sources=[img2dataset]",
-                           f"config.data.img2dataset={downloaded['shards']}", f"config.data.labels={store}",
-                           f"config.run_dir={run_dir}", "config.optimizer.num_epochs=3", *extra])
+    return compose_config(
+        [
+            "config=demo/vise_tiny",
+            "config.data.sources=[img2dataset]",
+            f"config.data.img2dataset={downloaded['shards']}",
+            f"config.data.labels={store}",
+            f"config.run_dir={run_dir}",
+            "config.optimizer.num_epochs=3",
+            *extra,
+        ]
+    )
 
 
 def _weights(run_dir):
     return torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)
 
 
-def test_pretraining_from_img2dataset_shards_survives_a_sigkill_and_resumes_to_the_same_weights(downloaded, store,
-                                                                                                tmp_path):
+def test_pretraining_from_img2dataset_shards_survives_a_sigkill_and_resumes_to_the_same_weights(
+    downloaded, store, tmp_path
+):
     reference = pretrain(_cfg(downloaded, store, str(tmp_path / "reference")))
     total = reference.iteration
     assert total >= 9
     run_dir = str(tmp_path / "run")
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-           "config.data.sources=[img2dataset]", f"config.data.img2dataset={downloaded['shards']}",
-           f"config.data.labels={store}", f"config.run_dir={run_dir}", "config.optimizer.num_epochs=3",
-           "config.checkpoint.period_iterations=2"]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        "config.data.sources=[img2dataset]",
+        f"config.data.img2dataset={downloaded['shards']}",
+        f"config.data.labels={store}",
+        f"config.run_dir={run_dir}",
+        "config.optimizer.num_epochs=3",
+        "config.checkpoint.period_iterations=2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:

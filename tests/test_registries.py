@@ -7,16 +7,31 @@ parameters in ``EXTRA`` below.
 
 import math
 
+import benchmark_layouts as layouts
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
-import benchmark_layouts as layouts
 from vise_plugin.labels import LabelStore
-from vise_plugin.registry import (BENCHMARK_DATASETS, COMMENT_ENCODERS, DATASET_REGISTRY, ENGINES, HEAD_REGISTRY, KMEANS,
-                                  LOSS_REGISTRY, LR_SCHEDULES, METRICS, MODEL_REGISTRY, POOLING, PROTOCOLS, REGISTRIES,
-                                  TARGET_SOURCES, TRUNKS, build_classy)
+from vise_plugin.registry import (
+    BENCHMARK_DATASETS,
+    COMMENT_ENCODERS,
+    DATASET_REGISTRY,
+    ENGINES,
+    HEAD_REGISTRY,
+    KMEANS,
+    LOSS_REGISTRY,
+    LR_SCHEDULES,
+    METRICS,
+    MODEL_REGISTRY,
+    POOLING,
+    PROTOCOLS,
+    REGISTRIES,
+    TARGET_SOURCES,
+    TRUNKS,
+    build_classy,
+)
 
 
 def ours(registry) -> list:
@@ -26,21 +41,43 @@ def ours(registry) -> list:
 
 
 # targets as a data set would describe them: K classes, and the tags' text embeddings
-TARGETS = {"comments": {"num_classes": 5}, "reactions": {"num_classes": 3},
-           "tags": {"num_classes": 4, "embeddings": torch.nn.functional.normalize(torch.randn(4, 8), dim=1)}}
-BATCH_TARGETS = {"comments": torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0, 0, 0, 0]]), "reactions": torch.tensor([2, -1]),
-                 "tags": torch.tensor([[0, 1.0, 0, 0], [0.5, 0, 0.5, 0]])}
+TARGETS = {
+    "comments": {"num_classes": 5},
+    "reactions": {"num_classes": 3},
+    "tags": {"num_classes": 4, "embeddings": torch.nn.functional.normalize(torch.randn(4, 8), dim=1)},
+}
+BATCH_TARGETS = {
+    "comments": torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0, 0, 0, 0]]),
+    "reactions": torch.tensor([2, -1]),
+    "tags": torch.tensor([[0, 1.0, 0, 0], [0.5, 0, 0.5, 0]]),
+}
 EXTRA = {
-    "loss": {"merged_loss": {"parts": [{"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]},
-                                       {"loss": {"name": "web_tag_loss"}, "keys": ["tags", "tag_embedding"]}]}},
+    "loss": {
+        "merged_loss": {
+            "parts": [
+                {"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]},
+                {"loss": {"name": "web_tag_loss"}, "keys": ["tags", "tag_embedding"]},
+            ]
+        }
+    },
     "model": {"vise_model": {"trunk": "tiny", "head_configs": ["vise_multi_head", "web_tag_head"], "targets": TARGETS}},
 }
 
 
 def test_every_concept_has_a_smoke_test_here():
-    covered = {"trunk", "target source", "comment encoder", "K-means back-end", "lr schedule", "engine",
-               "benchmark dataset", "metric", "evaluation protocol", "pooling",
-               "weights format"}  # test_comparison.py: every layout loads into its trunk
+    covered = {
+        "trunk",
+        "target source",
+        "comment encoder",
+        "K-means back-end",
+        "lr schedule",
+        "engine",
+        "benchmark dataset",
+        "metric",
+        "evaluation protocol",
+        "pooling",
+        "weights format",
+    }  # test_comparison.py: every layout loads into its trunk
     assert set(REGISTRIES) == covered
 
 
@@ -94,18 +131,32 @@ def data_cfg(tiny_world, tmp_path_factory):
     """``config.data`` of every kind of training data the sources and datasets read: the tiny world's
     label store, its web tags, its tar shards and its images as img2dataset writes them."""
     from test_img2dataset_source import img2dataset_folder
+
     from vise_plugin.config import compose_config
     from vise_plugin.data.shard_writer import run_shard_job
     from vise_plugin.demo.world import write_demo_tags
 
     tag_list, vocab = write_demo_tags(tiny_world["posts"])
     shards = str(tmp_path_factory.mktemp("registry_shards") / "shards")
-    run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}",
-                                  f"config.shards.output={shards}", "config.shards.num_workers=1"]).config)
+    run_shard_job(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                f"config.data.labels={tiny_world['labels']}",
+                f"config.shards.output={shards}",
+                "config.shards.num_workers=1",
+            ]
+        ).config
+    )
     downloaded = str(tmp_path_factory.mktemp("registry_img2dataset"))
     img2dataset_folder(LabelStore(tiny_world["labels"]), downloaded)
-    return {"labels": tiny_world["labels"], "image_root": None, "shards": shards, "img2dataset": downloaded,
-            "tags": {"list": tag_list, "vocab": vocab, "image_root": tiny_world["folder"], "text_encoder": None}}
+    return {
+        "labels": tiny_world["labels"],
+        "image_root": None,
+        "shards": shards,
+        "img2dataset": downloaded,
+        "tags": {"list": tag_list, "vocab": vocab, "image_root": tiny_world["folder"], "text_encoder": None},
+    }
 
 
 @pytest.mark.parametrize("name", ours(TARGET_SOURCES))
@@ -119,8 +170,15 @@ def test_target_source(name, data_cfg):
 
 @pytest.mark.parametrize("name", ours(DATASET_REGISTRY))
 def test_dataset(name, data_cfg):
-    config = {"name": name, "data": data_cfg, "batchsize_per_replica": 2, "image_size": 32,
-              "labels": data_cfg["labels"], "tag_list": data_cfg["tags"]["list"], "tag_vocab": data_cfg["tags"]["vocab"]}
+    config = {
+        "name": name,
+        "data": data_cfg,
+        "batchsize_per_replica": 2,
+        "image_size": 32,
+        "labels": data_cfg["labels"],
+        "tag_list": data_cfg["tags"]["list"],
+        "tag_vocab": data_cfg["tags"]["vocab"],
+    }
     images = build_classy("dataset", config, "dataset").dataset
     if isinstance(images, torch.utils.data.IterableDataset):  # it yields whole batches of this rank
         batch = next(iter(images))
@@ -140,8 +198,13 @@ def test_comment_encoder(name, tmp_path):
     assert x.shape == (5, encoder.dim)
     encoder.save(str(tmp_path))
     again = COMMENT_ENCODERS.get(name).load(str(tmp_path)).transform(comments)
-    assert abs(np.asarray(again.todense() if hasattr(again, "todense") else again) -
-               np.asarray(x.todense() if hasattr(x, "todense") else x)).max() < 1e-5
+    assert (
+        abs(
+            np.asarray(again.todense() if hasattr(again, "todense") else again)
+            - np.asarray(x.todense() if hasattr(x, "todense") else x)
+        ).max()
+        < 1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ours(KMEANS))
@@ -163,8 +226,13 @@ def test_engine_fails_in_one_line_without_its_inputs(name, tmp_path, capsys):
     from vise_plugin.cli import run_cli, run_engine
 
     config = {"pretrain": "pretrain/vise_r50_1m", "benchmark": "benchmark/linear/cub_r50", "demo": "demo/vise_demo"}
-    overrides = [f"config.engine={name}", f"config.run_dir={tmp_path}/run", "config.data.labels=/nowhere",
-                 "config.benchmark.data_root=/nowhere", "config.demo.num_posts=0"]
+    overrides = [
+        f"config.engine={name}",
+        f"config.run_dir={tmp_path}/run",
+        "config.data.labels=/nowhere",
+        "config.benchmark.data_root=/nowhere",
+        "config.demo.num_posts=0",
+    ]
     code = run_cli(run_engine, [f"config={config.get(name, 'pretrain/vise_r50_1m')}", *overrides])
     assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
 
@@ -197,11 +265,19 @@ def test_protocol(name, tmp_path):
     from vise_plugin.models import build_trunk
 
     data = read_benchmark_dataset("image_folder", layouts.image_folder(str(tmp_path / "if")))
-    b = compose_config(["config=benchmark/linear/cub_r50", "config.benchmark.image_size=32",
-                        "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0",
-                        "config.benchmark.linear.epochs=2", "config.benchmark.finetune.epochs=1"]).config.benchmark
-    folds, cam_trunk = PROTOCOLS.get(name)(build_trunk("tiny"), data, b, FeatureCache(str(tmp_path / "cache")), "cpu",
-                                           0, None, "fp32")
+    b = compose_config(
+        [
+            "config=benchmark/linear/cub_r50",
+            "config.benchmark.image_size=32",
+            "config.benchmark.resize_ratio=1.0",
+            "config.benchmark.num_workers=0",
+            "config.benchmark.linear.epochs=2",
+            "config.benchmark.finetune.epochs=1",
+        ]
+    ).config.benchmark
+    folds, cam_trunk = PROTOCOLS.get(name)(
+        build_trunk("tiny"), data, b, FeatureCache(str(tmp_path / "cache")), "cpu", 0, None, "fp32"
+    )
     assert len(folds) == len(data.folds) and all(math.isfinite(f["test_acc"]) for f in folds)
     assert cam_trunk(torch.randn(1, 3, 32, 32)).dim() == 4
 
@@ -223,7 +299,8 @@ def gadgets(tmp_path, monkeypatch):
     (tmp_path / "vise_test_gadget_parts.py").write_text(
         "from vise_plugin.registry import GADGETS\n"
         "@GADGETS.register('hammer')\nclass Hammer:\n    pass\n"  # registered before the import that fails
-        "import vise_test_optional_pkg\nGADGETS.register('spanner')(vise_test_optional_pkg.Spanner)\n")
+        "import vise_test_optional_pkg\nGADGETS.register('spanner')(vise_test_optional_pkg.Spanner)\n"
+    )
     monkeypatch.setattr(registry, "GADGETS", registry.Registry("gadget", ["vise_test_gadget_parts"]), raising=False)
     yield registry.GADGETS, tmp_path
     for name in ("vise_test_gadget_parts", "vise_test_optional_pkg"):

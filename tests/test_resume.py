@@ -19,8 +19,15 @@ PER_EPOCH = (90 + 7) // 8
 
 
 def _cfg(labels, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
-                           "config.checkpoint.read_retry_delay_s=0.01", *extra])
+    return compose_config(
+        [
+            "config=demo/vise_tiny",
+            f"config.data.labels={labels}",
+            f"config.run_dir={run_dir}",
+            "config.checkpoint.read_retry_delay_s=0.01",
+            *extra,
+        ]
+    )
 
 
 def _contents(run_dir):
@@ -34,14 +41,21 @@ def test_all_checkpoints_unreadable_stops_in_one_line_and_resume_false_starts_ov
         with open(os.path.join(tiny_run["run_dir"], name), "rb") as src, open(os.path.join(run_dir, name), "wb") as dst:
             dst.write(src.read(100))
     damaged = _contents(run_dir)
-    args = [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-            f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
-            "config.checkpoint.read_retry_delay_s=0.01"]
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        f"config.data.labels={tiny_world['labels']}",
+        f"config.run_dir={run_dir}",
+        "config.checkpoint.read_retry_delay_s=0.01",
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {run_dir}: none of its checkpoint files loads (checkpoint.torch, "
-                               "model_phase1.torch, model_phase0.torch; first: ")
+    assert lines[0].startswith(
+        f"error: {run_dir}: none of its checkpoint files loads (checkpoint.torch, "
+        "model_phase1.torch, model_phase0.torch; first: "
+    )
     assert lines[0].endswith("start over with config.resume=false")
     assert _contents(run_dir) == damaged  # nothing overwritten, nothing moved
     trainer = pretrain(_cfg(tiny_world["labels"], run_dir, "config.resume=false"))
@@ -95,7 +109,7 @@ class _TestFs(NativePathHandler):
         return [self.PREFIX]
 
     def _get_path_with_cwd(self, path):
-        return super()._get_path_with_cwd(path[len(self.PREFIX):] if path.startswith(self.PREFIX) else path)
+        return super()._get_path_with_cwd(path[len(self.PREFIX) :] if path.startswith(self.PREFIX) else path)
 
     def _mkdirs(self, path, **kwargs):
         os.makedirs(self._get_path_with_cwd(path), exist_ok=True)
@@ -115,13 +129,21 @@ def testfs():
 def test_newest_checkpoint_is_chosen_by_the_number_in_its_name_on_any_storage(tmp_path, testfs, remote):
     run_dir = (testfs if remote else "") + str(tmp_path / "run")
     checkpointer = Checkpointer(run_dir)
-    for name, iteration in [("model_phase10.torch", 110), ("model_phase9.torch", 100), ("model_iteration105.torch", 105),
-                            ("model_phase2.torch", 30)]:
+    for name, iteration in [
+        ("model_phase10.torch", 110),
+        ("model_phase9.torch", 100),
+        ("model_iteration105.torch", 105),
+        ("model_phase2.torch", 30),
+    ]:
         checkpointer.save({"kind": "vise_pretraining", "position": {"iteration": iteration}}, name)
     os.remove(str(tmp_path / "run" / "checkpoint.torch"))
     os.utime(str(tmp_path / "run" / "model_phase10.torch"), (1, 1))  # oldest by time, newest by name
     assert [os.path.basename(p) for p in checkpointer.existing(10)] == [
-        "model_phase10.torch", "model_iteration105.torch", "model_phase9.torch", "model_phase2.torch"]
+        "model_phase10.torch",
+        "model_iteration105.torch",
+        "model_phase9.torch",
+        "model_phase2.torch",
+    ]
     path, state = checkpointer.latest(10)
     assert path == f"{run_dir}/model_phase10.torch" and state["position"]["iteration"] == 110
 
@@ -152,13 +174,22 @@ def test_a_resume_past_the_end_of_an_epoch_goes_on_with_the_next_epoch(tiny_worl
 
 def test_a_resume_under_other_settings_says_once_that_the_weights_agree_within_float_tolerance(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
-    warning = ("resuming under other settings than the checkpoint's (threads 2 -> 1): the run goes on exactly where it "
-               "stopped, but its weights will agree with an uninterrupted run within float tolerance, not bit for bit")
+    warning = (
+        "resuming under other settings than the checkpoint's (threads 2 -> 1): the run goes on exactly where it "
+        "stopped, but its weights will agree with an uninterrupted run within float tolerance, not bit for bit"
+    )
 
     def run(epochs, threads):
-        trainer = pretrain(_cfg(tiny_world["labels"], run_dir, "config.data.subset=16",
-                                "config.logging.tensorboard=false", f"config.optimizer.num_epochs={epochs}",
-                                f"config.speed.cpu_threads={threads}"))
+        trainer = pretrain(
+            _cfg(
+                tiny_world["labels"],
+                run_dir,
+                "config.data.subset=16",
+                "config.logging.tensorboard=false",
+                f"config.optimizer.num_epochs={epochs}",
+                f"config.speed.cpu_threads={threads}",
+            )
+        )
         assert trainer.iteration == 2 * epochs
         with open(os.path.join(run_dir, "log.txt")) as f:
             log = f.read()

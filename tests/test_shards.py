@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import ROOT, torchrun_command
 from hooks import StopAfter
+from PIL import Image
+
 from vise_plugin.config import compose_config
 from vise_plugin.data import EngagementLabels, StreamingShards, TarShards
 from vise_plugin.data.shard_writer import run_shard_job
@@ -28,9 +28,17 @@ PER_EPOCH = (90 + 7) // 8
 
 
 def _write(labels, output, workers=1):
-    return run_shard_job(compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}",
-                                         f"config.shards.output={output}", "config.shards.shard_bytes=20000",
-                                         f"config.shards.num_workers={workers}"]).config)
+    return run_shard_job(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                f"config.data.labels={labels}",
+                f"config.shards.output={output}",
+                "config.shards.shard_bytes=20000",
+                f"config.shards.num_workers={workers}",
+            ]
+        ).config
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +49,15 @@ def shards(tiny_world, tmp_path_factory):
 
 
 def _cfg(shards, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", "config.data.sources=[tar_shards]", f"config.data.shards={shards}",
-                           f"config.run_dir={run_dir}", *extra])
+    return compose_config(
+        [
+            "config=demo/vise_tiny",
+            "config.data.sources=[tar_shards]",
+            f"config.data.shards={shards}",
+            f"config.run_dir={run_dir}",
+            *extra,
+        ]
+    )
 
 
 def test_shards_hold_each_image_file_and_its_targets_bit_for_bit(tiny_world, shards):
@@ -82,8 +97,10 @@ def test_a_rerun_writes_only_the_missing_shards_and_the_same_bytes(tiny_world, s
     for name in redo:
         assert file_sha256(os.path.join(folder, name)) == file_sha256(os.path.join(shards, name))
     assert all(os.path.getmtime(os.path.join(folder, n)) == t for n, t in before.items() if n not in redo)
-    assert json.load(open(os.path.join(folder, "manifest.json")))["shards"] == \
-        json.load(open(os.path.join(shards, "manifest.json")))["shards"]
+    assert (
+        json.load(open(os.path.join(folder, "manifest.json")))["shards"]
+        == json.load(open(os.path.join(shards, "manifest.json")))["shards"]
+    )
 
 
 def test_an_unreadable_plan_manifest_shard_or_description_is_named_in_one_line(tiny_world, shards, tmp_path):
@@ -133,9 +150,16 @@ def test_a_sigkill_mid_epoch_and_a_resume_from_shards_end_with_the_same_weights(
     reference = str(tmp_path / "reference")
     pretrain(_cfg(shards, reference, "config.optimizer.num_epochs=2"))
     run_dir = str(tmp_path / "run")
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-           "config.data.sources=[tar_shards]", f"config.data.shards={shards}", f"config.run_dir={run_dir}",
-           "config.checkpoint.period_iterations=4", "config.data.num_workers=2"]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        "config.data.sources=[tar_shards]",
+        f"config.data.shards={shards}",
+        f"config.run_dir={run_dir}",
+        "config.checkpoint.period_iterations=4",
+        "config.data.num_workers=2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -155,7 +179,11 @@ def test_a_sigkill_mid_epoch_and_a_resume_from_shards_end_with_the_same_weights(
 def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
     from vise_plugin.engine.pretrain import build_trainer
 
-    stream = ["config.data.dataset=streaming_shards", "config.data.num_workers=2", "config.checkpoint.period_iterations=3"]
+    stream = [
+        "config.data.dataset=streaming_shards",
+        "config.data.num_workers=2",
+        "config.checkpoint.period_iterations=3",
+    ]
     reference = str(tmp_path / "reference")
     pretrain(_cfg(shards, reference, *stream))
     run_dir = str(tmp_path / "run")
@@ -184,7 +212,7 @@ def _damaged_copy(shards, tmp_path, how):
             f.seek(int(index[0, 1]))
             jpeg = f.read(int(index[0, 2]))
             scan = jpeg.index(b"\xff\xda")
-            scan += 2 + int.from_bytes(jpeg[scan + 2:scan + 4], "big")
+            scan += 2 + int.from_bytes(jpeg[scan + 2 : scan + 4], "big")
             f.seek(int(index[0, 1]) + scan)
             f.write(b"\xff\xd8" * ((len(jpeg) - scan) // 2))
     else:  # cut in the middle of the fourth sample
@@ -193,12 +221,21 @@ def _damaged_copy(shards, tmp_path, how):
     return folder, int(index[0, 0])
 
 
-@pytest.mark.parametrize("decode_on, decoder", [("loader", "auto"), ("device", "torchvision"), ("device", "torchcodec")])
+@pytest.mark.parametrize(
+    "decode_on, decoder", [("loader", "auto"), ("device", "torchvision"), ("device", "torchcodec")]
+)
 def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path, decode_on, decoder):
     folder, key = _damaged_copy(shards, tmp_path, "corrupt")
     run_dir = str(tmp_path / "run")
-    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", f"config.data.decode_on={decode_on}",
-                            f"config.data.jpeg_decoder={decoder}"))
+    trainer = pretrain(
+        _cfg(
+            folder,
+            run_dir,
+            "config.optimizer.num_epochs=1",
+            f"config.data.decode_on={decode_on}",
+            f"config.data.jpeg_decoder={decoder}",
+        )
+    )
     assert trainer.iteration == PER_EPOCH and (trainer.bad_images.skipped, trainer.bad_images.seen) == (1, 90)
     with open(os.path.join(run_dir, "log.txt")) as f:
         assert f"skipped unreadable image {folder}/shard-000002.tar#{key:09d}" in f.read()
@@ -219,8 +256,16 @@ def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_p
     folder, _ = _damaged_copy(shards, tmp_path, "truncate")
     run_dir = str(tmp_path / "run")
     streamed = ["config.data.dataset=streaming_shards", "config.data.num_workers=2"] if reader == "streamed" else []
-    trainer = pretrain(_cfg(folder, run_dir, "config.optimizer.num_epochs=1", "config.data.max_bad_image_fraction=0.1",
-                            "config.data.batch_size_per_gpu=10", *streamed))  # 9 batches of 10: every sample read
+    trainer = pretrain(
+        _cfg(
+            folder,
+            run_dir,
+            "config.optimizer.num_epochs=1",
+            "config.data.max_bad_image_fraction=0.1",
+            "config.data.batch_size_per_gpu=10",
+            *streamed,
+        )
+    )  # 9 batches of 10: every sample read
     assert trainer.iteration == 9
     assert (trainer.bad_images.skipped, trainer.bad_images.seen) == (5, 90)  # samples 3..7 of shard 2
     with open(os.path.join(run_dir, "log.txt")) as f:
@@ -283,9 +328,17 @@ def test_two_gloo_ranks_train_on_disjoint_samples_that_cover_the_epoch_once_with
 def _streamed(shards, rank, epoch, start_batch=0, workers=2):
     """``[[(row, the item's first random draw), ...] per batch]`` of one rank of 2, batches of 9, read
     through a DataLoader with ``workers`` workers."""
-    stream = StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, buffer=20,
-                             collate=lambda items: [(int(item["input"]["where"].split("#")[1]),
-                                                     float(item["input"]["encoded"])) for item in items])
+    stream = StreamingShards(
+        shards,
+        9,
+        lambda image: {"encoded": torch.rand(1)},
+        rank,
+        2,
+        buffer=20,
+        collate=lambda items: [
+            (int(item["input"]["where"].split("#")[1]), float(item["input"]["encoded"])) for item in items
+        ],
+    )
     stream.set_epoch(epoch, start_batch)
     return list(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers))
 
@@ -309,7 +362,7 @@ def test_streamed_ranks_and_workers_read_every_sample_once_and_resume_at_any_bat
 def _spoil(encoded):
     """A JPEG ``(n,)`` uint8 tensor, in place: its header still reads, its data no longer decodes."""
     scan = bytes(encoded.numpy()).index(b"\xff\xda") + 20
-    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[:len(encoded) - scan]
+    encoded[scan:] = torch.tensor([0xFF, 0xD8], dtype=torch.uint8).repeat(len(encoded))[: len(encoded) - scan]
 
 
 def test_running_out_of_device_memory_while_decoding_stops_instead_of_decoding_image_by_image(monkeypatch):
@@ -328,11 +381,15 @@ def test_an_unknown_or_missing_jpeg_decoder_fails_in_one_line(shards, monkeypatc
     from vise_plugin.data import jpeg_decoders
     from vise_plugin.engine.pretrain import require_inputs
 
-    with pytest.raises(ConfigError, match=r"^config.data.jpeg_decoder='nvjpeg': use one of auto, torchvision, torchcodec$"):
+    with pytest.raises(
+        ConfigError, match=r"^config.data.jpeg_decoder='nvjpeg': use one of auto, torchvision, torchcodec$"
+    ):
         require_inputs(_cfg(shards, "unused", "config.data.decode_on=device", "config.data.jpeg_decoder=nvjpeg").config)
     require_inputs(_cfg(shards, "unused", "config.data.jpeg_decoder=nvjpeg").config)  # not used: decoded in the workers
     monkeypatch.setattr(jpeg_decoders.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match=r"^config.data.jpeg_decoder=torchcodec needs TorchCodec: pip install torchcodec"):
+    with pytest.raises(
+        ConfigError, match=r"^config.data.jpeg_decoder=torchcodec needs TorchCodec: pip install torchcodec"
+    ):
         jpeg_decoders.jpeg_decoder("torchcodec")
 
 
@@ -345,13 +402,17 @@ def test_decoding_on_the_device_crops_what_the_loader_path_crops(tmp_path, decod
     rng = np.random.default_rng(0)
     paths = []
     for i in range(4):  # smooth photos of different sizes, as JPEG
-        y, x = np.mgrid[0:300 + 40 * i, 0:400]
+        y, x = np.mgrid[0 : 300 + 40 * i, 0:400]
         pixels = np.stack([np.sin(x / 37 + i), np.cos(y / 23), np.sin((x + y) / 51)], -1) * 110 + 128
         paths.append(str(tmp_path / f"{i}.jpg"))
-        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(paths[-1], quality=95)
+        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(
+            paths[-1], quality=95
+        )
     loader = torch.stack([load_seeded_image(p, train_transform(64, 0.3), seed=100 + i) for i, p in enumerate(paths)])
-    items = [{"input": load_seeded_image(p, EncodedCrop(64, 0.3), seed=100 + i), "target": {"x": torch.tensor(i)}}
-             for i, p in enumerate(paths)]
+    items = [
+        {"input": load_seeded_image(p, EncodedCrop(64, 0.3), seed=100 + i), "target": {"x": torch.tensor(i)}}
+        for i, p in enumerate(paths)
+    ]
     device = DeviceDecode(64, decoder)(collate_encoded(items)["input"], torch.device("cpu")).images
     assert device.shape == loader.shape == (4, 3, 64, 64)
     difference = (device - loader).abs().mean().item()
@@ -381,9 +442,13 @@ def test_decoding_on_a_gpu_matches_the_cpu_and_never_overwrites_what_the_step_st
         y, x = np.mgrid[0:1080, 0:1440]
         pixels = np.stack([np.sin(x / 37 + i), np.cos(y / 23), np.sin((x + y) / 51)], -1) * 110 + 128
         paths.append(str(tmp_path / f"{i}.jpg"))
-        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(paths[-1], quality=90)
-    items = [{"input": load_seeded_image(p, EncodedCrop(224), seed=i), "target": {"x": torch.tensor(i)}}
-             for i, p in enumerate(paths)]
+        Image.fromarray((pixels + rng.normal(0, 3, pixels.shape)).clip(0, 255).astype(np.uint8)).save(
+            paths[-1], quality=90
+        )
+    items = [
+        {"input": load_seeded_image(p, EncodedCrop(224), seed=i), "target": {"x": torch.tensor(i)}}
+        for i, p in enumerate(paths)
+    ]
     inputs = collate_encoded(items)["input"]
     gpu, decode = torch.device("cuda"), DeviceDecode(224, decoder)
     on_gpu = decode(inputs, gpu, channels_last=True).images
@@ -441,7 +506,8 @@ def _with_manifest(shards, tmp_path, edit):
 
 
 def test_the_indexed_reader_reads_the_shards_its_manifest_lists_and_skips_one_its_index_contradicts(
-        tiny_world, shards, tmp_path):
+    tiny_world, shards, tmp_path
+):
     from vise_plugin.errors import InputError
 
     store = LabelStore(tiny_world["labels"])
@@ -461,8 +527,11 @@ def test_the_indexed_reader_reads_the_shards_its_manifest_lists_and_skips_one_it
     source = TarShards(_with_manifest(shards, tmp_path / "more", one_more))
     folder = source.folder
     for i in range(int(source.starts[2]), int(source.starts[3])):  # none of its samples is trained on
-        with pytest.raises(InputError, match=rf"^{folder}/shard-000002.tar: its index holds \d+ samples, "
-                                             rf"manifest.json lists \d+$"):
+        with pytest.raises(
+            InputError,
+            match=rf"^{folder}/shard-000002.tar: its index holds \d+ samples, "
+            rf"manifest.json lists \d+$",
+        ):
             source.read(i)
     assert source.read(int(source.starts[3]))[0] == source.read(int(source.starts[3]))[0]  # the next shard reads
 
@@ -483,8 +552,10 @@ def _flaky_prefix(tmp_path, folder, failures):
     """A ``pipe:`` url_prefix whose first ``failures`` reads stop part-way with exit status 1, as a
     dropped connection would."""
     script, count = tmp_path / "flaky.sh", tmp_path / "reads"
-    script.write_text(f'n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n'
-                      f'if [ "$n" -lt {failures} ]; then head -c 12000 "$1"; exit 1; fi\nexec cat "$1"\n')
+    script.write_text(
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        f'if [ "$n" -lt {failures} ]; then head -c 12000 "$1"; exit 1; fi\nexec cat "$1"\n'
+    )
     return f"pipe:sh {script} {folder}"
 
 
@@ -509,8 +580,9 @@ def test_a_transient_read_error_is_retried_from_the_same_sample_before_the_rest_
     assert cut[read_whole:] == [(f"sample {1 + k}", None) for k in range(read_whole, len(whole))]  # counted
     assert reported == {f"pipe:sh {tmp_path}/again/flaky.sh {shards}/shard-000002.tar"}
     assert f"shard-000002.tar: unreadable after sample {1 + read_whole} (" in caplog.text and "exit 1" in caplog.text
-    dataset = StreamingShardsDataset.from_config({"batchsize_per_replica": 8, "data": {"shards": shards},
-                                                  "read_attempts": 5, "retry_delay_s": 0.5})
+    dataset = StreamingShardsDataset.from_config(
+        {"batchsize_per_replica": 8, "data": {"shards": shards}, "read_attempts": 5, "retry_delay_s": 0.5}
+    )
     assert (dataset.dataset.read_attempts, dataset.dataset.retry_delay_s) == (5, 0.5)
 
 
@@ -526,8 +598,9 @@ def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards
     os.remove(os.path.join(folder, "shard-000004.idx.npy"))
     with caplog.at_level(logging.WARNING):  # a file that is not there is not read again: no retry, no wait
         stream = StreamingShards(folder, 9, lambda image: image, read_attempts=3, retry_delay_s=60)
-        assert [s for s, _ in stream._read([Run(2, 0, 2, 0)])] == \
-            [{"__url__": f"{folder}/shard-000002.tar", "__key__": f"sample {k}"} for k in (0, 1)]
+        assert [s for s, _ in stream._read([Run(2, 0, 2, 0)])] == [
+            {"__url__": f"{folder}/shard-000002.tar", "__key__": f"sample {k}"} for k in (0, 1)
+        ]
         source = TarShards(folder)
         with pytest.raises(InputError):
             source.read(int(source.starts[4]))
@@ -539,8 +612,9 @@ def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards
 def _rows_and_draws(stream):
     """``[(row, the item's first random draw), ...]`` of every batch of one epoch of ``stream``, read in
     this process."""
-    stream.collate = lambda items: [(int(item["input"]["where"].split("#")[1]), float(item["input"]["encoded"]))
-                                    for item in items]
+    stream.collate = lambda items: [
+        (int(item["input"]["where"].split("#")[1]), float(item["input"]["encoded"])) for item in items
+    ]
     return [pair for batch in stream for pair in batch]
 
 
@@ -550,8 +624,9 @@ def test_a_file_url_prefix_streams_what_the_folder_gives_and_a_remote_folder_is_
     def draw(image):
         return {"encoded": torch.rand(1)}
 
-    assert _rows_and_draws(StreamingShards(shards, 9, draw, url_prefix=f"file://{shards}")) == \
-        _rows_and_draws(StreamingShards(shards, 9, draw))
+    assert _rows_and_draws(StreamingShards(shards, 9, draw, url_prefix=f"file://{shards}")) == _rows_and_draws(
+        StreamingShards(shards, 9, draw)
+    )
     manifest = streaming.read_manifest(shards)
     monkeypatch.setattr(streaming, "read_manifest", lambda folder: manifest)  # as if iopath read the folder
     with pytest.raises(ConfigError, match=r"^config.data.shards='s4://bucket/shards': WebDataset opens no s4: URLs"):
@@ -561,7 +636,8 @@ def test_a_file_url_prefix_streams_what_the_folder_gives_and_a_remote_folder_is_
 
 
 def test_a_shard_folder_served_over_http_streams_the_same_samples_and_a_wrong_one_fails_in_one_line(
-        shards, tmp_path, monkeypatch):
+    shards, tmp_path, monkeypatch
+):
     import functools
     import http.server
     import threading
@@ -574,8 +650,9 @@ def test_a_shard_folder_served_over_http_streams_the_same_samples_and_a_wrong_on
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(Quiet, directory=os.path.dirname(shards)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=os.path.dirname(shards))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(g_pathmgr._path_handlers, "http://", HTTPURLHandler())
@@ -585,8 +662,9 @@ def test_a_shard_folder_served_over_http_streams_the_same_samples_and_a_wrong_on
         def draw(image):
             return {"encoded": torch.rand(1)}
 
-        assert _rows_and_draws(StreamingShards(f"{served}/{os.path.basename(shards)}", 9, draw)) == \
-            _rows_and_draws(StreamingShards(shards, 9, draw))
+        assert _rows_and_draws(StreamingShards(f"{served}/{os.path.basename(shards)}", 9, draw)) == _rows_and_draws(
+            StreamingShards(shards, 9, draw)
+        )
         with pytest.raises(ConfigError, match=rf"^shard manifest not found: {served}/wrong/manifest.json"):
             StreamingShardsDataset.check_inputs({"data": {"shards": f"{served}/wrong"}})
     finally:
@@ -606,8 +684,10 @@ def test_a_streamed_subset_trains_on_the_samples_of_the_indexed_subset(shards):
     assert streamed.num_items == 36 and len(streamed) == 36 // 8
     rows = [int(s["__key__"]) for s, _ in streamed._read(streamed.lane_runs(0, 1))]
     assert len(rows) == len(set(rows)) == 32 and set(rows) <= set(expected)
-    ranks = [StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, seed=3, subset=36)
-             for rank in (0, 1)]
+    ranks = [
+        StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, seed=3, subset=36)
+        for rank in (0, 1)
+    ]
     assert sorted(row for stream in ranks for row, _ in _rows_and_draws(stream)) == expected  # 2 ranks x 2 x 9
 
 

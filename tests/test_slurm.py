@@ -31,8 +31,11 @@ def _cluster_missing():
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         return f"no SLURM cluster reachable (sinfo: {reason}); start the test cluster with .ci/slurm-up (as root)"
-    usable = {line.split("|")[0] for line in proc.stdout.splitlines()
-              if line.count("|") == 1 and line.split("|")[1].rstrip("*~#") in ("idle", "mix", "alloc", "comp")}
+    usable = {
+        line.split("|")[0]
+        for line in proc.stdout.splitlines()
+        if line.count("|") == 1 and line.split("|")[1].rstrip("*~#") in ("idle", "mix", "alloc", "comp")
+    }
     if len(usable) < 2:
         return f"the SLURM cluster has {len(usable)} usable node(s); these tests need 2"
     return None
@@ -44,25 +47,47 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(MISSING is not None, reason=
 EPOCHS = 3
 PER_RANK = (45 + 7) // 8  # batches per epoch of each of two ranks (90 posts, batch 8)
 TOTAL = EPOCHS * PER_RANK
-ON_SLURM = ["config.slurm.use_slurm=true", "config.slurm.cluster=slurm", "config.slurm.wait=true",
-            "config.slurm.report_every_s=2", "config.slurm.poll_s=1", "config.distributed.preemption_check_every=1",
-            "config.slurm.time_minutes=60",  # >= 50 min: submitit takes a USR2 for preemption, not the time limit
-            "config.distributed.rendezvous_timeout_s=60"]
+ON_SLURM = [
+    "config.slurm.use_slurm=true",
+    "config.slurm.cluster=slurm",
+    "config.slurm.wait=true",
+    "config.slurm.report_every_s=2",
+    "config.slurm.poll_s=1",
+    "config.distributed.preemption_check_every=1",
+    "config.slurm.time_minutes=60",  # >= 50 min: submitit takes a USR2 for preemption, not the time limit
+    "config.distributed.rendezvous_timeout_s=60",
+]
 
 
 def _command(world, run_dir, *extra, epochs=EPOCHS, nodes=2):
-    return [sys.executable, os.path.join(ROOT, "tools", "run.py"), "config=demo/vise_tiny",
-            f"config.data.labels={world['labels']}", f"config.data.image_root={world['images']}",
-            f"config.run_dir={run_dir}", f"config.optimizer.num_epochs={epochs}", "config.logging.tensorboard=false",
-            *ON_SLURM, f"config.distributed.num_nodes={nodes}", "config.distributed.num_proc_per_node=1", *extra]
+    return [
+        sys.executable,
+        os.path.join(ROOT, "tools", "run.py"),
+        "config=demo/vise_tiny",
+        f"config.data.labels={world['labels']}",
+        f"config.data.image_root={world['images']}",
+        f"config.run_dir={run_dir}",
+        f"config.optimizer.num_epochs={epochs}",
+        "config.logging.tensorboard=false",
+        *ON_SLURM,
+        f"config.distributed.num_nodes={nodes}",
+        "config.distributed.num_proc_per_node=1",
+        *extra,
+    ]
 
 
 class Submission:
     """``tools/run.py`` submitting a job and following it, its output read as it comes."""
 
     def __init__(self, cmd, env=None):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -144,8 +169,12 @@ def _assert_same_run(run_dir, reference, iterations=TOTAL):
 
 def _job_logs(run_dir):
     folder = os.path.join(run_dir, "slurm")
-    return "".join(open(os.path.join(d, n), errors="replace").read() for d, _, names in os.walk(folder)
-                   for n in names if n.endswith((".out", ".err")))
+    return "".join(
+        open(os.path.join(d, n), errors="replace").read()
+        for d, _, names in os.walk(folder)
+        for n in names
+        if n.endswith((".out", ".err"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +208,9 @@ def test_two_nodes_end_with_the_weights_of_two_torchrun_processes(world, referen
     job = submission.job_id()
     assert submission.wait() == 0, submission.output[-3000:]
     _assert_same_run(run_dir, reference)
-    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", "NodeList,State"], capture_output=True,
-                           text=True).stdout.split()
+    nodes = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", job, "-o", "NodeList,State"], capture_output=True, text=True
+    ).stdout.split()
     assert nodes == ["node[1-2]|COMPLETED"]  # one task on each node
     states = re.findall(rf"pretrain job {job}: (\w+)", submission.output)
     assert states[-2:] == ["RUNNING", "COMPLETED"]
@@ -209,8 +239,15 @@ def test_the_time_limit_requeues_at_most_max_num_timeout_times_then_says_how_it_
     run_dir = str(tmp_path / "run")
     # SLURM sends the warning at its first time-limit check after limit - delay - 60 s (its check period): 2 minutes
     # and 45 s put it 15-45 s into each run, after the job's start-up
-    cmd = _command(world, run_dir, "config.slurm.time_minutes=2", "config.slurm.signal_delay_s=45",
-                   "config.slurm.max_num_timeout=1", "config.data.max_bad_image_fraction=0.5", epochs=1000)  # never done within the limit
+    cmd = _command(
+        world,
+        run_dir,
+        "config.slurm.time_minutes=2",
+        "config.slurm.signal_delay_s=45",
+        "config.slurm.max_num_timeout=1",
+        "config.data.max_bad_image_fraction=0.5",
+        epochs=1000,
+    )  # never done within the limit
     submission = Submission(cmd)
     job = submission.job_id()
     assert submission.wait(timeout=400) == 2, submission.output[-3000:]
@@ -218,7 +255,9 @@ def test_the_time_limit_requeues_at_most_max_num_timeout_times_then_says_how_it_
     assert len(error) == 1 and re.match(
         rf"error: pretrain job {job}: Job not requeued because: timed-out too many times. "
         r"\(config.slurm.max_num_timeout=1\); preempted at iteration \d+; .*checkpoint.torch holds the state to resume "
-        r"from; submit the same command again to resume$", error[0]), submission.output[-3000:]
+        r"from; submit the same command again to resume$",
+        error[0],
+    ), submission.output[-3000:]
     with open(os.path.join(run_dir, "slurm", job, f"{job}_submission.sh")) as f:
         script = f.read()
     assert "#SBATCH --signal=USR2@45" in script and "#SBATCH --time=2" in script
@@ -237,8 +276,11 @@ def test_a_killed_job_is_reported_in_one_line_and_a_resubmission_resumes(world, 
     assert _kill_tasks(job) == 2
     assert submission.wait(timeout=120) == 2, submission.output[-3000:]
     error = [line for line in submission.lines if line.startswith("error: ")]
-    assert len(error) == 1 and re.match(rf"error: pretrain job {job} ended (FAILED|CANCELLED) without a result; "
-                                        r"its log ends: .+; logs: ", error[0]), submission.output[-3000:]
+    assert len(error) == 1 and re.match(
+        rf"error: pretrain job {job} ended (FAILED|CANCELLED) without a result; "
+        r"its log ends: .+; logs: ",
+        error[0],
+    ), submission.output[-3000:]
     saved = _final(run_dir)["position"]["iteration"]
     assert 0 < saved < TOTAL
     again = Submission(cmd)
@@ -266,8 +308,10 @@ def test_a_job_preempted_on_two_nodes_and_resumed_on_one_reads_every_sample_once
     assert position["epoch"] == 1 and 0 < position["samples_in_epoch"] < 90 and position["world_size"] == 2
     one = Submission(_command(world, run_dir, *recorded, epochs=2, nodes=1), env)
     assert one.wait() == 0, one.output[-3000:]
-    assert (f"resuming epoch 1 at sample {position['samples_in_epoch']} of 90 with 1 rank x batch 8 (saved with 2 "
-            "ranks x batch 8)") in _job_logs(run_dir)
+    assert (
+        f"resuming epoch 1 at sample {position['samples_in_epoch']} of 90 with 1 rank x batch 8 (saved with 2 "
+        "ranks x batch 8)"
+    ) in _job_logs(run_dir)
     assert sorted(epochs_read(run_dir)[1]) == list(range(90))  # the two nodes' part and the one node's part
 
 
@@ -276,15 +320,23 @@ SHARD_BYTES = 30_000  # two shards of the tiny world's posts: each array of the 
 
 def test_the_label_array_over_both_nodes_reruns_a_killed_task_and_writes_the_local_store(world, tmp_path, capsys):
     out = str(tmp_path / "labels")
-    slurm = {"use_slurm": True, "cluster": "slurm", "name": "vise_test_labels", "array_parallelism": 4,
-             "log_folder": None, "poll_s": 0.5, "max_task_retries": 1}
+    slurm = {
+        "use_slurm": True,
+        "cluster": "slurm",
+        "name": "vise_test_labels",
+        "array_parallelism": 4,
+        "log_folder": None,
+        "poll_s": 0.5,
+        "max_task_retries": 1,
+    }
     killed = []
 
     def kill_one_running_task():
         deadline = time.time() + 240
         while not killed and time.time() < deadline:
-            rows = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%A|%i|%j"], capture_output=True,
-                                  text=True).stdout.split("\n")
+            rows = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%A|%i|%j"], capture_output=True, text=True
+            ).stdout.split("\n")
             rows = [r.split("|") for r in rows if "assigning" in r]
             if rows:
                 time.sleep(1.0)  # inside the task, past python's start
@@ -299,13 +351,18 @@ def test_the_label_array_over_both_nodes_reruns_a_killed_task_and_writes_the_loc
     killer.join(timeout=10)
     assert killed, "no assign task was seen running"
     printed = capsys.readouterr().out
-    assert re.search(rf"3/3 assigning labels task \d+ \(job {killed[0]}\) ended FAILED without a result; its log ends: "
-                     r".*; submitted again as job \d+ \(retry 1 of 1\)", printed), printed[-2000:]
-    state = subprocess.run(["sacct", "-n", "-X", "-P", "-j", killed[0], "-o", "State,NodeList"], capture_output=True,
-                           text=True).stdout.split()
+    assert re.search(
+        rf"3/3 assigning labels task \d+ \(job {killed[0]}\) ended FAILED without a result; its log ends: "
+        r".*; submitted again as job \d+ \(retry 1 of 1\)",
+        printed,
+    ), printed[-2000:]
+    state = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", killed[0], "-o", "State,NodeList"], capture_output=True, text=True
+    ).stdout.split()
     assert state and state[0].split("|")[0] in ("FAILED", "CANCELLED"), state
-    nodes = subprocess.run(["sacct", "-n", "-X", "-P", "-j", killed[0].split("_")[0], "-o", "NodeList"],
-                           capture_output=True, text=True).stdout.split()
+    nodes = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", killed[0].split("_")[0], "-o", "NodeList"], capture_output=True, text=True
+    ).stdout.split()
     assert {"node1", "node2"} <= set(nodes)  # the array ran on both nodes
     local = str(tmp_path / "local")
     tiny_generator(local, shard_bytes=SHARD_BYTES).run(world["posts"], local)
@@ -327,14 +384,30 @@ def test_the_benchmark_suite_submits_every_benchmark_and_follows_them(tiny_run, 
     data_root = str(tmp_path / "data")
     layouts.politics(os.path.join(data_root, "politics"))
     out = str(tmp_path / "suite")
-    tiny = ["config.model.trunk=tiny", "config.device=cpu", "config.benchmark.image_size=32",
-            "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0", "config.benchmark.batch_size=16",
-            "config.benchmark.linear.epochs=2", "config.benchmark.finetune.epochs=1",
-            "config.benchmark.finetune.batch_size=8", "config.benchmark.cam.num_images=0"]
-    code = run_suite(["benchmarks=linear/politics_r50,finetune/politics_r50", f"output={out}", *tiny,
-                      f"config.benchmark.data_root={data_root}",
-                      f"config.model.weights={os.path.join(tiny_run['run_dir'], 'checkpoint.torch')}",
-                      "config.slurm.use_slurm=true", "config.slurm.wait=true", "config.slurm.poll_s=1"])
+    tiny = [
+        "config.model.trunk=tiny",
+        "config.device=cpu",
+        "config.benchmark.image_size=32",
+        "config.benchmark.resize_ratio=1.0",
+        "config.benchmark.num_workers=0",
+        "config.benchmark.batch_size=16",
+        "config.benchmark.linear.epochs=2",
+        "config.benchmark.finetune.epochs=1",
+        "config.benchmark.finetune.batch_size=8",
+        "config.benchmark.cam.num_images=0",
+    ]
+    code = run_suite(
+        [
+            "benchmarks=linear/politics_r50,finetune/politics_r50",
+            f"output={out}",
+            *tiny,
+            f"config.benchmark.data_root={data_root}",
+            f"config.model.weights={os.path.join(tiny_run['run_dir'], 'checkpoint.torch')}",
+            "config.slurm.use_slurm=true",
+            "config.slurm.wait=true",
+            "config.slurm.poll_s=1",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     jobs = re.findall(r"submitted benchmark job (\d+)", printed)
@@ -352,10 +425,16 @@ def test_a_request_the_partition_cannot_satisfy_fails_in_one_line_before_submiss
 
     base = _command(world, str(tmp_path / "run"))[2:]
     for override, message in [
-        ("config.slurm.cpus_per_task=64", r"error: config.slurm.cpus_per_task=64 x 1 task\(s\) per node asks for 64 "
-                                          r"CPUs, but the nodes of partition \w+ have at most \d+: set "),
-        ("config.slurm.mem_gb=4096", r"error: config.slurm.mem_gb=4096 asks for 4194304 MB per node, but the nodes "
-                                     r"of partition \w+ have at most \d+ MB"),
+        (
+            "config.slurm.cpus_per_task=64",
+            r"error: config.slurm.cpus_per_task=64 x 1 task\(s\) per node asks for 64 "
+            r"CPUs, but the nodes of partition \w+ have at most \d+: set ",
+        ),
+        (
+            "config.slurm.mem_gb=4096",
+            r"error: config.slurm.mem_gb=4096 asks for 4194304 MB per node, but the nodes "
+            r"of partition \w+ have at most \d+ MB",
+        ),
         ("config.distributed.num_nodes=9", r"error: config.distributed.num_nodes=9, but partition \w+ has 2 node"),
         ("config.slurm.partition=nosuch", r"error: config.slurm.partition='nosuch': no such partition"),
     ]:
@@ -371,5 +450,6 @@ def test_an_sbatch_refusal_is_one_line_with_slurms_reason(world, tmp_path, capsy
     base = _command(world, str(tmp_path / "run"))[2:]
     code = run_cli(run_engine, [*base, "config.slurm.constraint=a100"])  # a node feature the cluster lacks
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: SLURM refused the pretrain job: sbatch: error:"), \
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: SLURM refused the pretrain job: sbatch: error:"), (
         err
+    )

@@ -15,8 +15,9 @@ PER_EPOCH = (90 + 7) // 8  # the tiny world's label store has 90 posts; batch 8
 
 
 def _cfg(labels, run_dir, *extra):
-    return compose_config(["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}",
-                           *extra])
+    return compose_config(
+        ["config=demo/vise_tiny", f"config.data.labels={labels}", f"config.run_dir={run_dir}", *extra]
+    )
 
 
 def _iterations(run_dir):
@@ -32,16 +33,29 @@ def test_pretrain_writes_run_folder_and_logs(tiny_world, tmp_path):
     run_dir = str(tmp_path / "run")
     trainer = pretrain(_cfg(tiny_world["labels"], run_dir))
     assert trainer.iteration == 2 * PER_EPOCH
-    for name in ("train_config.yaml", "log.txt", "stdout.json", "checkpoint.torch", "model_phase0.torch",
-                 "model_phase1.torch"):
+    for name in (
+        "train_config.yaml",
+        "log.txt",
+        "stdout.json",
+        "checkpoint.torch",
+        "model_phase0.torch",
+        "model_phase1.torch",
+    ):
         assert os.path.exists(os.path.join(run_dir, name)), name
     with open(os.path.join(run_dir, "stdout.json")) as f:
         first = json.loads(f.readline())
     for key in ("loss", "loss_comments", "loss_reactions", "lr", "images_per_sec", "eta_seconds", "peak_mem_mb"):
         assert key in first
     checkpoint = _checkpoint(run_dir)
-    assert checkpoint["position"] == {"iteration": 2 * PER_EPOCH, "epoch": 2, "batch_in_epoch": 0, "loader_workers": 1,
-                                      "samples_in_epoch": 0, "world_size": 1, "batch_size": 8}
+    assert checkpoint["position"] == {
+        "iteration": 2 * PER_EPOCH,
+        "epoch": 2,
+        "batch_in_epoch": 0,
+        "loader_workers": 1,
+        "samples_in_epoch": 0,
+        "world_size": 1,
+        "batch_size": 8,
+    }
     assert checkpoint["bad_images"] == {"seen": 90 * 2, "skipped": 0}
     assert checkpoint["trunk"] == "tiny" and set(checkpoint["tasks"]) == {"comments", "reactions"}
     assert _checkpoint(run_dir, "model_phase0.torch")["position"]["iteration"] == PER_EPOCH
@@ -53,7 +67,8 @@ def test_pretrain_writes_run_folder_and_logs(tiny_world, tmp_path):
 
     events = EventAccumulator(os.path.join(run_dir, "tb_logs")).Reload()
     assert {"train/loss", "train/loss_comments", "train/loss_reactions", "train/lr", "train/images_per_sec"} <= set(
-        events.Tags()["scalars"])
+        events.Tags()["scalars"]
+    )
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 2 * PER_EPOCH + 1))
 
 
@@ -62,8 +77,15 @@ def test_training_curves_of_several_runs_on_one_chart(tiny_world, tiny_run, tmp_
     from vise_plugin.errors import InputError
 
     runs = [tiny_run["run_dir"], str(tmp_path / "b")]
-    pretrain(_cfg(tiny_world["labels"], runs[1], "config.optimizer.num_epochs=1", "config.optimizer.lr=0.01",
-                  "config.logging.tensorboard=false"))
+    pretrain(
+        _cfg(
+            tiny_world["labels"],
+            runs[1],
+            "config.optimizer.num_epochs=1",
+            "config.optimizer.lr=0.01",
+            "config.logging.tensorboard=false",
+        )
+    )
     assert not os.path.exists(os.path.join(runs[1], "tb_logs"))
     out = plot_training_curves(runs, str(tmp_path / "both.png"), ["lr 0.1", "lr 0.01"])
     with Image.open(out) as picture:
@@ -89,9 +111,14 @@ def test_resume_continues_from_the_saved_iteration(tiny_world, tmp_path):
 
 
 def test_ablation_trains_only_the_chosen_head(tiny_world, tmp_path):
-    trainer = pretrain(_cfg(tiny_world["labels"], str(tmp_path / "run"),
-                            "config.model.heads=[{name: vise_multi_head, tasks: [reactions]}]",
-                            "config.optimizer.num_epochs=1"))
+    trainer = pretrain(
+        _cfg(
+            tiny_world["labels"],
+            str(tmp_path / "run"),
+            "config.model.heads=[{name: vise_multi_head, tasks: [reactions]}]",
+            "config.optimizer.num_epochs=1",
+        )
+    )
     assert set(trainer.base_model.head.tasks) == {"reactions"}
 
 
@@ -125,8 +152,9 @@ def test_two_gloo_ranks_train_one_model_unlike_one_process_on_half_the_data(tiny
     os.makedirs(tmp_path / "half")
     half = build_trainer(_cfg(tiny_world["labels"], str(tmp_path / "half"), "config.logging.log_freq=4"))
     half.sampler = ResumableBatchSampler(90, 8, rank=0, world_size=2, seed=0)
-    half.loader = torch.utils.data.DataLoader(half.loader.dataset, batch_sampler=half.sampler,
-                                              collate_fn=collate_readable)
+    half.loader = torch.utils.data.DataLoader(
+        half.loader.dataset, batch_sampler=half.sampler, collate_fn=collate_readable
+    )
     half.train()
     assert half.iteration == 2 * per_epoch and weights_line(half) != rank0
 
@@ -146,8 +174,9 @@ def test_classy_task_still_trains_with_classy_trainer(tiny_world):
 
     # A strong signal, whatever the CPU's kernels: 16 posts seen 12 times, then scored on those 16 posts.
     # (Measured: the loss falls to 0.39 of its start with AVX512, AVX2 or the default kernels.)
-    dataset = VisEEngagementDataset(tiny_world["labels"], batchsize_per_replica=16, image_size=32, crop_scale_min=0.5,
-                                    subset=16)
+    dataset = VisEEngagementDataset(
+        tiny_world["labels"], batchsize_per_replica=16, image_size=32, crop_scale_min=0.5, subset=16
+    )
     dataset.set_num_workers(0)
     tasks = {name: dataset.store.num_classes(name) for name in ("comments", "reactions")}
     torch.manual_seed(0)
@@ -159,8 +188,16 @@ def test_classy_task_still_trains_with_classy_trainer(tiny_world):
         with torch.no_grad():
             return float(VisELoss()(copy.deepcopy(m).train()(fixed["input"]), fixed["target"]))
 
-    task = (VisEPretrainTask().set_num_epochs(12).set_dataset(dataset, "train").set_model(model).set_loss(VisELoss())
-            .set_optimizer(SGD(lr=0.05, momentum=0.9)).set_meters([]).set_hooks([]))
+    task = (
+        VisEPretrainTask()
+        .set_num_epochs(12)
+        .set_dataset(dataset, "train")
+        .set_model(model)
+        .set_loss(VisELoss())
+        .set_optimizer(SGD(lr=0.05, momentum=0.9))
+        .set_meters([])
+        .set_hooks([])
+    )
     LocalTrainer().train(task)
     assert task.num_updates == 12 * 16  # classy counts batch sizes: 12 epochs of one batch of 16
     for name in ("trunk.0.0.0.weight", "head.fcs.comments.weight", "head.fcs.reactions.weight"):
@@ -203,13 +240,27 @@ def test_checkpoints_record_what_bitwise_equal_weights_depend_on_and_determinist
 
     run_dir = str(tmp_path / "run")
     threads = torch.get_num_threads()
-    trainer = pretrain(_cfg(tiny_world["labels"], run_dir, "config.speed.cpu_threads=3",
-                            "config.speed.deterministic=true", "config.data.subset=16", "config.optimizer.num_epochs=1",
-                            "config.logging.tensorboard=false"))
+    trainer = pretrain(
+        _cfg(
+            tiny_world["labels"],
+            run_dir,
+            "config.speed.cpu_threads=3",
+            "config.speed.deterministic=true",
+            "config.data.subset=16",
+            "config.optimizer.num_epochs=1",
+            "config.logging.tensorboard=false",
+        )
+    )
     assert trainer.iteration == 2 and torch.isfinite(trainer.last_loss)
     assert not torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == threads  # put back
     for name in ("checkpoint.torch", "model_phase0.torch"):
         record = _checkpoint(run_dir, name)["determinism"]
-        assert record == {"torch": torch.__version__, "device": device_name(torch.device("cpu")),
-                          "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": 3,
-                          "cudnn_deterministic": True, "cudnn_benchmark": False, "deterministic_algorithms": True}
+        assert record == {
+            "torch": torch.__version__,
+            "device": device_name(torch.device("cpu")),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": 3,
+            "cudnn_deterministic": True,
+            "cudnn_benchmark": False,
+            "deterministic_algorithms": True,
+        }

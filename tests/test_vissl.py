@@ -12,16 +12,25 @@ import pytest
 import torch
 import torchvision
 
-
-pytest.importorskip("vissl", reason="VISSL is not installed (README, 'Inside VISSL': pip install --no-deps "
-                                    "vissl==0.1.6, then reinstall classy-vision==0.7.0 fairscale==0.4.13)")
+pytest.importorskip(
+    "vissl",
+    reason="VISSL is not installed (README, 'Inside VISSL': pip install --no-deps "
+    "vissl==0.1.6, then reinstall classy-vision==0.7.0 fairscale==0.4.13)",
+)
 from vise_plugin.integrations import vissl as vise_vissl  # noqa: E402
 from vise_plugin.integrations.vissl_run import vissl_config  # noqa: E402
 
 
 def _vissl_run(labels, checkpoint_dir, *extra):
-    cmd = [sys.executable, "-m", "vise_plugin.integrations.vissl_run", "config=vissl/vise_quick_cpu",
-           f"config.DATA.TRAIN.DATA_PATHS=[{labels}]", f"config.CHECKPOINT.DIR={checkpoint_dir}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vise_plugin.integrations.vissl_run",
+        "config=vissl/vise_quick_cpu",
+        f"config.DATA.TRAIN.DATA_PATHS=[{labels}]",
+        f"config.CHECKPOINT.DIR={checkpoint_dir}",
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(checkpoint_dir.parent))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "All Done!" in out, out[-3000:]
@@ -38,9 +47,14 @@ def _small_store(tiny_world, folder, num_posts):
 
     store = LabelStore(tiny_world["labels"])
     rows = range(num_posts)
-    write_label_store(str(folder), [store.ids[i] for i in rows], [store.images[i] for i in rows],
-                      [store.comment_pairs(i) for i in rows], np.asarray(store.reactions)[:num_posts],
-                      {"tasks": store.meta["tasks"], "image_root": store.meta["image_root"]})
+    write_label_store(
+        str(folder),
+        [store.ids[i] for i in rows],
+        [store.images[i] for i in rows],
+        [store.comment_pairs(i) for i in rows],
+        np.asarray(store.reactions)[:num_posts],
+        {"tasks": store.meta["tasks"], "image_root": store.meta["image_root"]},
+    )
     return str(folder)
 
 
@@ -55,8 +69,12 @@ def vissl_run(tiny_world, tmp_path_factory):
     base = tmp_path_factory.mktemp("vissl")
     store = _small_store(tiny_world, base / "labels4", 4)
     checkpoints = base / "checkpoints"
-    _vissl_run(store, checkpoints, f"config.OPTIMIZER.num_epochs={LEARN_EPOCHS}",
-               f"config.CHECKPOINT.CHECKPOINT_FREQUENCY={LEARN_EPOCHS}")
+    _vissl_run(
+        store,
+        checkpoints,
+        f"config.OPTIMIZER.num_epochs={LEARN_EPOCHS}",
+        f"config.CHECKPOINT.CHECKPOINT_FREQUENCY={LEARN_EPOCHS}",
+    )
     return checkpoints
 
 
@@ -79,7 +97,9 @@ def test_a_vissl_checkpoint_exports_to_the_official_hub_layout(vissl_run, tmp_pa
     assert main_export_hub([str(vissl_run / "checkpoint.torch"), out]) == 0
     exported = torch.load(out, weights_only=True)
     _official_layout().load_state_dict(exported, strict=True)
-    trunk = torch.load(vissl_run / "checkpoint.torch", weights_only=True)["classy_state_dict"]["base_model"]["model"]["trunk"]
+    trunk = torch.load(vissl_run / "checkpoint.torch", weights_only=True)["classy_state_dict"]["base_model"]["model"][
+        "trunk"
+    ]
     assert torch.equal(exported["4.0.conv1.weight"], trunk["_feature_blocks.layer1.0.conv1.weight"])
     assert torch.equal(exported["1.running_mean"], trunk["_feature_blocks.bn1.running_mean"])
 
@@ -93,13 +113,23 @@ def test_a_project_checkpoint_initialises_every_trunk_key_of_a_vissl_model(r50_c
     checkpoint, trained = r50_checkpoint
     out = str(tmp_path / "for_vissl.torch")
     assert main_export_hub([checkpoint, out, "--format", "vissl"]) == 0
-    _, config = vissl_config(["config=vissl/vise_quick_cpu", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={out}",
-                              "config.DATA.TRAIN.DATA_PATHS=[unused]", f"config.CHECKPOINT.DIR={tmp_path}/vissl",
-                              "config.MODEL.HEAD.PARAMS=[[vise_multi_head,{in_features:2048,tasks:{comments:8,reactions:4}}]]"])
+    _, config = vissl_config(
+        [
+            "config=vissl/vise_quick_cpu",
+            f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={out}",
+            "config.DATA.TRAIN.DATA_PATHS=[unused]",
+            f"config.CHECKPOINT.DIR={tmp_path}/vissl",
+            "config.MODEL.HEAD.PARAMS=[[vise_multi_head,{in_features:2048,tasks:{comments:8,reactions:4}}]]",
+        ]
+    )
     model = build_model(config.MODEL, config.OPTIMIZER)
-    init_model_from_consolidated_weights(config, model, torch.load(out, weights_only=True),
-                                         state_dict_key_name=config.MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME,
-                                         skip_layers=[])
+    init_model_from_consolidated_weights(
+        config,
+        model,
+        torch.load(out, weights_only=True),
+        state_dict_key_name=config.MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME,
+        skip_layers=[],
+    )
     ours = {f"_feature_blocks.{k}": v for k, v in _official_to_torchvision(trained.state_dict()).items()}
     theirs = model.trunk.state_dict()
     assert set(ours) == set(theirs)
@@ -129,8 +159,10 @@ def test_the_collator_packs_what_the_loss_unpacks(tiny_world):
     from vise_plugin.labels import LabelStore
     from vise_plugin.registry import build_classy
 
-    items = [{"data": [torch.zeros(3, 8, 8)], "label": [row], "data_valid": [valid], "data_idx": [row]}
-             for row, valid in ((0, 1), (5, 1), (7, -1))]
+    items = [
+        {"data": [torch.zeros(3, 8, 8)], "label": [row], "data_valid": [valid], "data_idx": [row]}
+        for row, valid in ((0, 1), (5, 1), (7, -1))
+    ]
     batch = vise_vissl.vise_collator(items, label_store=tiny_world["labels"])
     packed = batch["label"][0]
     assert batch["data"][0].shape == (3, 3, 8, 8) and packed.shape == (3, 8 + 1)
@@ -138,6 +170,8 @@ def test_the_collator_packs_what_the_loss_unpacks(tiny_world):
     expected = [source.targets_at(0), source.targets_at(5), source.empty()]  # the unreadable image: no targets
     dicts = {k: torch.stack([t[k] for t in expected]) for k in expected[0]}
     output = {"comments": torch.randn(3, 8), "reactions": torch.randn(3, 4)}
-    packed_loss = build_classy("loss", {"name": "vise_loss", "packed_targets": {"label_store": tiny_world["labels"]}}, "l")
+    packed_loss = build_classy(
+        "loss", {"name": "vise_loss", "packed_targets": {"label_store": tiny_world["labels"]}}, "l"
+    )
     plain = build_classy("loss", {"name": "vise_loss"}, "l")
     assert packed_loss(output, packed).item() == pytest.approx(plain(output, dicts).item(), rel=1e-6)

@@ -43,15 +43,27 @@ def test_embedding_distance_is_zero_on_the_target_and_attached_without_tags():
 
 
 def test_heads_shapes_and_merged_loss_routes_each_output_to_its_loss():
-    model = VisEModel.build("tiny", [{"name": "vise_multi_head", "tasks": {"comments": 5, "reactions": 3}},
-                                     {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6}])
+    model = VisEModel.build(
+        "tiny",
+        [
+            {"name": "vise_multi_head", "tasks": {"comments": 5, "reactions": 3}},
+            {"name": "web_tag_head", "num_tags": 4, "embed_dim": 6},
+        ],
+    )
     assert isinstance(model.head, MergedHeads)
     out = model(torch.randn(2, 3, 32, 32))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {"comments": (2, 5), "reactions": (2, 3), "tags": (2, 4),
-                                                            "tag_embedding": (2, 6)}
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "comments": (2, 5),
+        "reactions": (2, 3),
+        "tags": (2, 4),
+        "tag_embedding": (2, 6),
+    }
     assert torch.allclose(out["tag_embedding"].norm(dim=1), torch.ones(2))
-    target = {"comments": torch.softmax(torch.randn(2, 5), 1), "reactions": torch.tensor([0, -1]),
-              "tags": torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0, 1.0]])}
+    target = {
+        "comments": torch.softmax(torch.randn(2, 5), 1),
+        "reactions": torch.tensor([0, -1]),
+        "tags": torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0, 1.0]]),
+    }
     vise, tags = VisELoss(), WebTagLoss(torch.nn.functional.normalize(torch.randn(4, 6), dim=1))
     merged = MergedLoss([(vise, ["comments", "reactions"]), (tags, ["tags", "tag_embedding"])])
     total = merged(out, target)
@@ -82,19 +94,31 @@ def test_tag_lists_in_the_release_pickle_and_jsonl(tmp_path):
 
 
 TAGS_ONLY = ["config.data.sources=[web_tags]", "config.model.heads=[web_tag_head]", "config.loss={name: web_tag_loss}"]
-BOTH = ["config.data.sources=[engagement_labels,web_tags]", "config.model.heads=[vise_multi_head,web_tag_head]",
-        "config.loss={name: merged_loss, parts: [{loss: {name: vise_loss}, keys: [comments, reactions]}, "
-        "{loss: {name: web_tag_loss}, keys: [tags, tag_embedding]}]}"]
+BOTH = [
+    "config.data.sources=[engagement_labels,web_tags]",
+    "config.model.heads=[vise_multi_head,web_tag_head]",
+    "config.loss={name: merged_loss, parts: [{loss: {name: vise_loss}, keys: [comments, reactions]}, "
+    "{loss: {name: web_tag_loss}, keys: [tags, tag_embedding]}]}",
+]
 
 
 @pytest.mark.parametrize("tasks", [["tags"], ["comments", "reactions", "tags"]])
 def test_tiny_web_tag_pretraining_alone_and_with_vise(tiny_world, tmp_path, tasks):
     tag_list, vocab = write_demo_tags(tiny_world["posts"])
     run_dir = str(tmp_path / "run")
-    trainer = pretrain(compose_config([
-        "config=demo/vise_tiny", f"config.data.labels={tiny_world['labels']}", f"config.run_dir={run_dir}",
-        *(TAGS_ONLY if tasks == ["tags"] else BOTH), f"config.data.tags.list={tag_list}",
-        f"config.data.tags.vocab={vocab}", "config.optimizer.num_epochs=1"]))
+    trainer = pretrain(
+        compose_config(
+            [
+                "config=demo/vise_tiny",
+                f"config.data.labels={tiny_world['labels']}",
+                f"config.run_dir={run_dir}",
+                *(TAGS_ONLY if tasks == ["tags"] else BOTH),
+                f"config.data.tags.list={tag_list}",
+                f"config.data.tags.vocab={vocab}",
+                "config.optimizer.num_epochs=1",
+            ]
+        )
+    )
     with open(tag_list, "rb") as f:
         tagged = len(pickle.load(f))  # the world's well-formed posts
     images = tagged if tasks == ["tags"] else 90  # or the posts of the label store
@@ -112,8 +136,9 @@ def test_tiny_web_tag_pretraining_alone_and_with_vise(tiny_world, tmp_path, task
 def test_demo_comparison_configs_use_the_label_store_images(tiny_world, tmp_path):
     from vise_plugin.demo.pipeline import _demo_tags, _source_config
 
-    root = compose_config(["config=demo/vise_vs_tags", f"config.run_dir={tmp_path}",
-                           f"config.data.labels={tiny_world['labels']}"])
+    root = compose_config(
+        ["config=demo/vise_vs_tags", f"config.run_dir={tmp_path}", f"config.data.labels={tiny_world['labels']}"]
+    )
     assert list(root.config.demo.sources) == ["vise", "tags", "both"]
     tag_files = _demo_tags(root.config, tiny_world["folder"])
     both = _source_config(root, "both", tiny_world["folder"], tag_files).config
@@ -147,8 +172,11 @@ def test_a_text_encoder_that_is_not_installed_names_the_key(tmp_path):
     from vise_plugin.data.tag_embeddings import tag_text_embeddings
     from vise_plugin.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"config.data.tags.text_encoder=no_such_encoder: the sentence encoder "
-                                          r"needs the no_such_encoder package"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.data.tags.text_encoder=no_such_encoder: the sentence encoder "
+        r"needs the no_such_encoder package",
+    ):
         tag_text_embeddings(["beach", "happy"], "no_such_encoder", str(tmp_path))
     assert not list(tmp_path.iterdir())
 
@@ -175,16 +203,30 @@ def test_classy_trainer_trains_web_tags_from_registered_components(tiny_world, w
     dataset.set_num_workers(0)
     assert dataset.dataset[0]["target"]["tags"].shape == (num_tags,)
     heads = ([{"name": "vise_multi_head", "tasks": tasks}] if tasks else []) + [
-        {"name": "web_tag_head", "num_tags": num_tags, "embed_dim": 8}]
+        {"name": "web_tag_head", "num_tags": num_tags, "embed_dim": 8}
+    ]
     model = build_model({"name": "vise_model", "trunk": "tiny", "head_configs": heads})
-    tag_part = {"loss": {"name": "web_tag_loss", "tag_embeddings": torch.nn.functional.normalize(
-        torch.randn(num_tags, 8), dim=1)}, "keys": ["tags", "tag_embedding"]}
+    tag_part = {
+        "loss": {
+            "name": "web_tag_loss",
+            "tag_embeddings": torch.nn.functional.normalize(torch.randn(num_tags, 8), dim=1),
+        },
+        "keys": ["tags", "tag_embedding"],
+    }
     vise_part = {"loss": {"name": "vise_loss"}, "keys": ["comments", "reactions"]}
     loss = build_loss({"name": "merged_loss", "parts": [vise_part, tag_part] if with_vise else [tag_part]})
     tag_head = model.head.heads[1] if with_vise else model.head
     before = {k: v.clone() for k, v in tag_head.state_dict().items()}
-    task = (VisEPretrainTask().set_num_epochs(1).set_dataset(dataset, "train").set_model(model).set_loss(loss)
-            .set_optimizer(SGD(lr=0.05)).set_meters([]).set_hooks([]))
+    task = (
+        VisEPretrainTask()
+        .set_num_epochs(1)
+        .set_dataset(dataset, "train")
+        .set_model(model)
+        .set_loss(loss)
+        .set_optimizer(SGD(lr=0.05))
+        .set_meters([])
+        .set_hooks([])
+    )
     LocalTrainer().train(task)
     assert task.num_updates == math.ceil(len(dataset.dataset) / 16) * 16  # classy counts whole batches of images
     assert set(loss.last_values) == ({"comments", "reactions"} if with_vise else set()) | {"tags", "tag_embedding"}

@@ -23,8 +23,9 @@ from vise_plugin.models.weights import read_state_file
 
 
 def _tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *args], capture_output=True, text=True,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", name), *args], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def _official_layout():
@@ -49,7 +50,12 @@ def test_exported_state_dict_loads_strictly_into_the_official_layout(r50_checkpo
     sys.path.insert(0, ROOT)
     import hubconf
 
-    assert hubconf.resnet50_1m(pretrained=True, weights=out).eval()(torch.randn(1, 3, 224, 224)).shape == (1, 2048, 7, 7)
+    assert hubconf.resnet50_1m(pretrained=True, weights=out).eval()(torch.randn(1, 3, 224, 224)).shape == (
+        1,
+        2048,
+        7,
+        7,
+    )
 
 
 def test_trunk_loads_torchvision_and_wrapped_state_dicts(tmp_path):
@@ -146,19 +152,38 @@ def test_benchmark_and_extraction_with_our_checkpoint(tiny_run, tmp_path, capsys
     task = tiny_run["trainer"]
     checkpoint = os.path.join(tiny_run["run_dir"], "model_phase1.torch")  # the last: the trainer's final weights
     folder = layouts.image_folder(str(tmp_path / "if"))
-    record = run_benchmark(compose_config([
-        "config=benchmark/linear/cub_r50", "config.benchmark.dataset.name=image_folder",
-        f"config.benchmark.dataset.root={folder}", "config.model.trunk=tiny", f"config.model.weights={checkpoint}",
-        "config.benchmark.image_size=32", "config.benchmark.num_workers=0", "config.benchmark.linear.epochs=5",
-        f"config.run_dir={tmp_path / 'bench'}", f"config.benchmark.results_table={tmp_path / 'table.md'}"]))
+    record = run_benchmark(
+        compose_config(
+            [
+                "config=benchmark/linear/cub_r50",
+                "config.benchmark.dataset.name=image_folder",
+                f"config.benchmark.dataset.root={folder}",
+                "config.model.trunk=tiny",
+                f"config.model.weights={checkpoint}",
+                "config.benchmark.image_size=32",
+                "config.benchmark.num_workers=0",
+                "config.benchmark.linear.epochs=5",
+                f"config.run_dir={tmp_path / 'bench'}",
+                f"config.benchmark.results_table={tmp_path / 'table.md'}",
+            ]
+        )
+    )
     assert record["weights"] == checkpoint and record["dataset"] == "image_folder"
     with open(tmp_path / "table.md") as f:
         assert checkpoint in f.read()
     out = str(tmp_path / "feats")
-    result = _tool("extract_features.py", "config=benchmark/extract_r50", "config.model.trunk=tiny",
-                   f"config.model.weights={checkpoint}", f"config.extract.images={folder}/test",
-                   f"config.extract.output={out}", "config.extract.layer=res4", "config.benchmark.image_size=32",
-                   "config.benchmark.resize_ratio=1.0", "config.benchmark.num_workers=0")
+    result = _tool(
+        "extract_features.py",
+        "config=benchmark/extract_r50",
+        "config.model.trunk=tiny",
+        f"config.model.weights={checkpoint}",
+        f"config.extract.images={folder}/test",
+        f"config.extract.output={out}",
+        "config.extract.layer=res4",
+        "config.benchmark.image_size=32",
+        "config.benchmark.resize_ratio=1.0",
+        "config.benchmark.num_workers=0",
+    )
     assert result.returncode == 0, result.stderr
     feats = np.load(os.path.join(out, "features.npy"), mmap_mode="r")
     with open(os.path.join(out, "images.txt")) as f:
@@ -177,6 +202,8 @@ def test_benchmark_and_extraction_with_our_checkpoint(tiny_run, tmp_path, capsys
     from vise_plugin.cli import run_cli
     from vise_plugin.evaluation.extract import extract_job
 
-    code = run_cli(extract_job, ["config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope",
-                                     f"config.extract.output={out}"])
+    code = run_cli(
+        extract_job,
+        ["config=benchmark/extract_r50", f"config.extract.images={tmp_path}/nope", f"config.extract.output={out}"],
+    )
     assert code == 2 and capsys.readouterr().err.strip().endswith("nope: image folder or list not found")

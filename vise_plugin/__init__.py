@@ -10,11 +10,14 @@ import warnings
 # classy-vision imports torchvision's deprecated video transforms and calls torch.jit.script at import
 # time. Those warnings are hidden while the package imports; the filters that hide them are removed
 # afterwards, and those the dependencies install themselves stay.
-_IMPORT_WARNINGS = (r".*torchvision\.transforms\._(functional|transforms)_video.*", r".*torch\.jit\.script.*deprecated.*")
+_IMPORT_WARNINGS = (
+    r".*torchvision\.transforms\._(functional|transforms)_video.*",
+    r".*torch\.jit\.script.*deprecated.*",
+)
 _before = list(warnings.filters)
 for _message in _IMPORT_WARNINGS:
     warnings.filterwarnings("ignore", message=_message)
-_ours = [f for f in warnings.filters[:len(_IMPORT_WARNINGS)] if f not in _before]  # one the caller has stays
+_ours = [f for f in warnings.filters[: len(_IMPORT_WARNINGS)] if f not in _before]  # one the caller has stays
 try:
     from vise_plugin import data, losses, models, tasks  # noqa: E402,F401  (registration)
 finally:

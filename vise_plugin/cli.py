@@ -101,14 +101,20 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     from vise_plugin.models import export_hub_weights
     from vise_plugin.models.weights import EXPORT_FORMATS
 
-    parser = argparse.ArgumentParser(description="Writes the trunk of a checkpoint (ours, VISSL's, hub or torchvision) "
-                                                 "in the official VisE torch.hub format (the state dict of resnet50's "
-                                                 "children[:-2]), or as a VISSL checkpoint with --format vissl.")
+    parser = argparse.ArgumentParser(
+        description="Writes the trunk of a checkpoint (ours, VISSL's, hub or torchvision) "
+        "in the official VisE torch.hub format (the state dict of resnet50's "
+        "children[:-2]), or as a VISSL checkpoint with --format vissl."
+    )
     parser.add_argument("checkpoint")
     parser.add_argument("output")
     parser.add_argument("--trunk", default=None, help="trunk name when the file does not record it (default resnet50)")
-    parser.add_argument("--format", default="hub", choices=EXPORT_FORMATS,
-                        help="vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE")
+    parser.add_argument(
+        "--format",
+        default="hub",
+        choices=EXPORT_FORMATS,
+        help="vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE",
+    )
     args = parser.parse_args(argv)
     try:
         state, trunk = export_hub_weights(args.checkpoint, args.output, args.trunk, args.format)

@@ -122,13 +122,17 @@ class ProcessState:
 
     def differences(self, other: "ProcessState") -> List[str]:
         """The names of the settings that differ between two snapshots (empty: the same process state)."""
-        found = [name for name in ("threads", "python_rng", "root_handlers", "root_level", "cwd", "environ",
-                                   "signal_handlers") if getattr(self, name) != getattr(other, name)]
+        found = [
+            name
+            for name in ("threads", "python_rng", "root_handlers", "root_level", "cwd", "environ", "signal_handlers")
+            if getattr(self, name) != getattr(other, name)
+        ]
         found += [f"backend.{k}" for k in self.backend if self.backend[k] != other.backend[k]]
         if not torch.equal(self.torch_rng, other.torch_rng):
             found.append("torch_rng")
-        if len(self.cuda_rng) != len(other.cuda_rng) or any(not torch.equal(a, b)
-                                                            for a, b in zip(self.cuda_rng, other.cuda_rng)):
+        if len(self.cuda_rng) != len(other.cuda_rng) or any(
+            not torch.equal(a, b) for a, b in zip(self.cuda_rng, other.cuda_rng)
+        ):
             found.append("cuda_rng")
         mine, theirs = self.numpy_rng, other.numpy_rng
         if mine[0] != theirs[0] or not np.array_equal(mine[1], theirs[1]) or mine[2:] != theirs[2:]:

@@ -34,7 +34,9 @@ def unknown_name(what: str, name: Any, known: Sequence[str], key: Optional[str] 
     where = f"{key}={name!r}" if key else repr(name)
     nearest = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.0)
     hint = f"nearest: {nearest[0]}; " if nearest else ""
-    return ConfigError(f"{where}: no {what} is registered under this name ({hint}registered: {', '.join(sorted(known))})")
+    return ConfigError(
+        f"{where}: no {what} is registered under this name ({hint}registered: {', '.join(sorted(known))})"
+    )
 
 
 class Registry(_FvcoreRegistry):
@@ -57,6 +59,7 @@ class Registry(_FvcoreRegistry):
     def register(self, name: Any = None) -> Any:
         """``@REG.register("name")`` (or ``@REG.register()``: the object's ``__name__``)."""
         if name is None or isinstance(name, str):
+
             def deco(obj: Any) -> Any:
                 self._do_register(name or obj.__name__, obj)
                 return obj
@@ -90,7 +93,9 @@ class Registry(_FvcoreRegistry):
         self._builtins.extend(retry)
 
     def _import_failures(self, what: str) -> ConfigError:
-        failed = "; ".join(f"built-in module {module} failed to import ({error})" for module, error in self._failed.items())
+        failed = "; ".join(
+            f"built-in module {module} failed to import ({error})" for module, error in self._failed.items()
+        )
         return ConfigError(f"{what}: the {self._name} registry is incomplete: {failed}")
 
     def _all_loaded(self, what: str) -> None:
@@ -126,26 +131,52 @@ class Registry(_FvcoreRegistry):
 
 TRUNKS = Registry("trunk", ["vise_plugin.models.trunks", "vise_plugin.models.clip_trunk"])
 WEIGHT_FORMATS = Registry("weights format", ["vise_plugin.models.weight_formats"])
-TARGET_SOURCES = Registry("target source", ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards",
-                                             "vise_plugin.data.img2dataset_shards"])
+TARGET_SOURCES = Registry(
+    "target source",
+    ["vise_plugin.data.target_sources", "vise_plugin.data.tar_shards", "vise_plugin.data.img2dataset_shards"],
+)
 COMMENT_ENCODERS = Registry("comment encoder", ["vise_plugin.labels.encoders"])
 KMEANS = Registry("K-means back-end", ["vise_plugin.labels.clustering"])
 LR_SCHEDULES = Registry("lr schedule", ["vise_plugin.engine.schedule"])
-ENGINES = Registry("engine", ["vise_plugin.engine.pretrain", "vise_plugin.evaluation.runner",
-                              "vise_plugin.demo.pipeline"])
+ENGINES = Registry(
+    "engine", ["vise_plugin.engine.pretrain", "vise_plugin.evaluation.runner", "vise_plugin.demo.pipeline"]
+)
 BENCHMARK_DATASETS = Registry("benchmark dataset", ["vise_plugin.evaluation.datasets"])
 METRICS = Registry("metric", ["vise_plugin.evaluation.metrics"])
 PROTOCOLS = Registry("evaluation protocol", ["vise_plugin.evaluation.protocols"])
 POOLING = Registry("pooling", ["vise_plugin.evaluation.features"])
 
 #: every fvcore registry of the project, by the name errors use (the smoke tests walk them all)
-REGISTRIES: Dict[str, Registry] = {r._name: r for r in (TRUNKS, WEIGHT_FORMATS, TARGET_SOURCES, COMMENT_ENCODERS, KMEANS, LR_SCHEDULES,
-                                                        ENGINES, BENCHMARK_DATASETS, METRICS, PROTOCOLS, POOLING)}
+REGISTRIES: Dict[str, Registry] = {
+    r._name: r
+    for r in (
+        TRUNKS,
+        WEIGHT_FORMATS,
+        TARGET_SOURCES,
+        COMMENT_ENCODERS,
+        KMEANS,
+        LR_SCHEDULES,
+        ENGINES,
+        BENCHMARK_DATASETS,
+        METRICS,
+        PROTOCOLS,
+        POOLING,
+    )
+}
 
-_CLASSY = {"model": MODEL_REGISTRY, "head": HEAD_REGISTRY, "loss": LOSS_REGISTRY, "dataset": DATASET_REGISTRY,
-           "task": TASK_REGISTRY}
-_CLASSY_BUILD: Dict[str, Callable[[Dict[str, Any]], Any]] = {"model": build_model, "head": build_head,
-                                                            "loss": build_loss, "dataset": build_dataset}
+_CLASSY = {
+    "model": MODEL_REGISTRY,
+    "head": HEAD_REGISTRY,
+    "loss": LOSS_REGISTRY,
+    "dataset": DATASET_REGISTRY,
+    "task": TASK_REGISTRY,
+}
+_CLASSY_BUILD: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+    "model": build_model,
+    "head": build_head,
+    "loss": build_loss,
+    "dataset": build_dataset,
+}
 
 
 def spec(value: Any, key: str) -> Dict[str, Any]:
@@ -163,8 +194,11 @@ def target_size(config: Mapping[str, Any], target: str, key: str = "num_classes"
     channels) to every head config; a one-line error when the data has no such target."""
     targets = config.get("targets") or {}
     if target not in targets or key not in targets[target]:
-        raise ConfigError(f"{config.get('unique_id') or config.get('name') or 'a head or loss'}: needs the {target!r} target, which the data does not give "
-                          f"(it gives {sorted(targets)}); add its source to config.data.sources")
+        raise ConfigError(
+            f"{config.get('unique_id') or config.get('name') or 'a head or loss'}: needs the {target!r} target, "
+            "which the data does not give "
+            f"(it gives {sorted(targets)}); add its source to config.data.sources"
+        )
     return targets[target][key]
 
 
@@ -186,7 +220,33 @@ def build_classy(kind: str, config: Mapping[str, Any], key: str) -> Any:
     return _CLASSY_BUILD[kind](config)
 
 
-__all__ = ["Registry", "REGISTRIES", "TRUNKS", "WEIGHT_FORMATS", "TARGET_SOURCES", "COMMENT_ENCODERS", "KMEANS", "LR_SCHEDULES",
-           "ENGINES", "BENCHMARK_DATASETS", "METRICS", "PROTOCOLS", "POOLING", "build_classy", "require_classy", "spec", "target_size", "unknown_name",
-           "register_model", "register_head", "register_loss", "register_dataset", "register_task", "HEAD_REGISTRY",
-           "LOSS_REGISTRY", "DATASET_REGISTRY", "MODEL_REGISTRY", "TASK_REGISTRY"]
+__all__ = [
+    "Registry",
+    "REGISTRIES",
+    "TRUNKS",
+    "WEIGHT_FORMATS",
+    "TARGET_SOURCES",
+    "COMMENT_ENCODERS",
+    "KMEANS",
+    "LR_SCHEDULES",
+    "ENGINES",
+    "BENCHMARK_DATASETS",
+    "METRICS",
+    "PROTOCOLS",
+    "POOLING",
+    "build_classy",
+    "require_classy",
+    "spec",
+    "target_size",
+    "unknown_name",
+    "register_model",
+    "register_head",
+    "register_loss",
+    "register_dataset",
+    "register_task",
+    "HEAD_REGISTRY",
+    "LOSS_REGISTRY",
+    "DATASET_REGISTRY",
+    "MODEL_REGISTRY",
+    "TASK_REGISTRY",
+]

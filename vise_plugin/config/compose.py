@@ -29,7 +29,7 @@ SHIPPED_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: keys of earlier versions, and what replaced them
 RENAMED = {
     "config.model.tasks": "config.model.heads (e.g. [{name: vise_multi_head, tasks: [comments]}]); web tags are "
-                          "the web_tags source in config.data.sources, web_tag_head and web_tag_loss",
+    "the web_tags source in config.data.sources, web_tag_head and web_tag_loss",
 }
 
 
@@ -94,8 +94,14 @@ def _unknown_key(key: str, known: Set[str], open_prefixes: Set[str]) -> bool:
 
 
 def _experiment_names(roots: Sequence[Path]) -> List[str]:
-    return sorted({str(p.relative_to(root).with_suffix("")) for root in roots for p in root.rglob("*.yaml")
-                   if p.name != "defaults.yaml"})
+    return sorted(
+        {
+            str(p.relative_to(root).with_suffix(""))
+            for root in roots
+            for p in root.rglob("*.yaml")
+            if p.name != "defaults.yaml"
+        }
+    )
 
 
 def _unknown_key_error(key: str, where: str, known: Set[str]) -> ConfigError:
@@ -125,7 +131,7 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
     overrides = [a for a in args if not a.startswith("config=")]
     if len(names) != 1:
         raise ConfigError("give exactly one config=<experiment>, e.g. config=pretrain/vise_r50_1m")
-    name = names[0][len("config="):].removesuffix(".yaml")
+    name = names[0][len("config=") :].removesuffix(".yaml")
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
@@ -133,8 +139,10 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
     folders = [Path(root)] if root else search_path(_config_dirs(parsed))
     primary = next((f for f in folders if (f / f"{name}.yaml").is_file()), None)
     if primary is None:
-        raise ConfigError(f"config={name}: no {name}.yaml in {', '.join(map(str, folders))} "
-                          f"(nearest: {_nearest(name, _experiment_names(folders))})")
+        raise ConfigError(
+            f"config={name}: no {name}.yaml in {', '.join(map(str, folders))} "
+            f"(nearest: {_nearest(name, _experiment_names(folders))})"
+        )
 
     defaults = OmegaConf.load(SHIPPED_CONFIG_DIR / "defaults.yaml")
     known = set(_flat_keys(defaults))
@@ -147,8 +155,12 @@ def compose_config(args: Sequence[str], root: Optional[Path] = None) -> DictConf
             raise _unknown_key_error(o.key_or_group, f"override '{o.input_line}'", known)
     # A component's parameters (and an open mapping's keys) are not all in the defaults: their overrides add
     # keys as well as change them.
-    overrides = [f"++{o.input_line}" if _is_open_key(o.key_or_group, open_prefixes) and not (o.is_add() or o.is_force_add())
-                 else o.input_line for o in parsed]
+    overrides = [
+        f"++{o.input_line}"
+        if _is_open_key(o.key_or_group, open_prefixes) and not (o.is_add() or o.is_force_add())
+        else o.input_line
+        for o in parsed
+    ]
     others = [f"file://{f}" for f in folders if f != primary]
     hydra_overrides = [f"hydra.searchpath=[{','.join(others)}]"] if others else []
     try:

@@ -14,8 +14,10 @@ SKIPPED = "skipped"
 
 def over_budget(skipped: int, seen: int, max_fraction: float) -> str:
     """``"(2.50%, above the 1% allowed by config.data.max_bad_image_fraction)"``, for the errors that stop a run."""
-    return (f"({100 * skipped / seen:.2f}%, above the {100 * max_fraction:g}% allowed by "
-            "config.data.max_bad_image_fraction)")
+    return (
+        f"({100 * skipped / seen:.2f}%, above the {100 * max_fraction:g}% allowed by "
+        "config.data.max_bad_image_fraction)"
+    )
 
 
 def collate_readable(items: Sequence[Dict[str, Any]], collate: Callable = default_collate) -> Dict[str, Any]:
@@ -57,8 +59,13 @@ class BadImageBudget:
         self.seen += read + len(skipped)
         self.skipped += len(skipped)
         for path in skipped:
-            logger.warning("skipped unreadable image %s (%d so far, %.3f%% of %d read)", path, self.skipped,
-                           100 * self.skipped / self.seen, self.seen)
+            logger.warning(
+                "skipped unreadable image %s (%d so far, %.3f%% of %d read)",
+                path,
+                self.skipped,
+                100 * self.skipped / self.seen,
+                self.seen,
+            )
         self.example = skipped[0] if skipped else self.example
         if judge and skipped:
             self.judge(self.skipped, self.seen)
@@ -68,8 +75,10 @@ class BadImageBudget:
         every rank's together) is above the budget."""
         if seen >= self.min_seen and skipped > self.max_fraction * seen:
             example = f"e.g. {self.example}" if self.example else "the images are named in each rank's log"
-            raise InputError(f"{skipped} of {seen} images could not be read "
-                             f"{over_budget(skipped, seen, self.max_fraction)}{self.where}; {example}")
+            raise InputError(
+                f"{skipped} of {seen} images could not be read "
+                f"{over_budget(skipped, seen, self.max_fraction)}{self.where}; {example}"
+            )
 
     def state_dict(self) -> Dict[str, int]:
         return {"seen": self.seen, "skipped": self.skipped}

@@ -69,10 +69,14 @@ def collate_encoded(items: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Items ``{"input": {"encoded", "box"[, "where"]}, "target": ...}`` -> ``{"input": {"encoded": [B
     tensors], "box": (B, 5), "where": [B names or None]}, "target": collated}`` (encoded images differ
     in length, so they stay a list)."""
-    return {"input": {"encoded": [item["input"]["encoded"] for item in items],
-                      "box": torch.stack([item["input"]["box"] for item in items]),
-                      "where": [item["input"].get("where") for item in items]},
-            "target": default_collate([item["target"] for item in items])}
+    return {
+        "input": {
+            "encoded": [item["input"]["encoded"] for item in items],
+            "box": torch.stack([item["input"]["box"] for item in items]),
+            "where": [item["input"].get("where") for item in items],
+        },
+        "target": default_collate([item["target"] for item in items]),
+    }
 
 
 class Decoded(NamedTuple):
@@ -94,8 +98,9 @@ def _probe_jpeg() -> torch.Tensor:
     return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
 
 
-def _decode_one(decode_jpeg: Callable, encoded: torch.Tensor,
-                device: torch.device) -> Tuple[Optional[torch.Tensor], bool]:
+def _decode_one(
+    decode_jpeg: Callable, encoded: torch.Tensor, device: torch.device
+) -> Tuple[Optional[torch.Tensor], bool]:
     """One JPEG ``(n,)`` uint8 -> ``(3, H, W)`` uint8 on ``device``, decoded there or else on the CPU
     (nvJPEG does not take every file libjpeg does), and whether it decoded on ``device``; None when it
     decodes nowhere."""
@@ -145,9 +150,11 @@ class DeviceDecode:
         self._fallback_logged = False
 
     def _unusable(self, device: torch.device, what: str) -> ConfigError:
-        return ConfigError(f"config.data.decode_on=device, config.data.jpeg_decoder={self.decoder}: the decoder "
-                           f"{what}; use config.data.decode_on=loader (decoding in the data-loader workers) or "
-                           "another config.data.jpeg_decoder")
+        return ConfigError(
+            f"config.data.decode_on=device, config.data.jpeg_decoder={self.decoder}: the decoder "
+            f"{what}; use config.data.decode_on=loader (decoding in the data-loader workers) or "
+            "another config.data.jpeg_decoder"
+        )
 
     def probe(self, device: torch.device) -> None:
         """Decodes :func:`_probe_jpeg` on ``device`` (once per device); a :class:`ConfigError` when the
@@ -163,10 +170,15 @@ class DeviceDecode:
             raise self._unusable(device, f"does not decode {test} ({error_summary(e)})") from None
         shape, dtype = tuple(image.shape), str(image.dtype).replace("torch.", "")
         mean = tuple(round(float(c)) for c in image.float().mean((1, 2)).cpu()) if image.dim() == 3 else ()
-        if (shape != (3, PROBE_SIZE, PROBE_SIZE) or image.dtype != torch.uint8 or image.device.type != device.type
-                or max(abs(m - c) for m, c in zip(mean, PROBE_COLOUR)) > 8):
-            raise self._unusable(device, f"decoded {test} to {shape} {dtype} of mean {mean} on {image.device}, "
-                                         f"not {PROBE_COLOUR}")
+        if (
+            shape != (3, PROBE_SIZE, PROBE_SIZE)
+            or image.dtype != torch.uint8
+            or image.device.type != device.type
+            or max(abs(m - c) for m, c in zip(mean, PROBE_COLOUR)) > 8
+        ):
+            raise self._unusable(
+                device, f"decoded {test} to {shape} {dtype} of mean {mean} on {image.device}, not {PROBE_COLOUR}"
+            )
         self._probed.add(device)
 
     def _side_stream(self, device: torch.device) -> Optional["torch.cuda.Stream"]:
@@ -196,12 +208,16 @@ class DeviceDecode:
                 try:
                     self.probe(device)
                 except ConfigError as e:
-                    raise self._unusable(device, f"decoded none of a batch's {len(jpegs)} JPEGs on {device}, of "
-                                                 f"which the CPU decoded {on_cpu} ({error_summary(error)}), and "
-                                                 f"no longer decodes its test JPEG") from e
+                    raise self._unusable(
+                        device,
+                        f"decoded none of a batch's {len(jpegs)} JPEGs on {device}, of "
+                        f"which the CPU decoded {on_cpu} ({error_summary(error)}), and "
+                        f"no longer decodes its test JPEG",
+                    ) from e
             if on_cpu and not self._fallback_logged:
-                logger.warning("a JPEG that %s could not decode was decoded on the CPU (later ones are not logged)",
-                               device)
+                logger.warning(
+                    "a JPEG that %s could not decode was decoded on the CPU (later ones are not logged)", device
+                )
                 self._fallback_logged = True
         for i, image in zip(jpegs, decoded):
             images[i] = image
@@ -232,14 +248,17 @@ class DeviceDecode:
         out = torch.empty(len(keep), 3, self.size, self.size, device=device)
         for j, i in enumerate(keep):
             top, left, height, width, _ = boxes[i]
-            crop = images[i].to(device, non_blocking=True)[None, :, top:top + height, left:left + width].float()
-            out[j] = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", antialias=True,
-                                   align_corners=False)[0]
+            crop = images[i].to(device, non_blocking=True)[None, :, top : top + height, left : left + width].float()
+            out[j] = F.interpolate(
+                crop, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )[0]
         flip = inputs["box"][keep, 4].to(device, non_blocking=True).bool().view(-1, 1, 1, 1)
         out = torch.where(flip, out.flip(-1), out)
         if device not in self._normalise:  # copied to the device once, not every batch
-            self._normalise[device] = (torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255,
-                                       torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
+            self._normalise[device] = (
+                torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255,
+                torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255,
+            )
         mean, std = self._normalise[device]
         out = (out - mean) / std
         out = out.contiguous(memory_format=torch.channels_last) if channels_last else out
@@ -253,8 +272,9 @@ def _select(targets: Any, keep: torch.Tensor) -> Any:
     return targets[keep]
 
 
-def decode_batch(batch: Mapping[str, Any], decode: Callable, device: torch.device,
-                 channels_last: bool = False) -> Tuple[Dict[str, Any], List[str]]:
+def decode_batch(
+    batch: Mapping[str, Any], decode: Callable, device: torch.device, channels_last: bool = False
+) -> Tuple[Dict[str, Any], List[str]]:
     """``batch`` (``{"input": encoded, "target": ...}``, from :func:`collate_encoded`) with ``input`` the
     ``(B', 3, S, S)`` images ``decode`` (a :class:`DeviceDecode`, or any callable returning
     :class:`Decoded` or a tensor) makes on ``device``, and the names of the images that did not decode:

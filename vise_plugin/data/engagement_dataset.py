@@ -25,8 +25,15 @@ class EngagementImages(PretrainingImages):
         tags: web tags to add, or None.
     """
 
-    def __init__(self, store: LabelStore, image_root: str, transform: Callable, indices: Optional[np.ndarray] = None,
-                 skip_unreadable: bool = False, tags: Optional[TagTable] = None):
+    def __init__(
+        self,
+        store: LabelStore,
+        image_root: str,
+        transform: Callable,
+        indices: Optional[np.ndarray] = None,
+        skip_unreadable: bool = False,
+        tags: Optional[TagTable] = None,
+    ):
         sources = [EngagementLabels(store, image_root)] + ([WebTags(tags, image_root)] if tags is not None else [])
         match_sources(sources)
         super().__init__(sources, transform, indices, skip_unreadable)
@@ -46,8 +53,14 @@ class VisEEngagementDataset(PretrainingDataset):
         The other arguments are those of :class:`PretrainingDataset`.
     """
 
-    def __init__(self, labels: str, image_root: Optional[str] = None, tag_list: Optional[str] = None,
-                 tag_vocab: Optional[str] = None, **settings: Any):
+    def __init__(
+        self,
+        labels: str,
+        image_root: Optional[str] = None,
+        tag_list: Optional[str] = None,
+        tag_vocab: Optional[str] = None,
+        **settings: Any,
+    ):
         if bool(tag_list) != bool(tag_vocab):
             raise ValueError("VisEEngagementDataset: give tag_list and tag_vocab together")
         store = LabelStore(labels)
@@ -61,6 +74,10 @@ class VisEEngagementDataset(PretrainingDataset):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "VisEEngagementDataset":
-        return cls(config["labels"], config.get("image_root"), config.get("tag_list"), config.get("tag_vocab"),
-                   **_image_settings(config))
-
+        return cls(
+            config["labels"],
+            config.get("image_root"),
+            config.get("tag_list"),
+            config.get("tag_vocab"),
+            **_image_settings(config),
+        )

@@ -20,13 +20,15 @@ def open_image(path: str, data: Optional[bytes] = None) -> Iterator[Image.Image]
     first. A file that cannot be read or decoded raises one :class:`InputError` naming it.
     """
     try:
-        with (io.BytesIO(data) if data is not None else g_pathmgr.open(path, "rb")) as f:
+        with io.BytesIO(data) if data is not None else g_pathmgr.open(path, "rb") as f:
             yield Image.open(f)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot read image ({e})") from None
 
 
-def load_image(path: str, transform: Callable[[Image.Image], torch.Tensor], data: Optional[bytes] = None) -> torch.Tensor:
+def load_image(
+    path: str, transform: Callable[[Image.Image], torch.Tensor], data: Optional[bytes] = None
+) -> torch.Tensor:
     """``transform`` applied to the lazily opened image at ``path`` (or of its bytes ``data``)."""
     with open_image(path, data) as image:
         return transform(image)
@@ -43,8 +45,12 @@ def cpu_seed(seed: int) -> Iterator[None]:
         yield
 
 
-def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor],
-                      seed: Optional[int] = None, data: Optional[bytes] = None) -> Any:
+def load_seeded_image(
+    path: str,
+    transform: Callable[[Image.Image], torch.Tensor],
+    seed: Optional[int] = None,
+    data: Optional[bytes] = None,
+) -> Any:
     """``load_image``, with the transform's random numbers drawn from ``seed`` when one is given
     (the global random state is left as it was)."""
     if seed is None:
@@ -53,8 +59,13 @@ def load_seeded_image(path: str, transform: Callable[[Image.Image], torch.Tensor
         return load_image(path, transform, data)
 
 
-def load_or_skip(path: str, transform: Callable[[Image.Image], torch.Tensor], seed: Optional[int] = None,
-                 skip_unreadable: bool = False, data: Optional[bytes] = None) -> Any:
+def load_or_skip(
+    path: str,
+    transform: Callable[[Image.Image], torch.Tensor],
+    seed: Optional[int] = None,
+    skip_unreadable: bool = False,
+    data: Optional[bytes] = None,
+) -> Any:
     """``load_seeded_image``; None instead of the :class:`InputError` when ``skip_unreadable``."""
     try:
         return load_seeded_image(path, transform, seed, data)

@@ -65,8 +65,10 @@ def default_index_dir(folder: str, run_dir: str = "") -> str:
     if os.access(folder, os.W_OK):
         return folder
     if not run_dir:
-        raise ConfigError(f"config.data.img2dataset_index: {folder} is not writable; set "
-                          "config.data.img2dataset_index=<a writable folder> for the shard indexes")
+        raise ConfigError(
+            f"config.data.img2dataset_index: {folder} is not writable; set "
+            "config.data.img2dataset_index=<a writable folder> for the shard indexes"
+        )
     return os.path.join(run_dir, "img2dataset_index")
 
 
@@ -161,14 +163,19 @@ def index_tar(tar: str, id_rows: Mapping[str, int], id_column: str) -> Dict[str,
                         sample.unreadable = True
         except (tarfile.ReadError, EOFError) as e:
             counts["truncated"] = 1
-            logger.warning("%s: cut short or damaged (%s); only its samples before that are indexed", tar,
-                           error_text(e))
+            logger.warning(
+                "%s: cut short or damaged (%s); only its samples before that are indexed", tar, error_text(e)
+            )
     close(sample)
     counts["kept"] = len(rows)
     counts["failed"] = max(failed_downloads(os.path.splitext(tar)[0] + ".parquet"), tar_failed)
-    return {"offsets": np.asarray(offsets, dtype=np.int64).reshape(-1, 2), "rows": np.asarray(rows, dtype=np.int64),
-            "keys": np.asarray(keys, dtype=np.int64), "key_width": np.int64(max(widths)),
-            **{name: np.int64(v) for name, v in counts.items()}}
+    return {
+        "offsets": np.asarray(offsets, dtype=np.int64).reshape(-1, 2),
+        "rows": np.asarray(rows, dtype=np.int64),
+        "keys": np.asarray(keys, dtype=np.int64),
+        "key_width": np.int64(max(widths)),
+        **{name: np.int64(v) for name, v in counts.items()},
+    }
 
 
 def _tar_stamp(tar: str) -> Tuple[int, int]:
@@ -181,8 +188,9 @@ def write_index(path: str, index: Dict[str, np.ndarray], stamp: Tuple[int, int])
     file of this process (ranks indexing the same tar at once each rename a whole file)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        np.savez(f, version=np.int64(INDEX_VERSION), tar_size=np.int64(stamp[0]), tar_mtime_ns=np.int64(stamp[1]),
-                 **index)
+        np.savez(
+            f, version=np.int64(INDEX_VERSION), tar_size=np.int64(stamp[0]), tar_mtime_ns=np.int64(stamp[1]), **index
+        )
     os.replace(tmp, path)
 
 
@@ -220,11 +228,19 @@ class Img2DatasetShards(TargetSource):
     ``comment_target`` (as for :class:`EngagementLabels`).
     """
 
-    def __init__(self, folder: str, store: LabelStore, id_column: str = "post_id", comment_target: str = "histogram",
-                 index_dir: Optional[str] = None, image_root: Optional[str] = None):
+    def __init__(
+        self,
+        folder: str,
+        store: LabelStore,
+        id_column: str = "post_id",
+        comment_target: str = "histogram",
+        index_dir: Optional[str] = None,
+        image_root: Optional[str] = None,
+    ):
         self.folder = folder
-        self.labels = EngagementLabels(store, store.meta.get("image_root", "") if image_root is None else image_root,
-                                       comment_target)
+        self.labels = EngagementLabels(
+            store, store.meta.get("image_root", "") if image_root is None else image_root, comment_target
+        )
         self.image_root = self.labels.image_root
         self.id_column = id_column
         self.tars = list_tars(folder, "folder")
@@ -246,21 +262,28 @@ class Img2DatasetShards(TargetSource):
     def check_inputs(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> str:
         folder = params.get("folder") or data_cfg.get("img2dataset")
         if not folder:
-            raise ConfigError("config.data.sources has img2dataset: set config.data.img2dataset=<img2dataset's "
-                              "--output_folder>")
+            raise ConfigError(
+                "config.data.sources has img2dataset: set config.data.img2dataset=<img2dataset's --output_folder>"
+            )
         list_tars(folder, "config.data.img2dataset")
         EngagementLabels.check_inputs(params, data_cfg)
         return folder
 
     @classmethod
-    def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any],
-                    run_dir: str = "") -> "Img2DatasetShards":
+    def from_config(
+        cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = ""
+    ) -> "Img2DatasetShards":
         folder = cls.check_inputs(params, data_cfg)
         store = LabelStore(EngagementLabels.check_inputs(params, data_cfg))
         index_dir = params.get("index_dir") or data_cfg.get("img2dataset_index") or default_index_dir(folder, run_dir)
-        return cls(folder, store, params.get("id_column") or data_cfg.get("img2dataset_id") or "post_id",
-                   _param(params, data_cfg, "comment_target") or "histogram", index_dir,
-                   _param(params, data_cfg, "image_root"))
+        return cls(
+            folder,
+            store,
+            params.get("id_column") or data_cfg.get("img2dataset_id") or "post_id",
+            _param(params, data_cfg, "comment_target") or "histogram",
+            index_dir,
+            _param(params, data_cfg, "image_root"),
+        )
 
     def index_path(self, shard: int) -> str:
         stem = os.path.splitext(os.path.basename(self.tars[shard]))[0]
@@ -269,34 +292,40 @@ class Img2DatasetShards(TargetSource):
     def _index_all(self) -> List[Dict[str, int]]:
         """Every tar's counts, indexing those without a current index (the id -> row map is built only then)."""
         stamps = [_tar_stamp(t) for t in self.tars]
-        counts: List[Optional[Dict[str, int]]] = [read_index_counts(self.index_path(s), stamps[s])
-                                                  for s in range(len(self.tars))]
+        counts: List[Optional[Dict[str, int]]] = [
+            read_index_counts(self.index_path(s), stamps[s]) for s in range(len(self.tars))
+        ]
         missing = [s for s, c in enumerate(counts) if c is None]
         if missing:
             try:
                 os.makedirs(self.index_dir, exist_ok=True)
             except OSError as e:
-                raise ConfigError(f"config.data.img2dataset_index: cannot create {self.index_dir} "
-                                  f"({error_text(e)})") from None
+                raise ConfigError(
+                    f"config.data.img2dataset_index: cannot create {self.index_dir} ({error_text(e)})"
+                ) from None
             store = self.labels.store
             id_rows = {store.ids[i]: i for i in range(len(store))}
-            for s in tqdm(missing, desc=f"indexing {self.folder}", unit="tar", dynamic_ncols=True,
-                          disable=len(missing) <= 4):
+            for s in tqdm(
+                missing, desc=f"indexing {self.folder}", unit="tar", dynamic_ncols=True, disable=len(missing) <= 4
+            ):
                 index = index_tar(self.tars[s], id_rows, self.id_column)
                 try:
                     write_index(self.index_path(s), index, stamps[s])
                 except OSError as e:
-                    raise ConfigError(f"config.data.img2dataset_index: cannot write {self.index_path(s)} "
-                                      f"({error_text(e)})") from None
+                    raise ConfigError(
+                        f"config.data.img2dataset_index: cannot write {self.index_path(s)} ({error_text(e)})"
+                    ) from None
                 counts[s] = {name: int(index[name]) for name in (*COUNTS, "key_width")}
         return counts  # type: ignore[return-value]
 
     def summary(self) -> str:
         """One line: the samples kept and why the others were left out."""
         c = self.counts
-        line = (f"img2dataset shards {self.folder}: {c['kept']:,} samples kept of {c['in_tar']:,} in {c['tars']} tars; "
-                f"{c['failed']:,} failed downloads, {c['unlabelled']:,} without labels, {c['no_image']:,} without an "
-                f"image, {c['unreadable']:,} with an unreadable description skipped")
+        line = (
+            f"img2dataset shards {self.folder}: {c['kept']:,} samples kept of {c['in_tar']:,} in {c['tars']} tars; "
+            f"{c['failed']:,} failed downloads, {c['unlabelled']:,} without labels, {c['no_image']:,} without an "
+            f"image, {c['unreadable']:,} with an unreadable description skipped"
+        )
         if c["truncated"]:
             line += f"; {c['truncated']} tars cut short (indexed up to the cut)"
         return line
@@ -357,8 +386,11 @@ class Img2DatasetShards(TargetSource):
         f.seek(offset)
         data = f.read(size)
         if len(data) < size:
-            report_damaged_shard(self._reported, self.tars[shard],
-                                 f"truncated shard (sample {self.where(i)} needs bytes up to {offset + size})")
+            report_damaged_shard(
+                self._reported,
+                self.tars[shard],
+                f"truncated shard (sample {self.where(i)} needs bytes up to {offset + size})",
+            )
             raise InputError(f"{self.where(i)}: truncated shard")
         return data, self.labels.targets_at(int(index["rows"][pos]))
 
@@ -421,6 +453,7 @@ def list_tars(folder: str, key: str) -> List[str]:
     except OSError as e:
         raise ConfigError(f"{key}={folder}: cannot be listed ({error_text(e)})") from None
     if not names:
-        raise ConfigError(f"{key}={folder}: no *.tar in it; point it at img2dataset's --output_folder "
-                          "(--output_format webdataset)")
+        raise ConfigError(
+            f"{key}={folder}: no *.tar in it; point it at img2dataset's --output_folder (--output_format webdataset)"
+        )
     return [os.path.join(folder, n) for n in names]

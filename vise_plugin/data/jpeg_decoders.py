@@ -44,11 +44,14 @@ def chosen_decoder(name: str = "auto") -> str:
     if name == "auto":
         name = "torchvision" if has_torchvision else "torchcodec"
     if name == "torchcodec" and importlib.util.find_spec("torchcodec") is None:
-        raise ConfigError("config.data.jpeg_decoder=torchcodec needs TorchCodec: pip install torchcodec "
-                          "(or the extra .[torchcodec])")
+        raise ConfigError(
+            "config.data.jpeg_decoder=torchcodec needs TorchCodec: pip install torchcodec (or the extra .[torchcodec])"
+        )
     if name == "torchvision" and not has_torchvision:
-        raise ConfigError(f"config.data.jpeg_decoder=torchvision: torchvision {torchvision.__version__} has no "
-                          "decode_jpeg; use torchcodec")
+        raise ConfigError(
+            f"config.data.jpeg_decoder=torchvision: torchvision {torchvision.__version__} has no "
+            "decode_jpeg; use torchcodec"
+        )
     return name
 
 

@@ -36,7 +36,7 @@ class TargetLayout:
         """``(B, W)`` -> ``{name: (B, *shape)}`` (int64 for the integer targets)."""
         out, start = {}, 0
         for n in self.names:
-            part = packed[:, start:start + self.widths[n]].reshape(packed.shape[0], *self.shapes[n])
+            part = packed[:, start : start + self.widths[n]].reshape(packed.shape[0], *self.shapes[n])
             out[n] = part.round().long() if n in self.integer else part
             start += self.widths[n]
         return out
@@ -45,18 +45,31 @@ class TargetLayout:
 def packed_sources(params: Mapping[str, Any]) -> Sequence[TargetSource]:
     """The target sources that ``params`` names: ``label_store`` (engagement labels) and, with
     ``tag_list`` and ``tag_vocab``, web tags matched by image path."""
-    data = {"labels": params.get("label_store"),
-            "tags": {"list": params.get("tag_list"), "vocab": params.get("tag_vocab"), "text_encoder": None,
-                     "image_root": params.get("tag_image_root")}}
+    data = {
+        "labels": params.get("label_store"),
+        "tags": {
+            "list": params.get("tag_list"),
+            "vocab": params.get("tag_vocab"),
+            "text_encoder": None,
+            "image_root": params.get("tag_image_root"),
+        },
+    }
     names = (["engagement_labels"] if params.get("label_store") else []) + (
-        ["web_tags"] if params.get("tag_list") else [])
+        ["web_tags"] if params.get("tag_list") else []
+    )
     return build_target_sources(names, data)
 
 
 @lru_cache(maxsize=4)
-def _opened(label_store: Optional[str], tag_list: Optional[str], tag_vocab: Optional[str],
-            tag_image_root: Optional[str]) -> Tuple[Sequence[TargetSource], Dict[str, torch.Tensor], TargetLayout]:
-    params = {"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab, "tag_image_root": tag_image_root}
+def _opened(
+    label_store: Optional[str], tag_list: Optional[str], tag_vocab: Optional[str], tag_image_root: Optional[str]
+) -> Tuple[Sequence[TargetSource], Dict[str, torch.Tensor], TargetLayout]:
+    params = {
+        "label_store": label_store,
+        "tag_list": tag_list,
+        "tag_vocab": tag_vocab,
+        "tag_image_root": tag_image_root,
+    }
     sources = packed_sources(params)
     empty = empty_targets(sources)
     return sources, empty, TargetLayout(empty)

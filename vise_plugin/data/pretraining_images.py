@@ -8,9 +8,9 @@ import torch
 from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
+from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, cpu_seed, load_or_skip
 from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources, empty_targets
-from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.errors import InputError
 from vise_plugin.registry import register_dataset
 
@@ -34,8 +34,14 @@ class PretrainingImages(torch.utils.data.Dataset):
             :func:`training_pipeline` gives the one that goes with ``transform``).
     """
 
-    def __init__(self, sources: Sequence[TargetSource], transform: Callable, indices: Optional[np.ndarray] = None,
-                 skip_unreadable: bool = False, collate: Callable = collate_readable):
+    def __init__(
+        self,
+        sources: Sequence[TargetSource],
+        transform: Callable,
+        indices: Optional[np.ndarray] = None,
+        skip_unreadable: bool = False,
+        collate: Callable = collate_readable,
+    ):
         if not sources:
             raise ValueError("PretrainingImages needs at least one target source")
         self.sources = list(sources)
@@ -142,12 +148,22 @@ class PretrainingDataset(ClassyDataset):
     keys fill in what the entries leave out) and ``run_dir``, plus the arguments above.
     """
 
-    def __init__(self, sources: Sequence[TargetSource], batchsize_per_replica: int = 64, image_size: int = 224,
-                 crop_scale_min: float = 0.08, subset: Optional[int] = None, seed: int = 0, shuffle: bool = True,
-                 skip_unreadable: bool = False, decode_on: str = "loader"):
+    def __init__(
+        self,
+        sources: Sequence[TargetSource],
+        batchsize_per_replica: int = 64,
+        image_size: int = 224,
+        crop_scale_min: float = 0.08,
+        subset: Optional[int] = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        skip_unreadable: bool = False,
+        decode_on: str = "loader",
+    ):
         transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
-        images = PretrainingImages(sources, transform, subset_indices(len(sources[0]), subset, seed), skip_unreadable,
-                                   collate)
+        images = PretrainingImages(
+            sources, transform, subset_indices(len(sources[0]), subset, seed), skip_unreadable, collate
+        )
         super().__init__(images, batchsize_per_replica, shuffle, transform=None, num_samples=None)
 
     @classmethod
@@ -159,14 +175,21 @@ class PretrainingDataset(ClassyDataset):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "PretrainingDataset":
         data = config.get("data") or {}
-        sources = build_target_sources(config.get("sources") or data.get("sources") or ["engagement_labels"], data,
-                                       config.get("run_dir", ""))
+        sources = build_target_sources(
+            config.get("sources") or data.get("sources") or ["engagement_labels"], data, config.get("run_dir", "")
+        )
         return cls(sources, **_image_settings(config))
 
 
 def _image_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     """The keyword arguments every classy pretraining dataset shares, from its config."""
-    return {"batchsize_per_replica": config["batchsize_per_replica"], "image_size": config.get("image_size", 224),
-            "crop_scale_min": config.get("crop_scale_min", 0.08), "subset": config.get("subset"),
-            "seed": config.get("seed", 0), "shuffle": config.get("shuffle", True),
-            "skip_unreadable": config.get("skip_unreadable", False), "decode_on": config.get("decode_on", "loader")}
+    return {
+        "batchsize_per_replica": config["batchsize_per_replica"],
+        "image_size": config.get("image_size", 224),
+        "crop_scale_min": config.get("crop_scale_min", 0.08),
+        "subset": config.get("subset"),
+        "seed": config.get("seed", 0),
+        "shuffle": config.get("shuffle", True),
+        "skip_unreadable": config.get("skip_unreadable", False),
+        "decode_on": config.get("decode_on", "loader"),
+    }

@@ -41,8 +41,16 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
 
     elastic = True  # resumes at any sample position, with any number of ranks, batch size or workers
 
-    def __init__(self, num_items: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True, groups: Optional[Sequence[int]] = None):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        groups: Optional[Sequence[int]] = None,
+    ):
         if num_items <= 0:
             raise ValueError("ResumableBatchSampler needs at least one item")
         self.num_items = num_items
@@ -82,11 +90,16 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         if self.shuffle and self.groups is not None:
             generator = torch.Generator().manual_seed(self.seed * SEED_STRIDE + self.epoch)
             starts = torch.cumsum(torch.tensor([0] + self.groups[:-1]), 0)
-            order = torch.cat([starts[g] + torch.randperm(self.groups[g], generator=generator)
-                               for g in torch.randperm(len(self.groups), generator=generator).tolist()])
+            order = torch.cat(
+                [
+                    starts[g] + torch.randperm(self.groups[g], generator=generator)
+                    for g in torch.randperm(len(self.groups), generator=generator).tolist()
+                ]
+            )
         elif self.shuffle:
-            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(
-                self.seed * SEED_STRIDE + self.epoch))
+            order = torch.randperm(
+                self.num_items, generator=torch.Generator().manual_seed(self.seed * SEED_STRIDE + self.epoch)
+            )
         else:
             order = torch.arange(self.num_items)
         return order
@@ -94,14 +107,14 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     def epoch_items(self) -> torch.Tensor:
         """``(n,)`` int64: this rank's items of the current epoch from ``start_sample`` on, in order."""
         order = self.epoch_order()
-        rest = order[self.start_sample:]
+        rest = order[self.start_sample :]
         padding = -len(rest) % self.world_size
         if padding:
             rest = torch.cat([rest, order.repeat(-(-padding // self.num_items))[:padding]])
-        return rest[self.rank::self.world_size]
+        return rest[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         items = self.epoch_items().tolist()
         base = (self.seed * SEED_STRIDE + self.epoch) * self.num_items
         for start in range(0, len(items), self.batch_size):
-            yield [(item, base + item) for item in items[start:start + self.batch_size]]
+            yield [(item, base + item) for item in items[start : start + self.batch_size]]

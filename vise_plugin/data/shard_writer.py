@@ -4,7 +4,8 @@ The label store's rows are cut into shards of ``samples_per_shard`` consecutive 
 mean file size of a sample of the images so that a shard is about ``shard_bytes``. Each shard is one
 job (local processes or a submitit array, like the label job): it writes ``shard-NNNNNN.tar`` and its
 index under temporary names, then its summary; a rerun skips the shards complete on disk (summary,
-index, and a tar file of the summary's size), so a killed job loses only the shards it was writing. ``manifest.json`` is written last.
+index, and a tar file of the summary's size), so a killed job loses only the shards it was writing.
+``manifest.json`` is written last.
 """
 
 import io
@@ -54,11 +55,13 @@ def plan_shards(label_store: str, image_root: str, output: str, shard_bytes: int
     if len(store) == 0:
         raise ConfigError(f"{label_store}: the label store has no posts to write")
     rows = np.unique(np.linspace(0, len(store) - 1, min(probe, len(store))).astype(np.int64))
-    sizes = [os.path.getsize(p) for p in (os.path.join(image_root, store.images[int(r)]) for r in rows)
-             if os.path.exists(p)]
+    sizes = [
+        os.path.getsize(p) for p in (os.path.join(image_root, store.images[int(r)]) for r in rows) if os.path.exists(p)
+    ]
     if not sizes:
-        raise ConfigError(f"none of {len(rows)} probed images of {label_store} exists under {image_root}; "
-                          "set config.data.image_root")
+        raise ConfigError(
+            f"none of {len(rows)} probed images of {label_store} exists under {image_root}; set config.data.image_root"
+        )
     per_shard = max(1, int(shard_bytes // (np.mean(sizes) + 1024)))  # + the members' headers and the json
     return ShardPlan(label_store, image_root, output, per_shard, len(store))
 
@@ -111,9 +114,15 @@ def write_shard(plan: ShardPlan, shard: int) -> Dict[str, Any]:
             images.append(store.images[row])
     index = _index(base + ".tar.tmp", len(rows))
     np.save(base + ".idx.tmp.npy", index)
-    summary = {"name": shard_name(shard), "samples": len(rows), "rows": [rows[0], rows[-1]] if rows else [],
-               "bytes": os.path.getsize(base + ".tar.tmp"), "sha256": file_sha256(base + ".tar.tmp"),
-               "skipped": skipped, "images": images}
+    summary = {
+        "name": shard_name(shard),
+        "samples": len(rows),
+        "rows": [rows[0], rows[-1]] if rows else [],
+        "bytes": os.path.getsize(base + ".tar.tmp"),
+        "sha256": file_sha256(base + ".tar.tmp"),
+        "skipped": skipped,
+        "images": images,
+    }
     os.replace(base + ".tar.tmp", base + ".tar")
     os.replace(base + ".idx.tmp.npy", base + ".idx.npy")
     with open(summary_path + ".tmp", "w") as f:
@@ -136,11 +145,16 @@ def _index(tar_path: str, num_samples: int) -> np.ndarray:
 
 def write_manifest(plan: ShardPlan, summaries: List[Dict[str, Any]]) -> Dict[str, Any]:
     store = LabelStore(plan.label_store)
-    manifest = {"format": FORMAT, "label_store": plan.label_store, "image_root": plan.image_root,
-                "tasks": {t: {"k": store.num_classes(t)} for t in ("comments", "reactions")},
-                "plan": asdict(plan), "num_samples": sum(s["samples"] for s in summaries),
-                "skipped": sum(len(s["skipped"]) for s in summaries),
-                "shards": [{k: s[k] for k in ("name", "samples", "rows", "bytes", "sha256")} for s in summaries]}
+    manifest = {
+        "format": FORMAT,
+        "label_store": plan.label_store,
+        "image_root": plan.image_root,
+        "tasks": {t: {"k": store.num_classes(t)} for t in ("comments", "reactions")},
+        "plan": asdict(plan),
+        "num_samples": sum(s["samples"] for s in summaries),
+        "skipped": sum(len(s["skipped"]) for s in summaries),
+        "shards": [{k: s[k] for k in ("name", "samples", "rows", "bytes", "sha256")} for s in summaries],
+    }
     path = os.path.join(plan.output, MANIFEST)
     with open(path + ".tmp", "w") as f:
         json.dump(manifest, f, indent=1)
@@ -170,19 +184,32 @@ def run_shard_job(cfg: Any) -> Dict[str, Any]:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{plan_path}: unreadable ({e}); delete it to plan the shards again") from None
         if os.path.abspath(plan.label_store) != os.path.abspath(cfg.data.labels):
-            raise ConfigError(f"{s.output} holds shards of {plan.label_store}, not of {cfg.data.labels}; "
-                              "write into another config.shards.output")
+            raise ConfigError(
+                f"{s.output} holds shards of {plan.label_store}, not of {cfg.data.labels}; "
+                "write into another config.shards.output"
+            )
     else:
         plan = plan_shards(cfg.data.labels, image_root, s.output, int(s.shard_bytes))
         with open(plan_path + ".tmp", "w") as f:
             json.dump(asdict(plan), f)
         os.replace(plan_path + ".tmp", plan_path)
-    logger.info("writing %d posts of %s as %d shard(s) of %d into %s", plan.num_samples, plan.label_store,
-                plan.num_shards, plan.samples_per_shard, plan.output)
+    logger.info(
+        "writing %d posts of %s as %d shard(s) of %d into %s",
+        plan.num_samples,
+        plan.label_store,
+        plan.num_shards,
+        plan.samples_per_shard,
+        plan.output,
+    )
     slurm = OmegaConf.to_container(cfg.slurm, resolve=True)
     with JobRunner(s.num_workers, slurm, os.path.join(s.output, "logs"), list(cfg.imports)) as runner:
         summaries = runner.map(write_shard, [(plan, j) for j in range(plan.num_shards)], "writing shards")
     manifest = write_manifest(plan, summaries)
-    logger.info("wrote %d samples in %d shards to %s (%d images missing, left out)", manifest["num_samples"],
-                len(summaries), plan.output, manifest["skipped"])
+    logger.info(
+        "wrote %d samples in %d shards to %s (%d images missing, left out)",
+        manifest["num_samples"],
+        len(summaries),
+        plan.output,
+        manifest["skipped"],
+    )
     return manifest

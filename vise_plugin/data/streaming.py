@@ -29,9 +29,9 @@ import os
 import random
 import tarfile
 import time
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 from urllib.request import url2pathname
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,8 +45,7 @@ from vise_plugin.data.device_decode import named, training_pipeline
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.pretraining_images import subset_indices
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
-from vise_plugin.data.tar_shards import (MANIFEST, ShardTargets, read_manifest, report_damaged_shard,
-                                         sample_key)
+from vise_plugin.data.tar_shards import MANIFEST, ShardTargets, read_manifest, report_damaged_shard, sample_key
 from vise_plugin.errors import ConfigError, InputError, error_text
 from vise_plugin.registry import register_dataset
 
@@ -119,9 +118,11 @@ def check_shard_location(folder: str, url_prefix: Optional[str] = None) -> None:
     scheme = urlparse(location).scheme if url_prefix or "://" in folder else ""
     if scheme and scheme != "file" and scheme not in gopen_schemes:
         advice = "" if url_prefix else "set url_prefix to where WebDataset reads the shards: "
-        raise ConfigError(f"{key}={location!r}: WebDataset opens no {scheme}: URLs; {advice}use a local folder, "
-                          f"file://<folder>, pipe:<command writing the shard named last to stdout>, or one of "
-                          f"{', '.join(sorted(k for k in gopen_schemes if not k.startswith('_')))}")
+        raise ConfigError(
+            f"{key}={location!r}: WebDataset opens no {scheme}: URLs; {advice}use a local folder, "
+            f"file://<folder>, pipe:<command writing the shard named last to stdout>, or one of "
+            f"{', '.join(sorted(k for k in gopen_schemes if not k.startswith('_')))}"
+        )
 
 
 def local_folder(folder: str, url_prefix: Optional[str]) -> Optional[str]:
@@ -158,22 +159,35 @@ class StreamingShards(torch.utils.data.IterableDataset):
 
     resume_needs_same_workers = True  # the lanes are the data-loader's workers
 
-    def __init__(self, folder: str, batch_size: int, transform: Callable, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 collate: Callable = collate_readable, comment_target: str = "histogram",
-                 subset: Optional[int] = None, read_attempts: int = 3, retry_delay_s: float = 1.0):
+    def __init__(
+        self,
+        folder: str,
+        batch_size: int,
+        transform: Callable,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        buffer: int = 1000,
+        url_prefix: Optional[str] = None,
+        collate: Callable = collate_readable,
+        comment_target: str = "histogram",
+        subset: Optional[int] = None,
+        read_attempts: int = 3,
+        retry_delay_s: float = 1.0,
+    ):
         check_shard_location(folder, url_prefix)
         if int(read_attempts) < 1 or retry_delay_s < 0:
-            raise ConfigError(f"config.data.dataset: read_attempts={read_attempts} and retry_delay_s={retry_delay_s}; "
-                              "read_attempts is at least 1, retry_delay_s at least 0")
+            raise ConfigError(
+                f"config.data.dataset: read_attempts={read_attempts} and retry_delay_s={retry_delay_s}; "
+                "read_attempts is at least 1, retry_delay_s at least 0"
+            )
         manifest = read_manifest(folder)
         self.names = [s["name"] for s in manifest["shards"]]
         self.urls = [f"{url_prefix or folder}/{name}.tar" for name in self.names]
         self.sizes = [int(s["samples"]) for s in manifest["shards"]]
         kept = subset_indices(sum(self.sizes), subset, seed)
         starts = np.cumsum([0] + self.sizes).tolist()
-        self.kept = None if kept is None else [kept[(kept >= a) & (kept < b)] - a
-                                               for a, b in zip(starts, starts[1:])]
+        self.kept = None if kept is None else [kept[(kept >= a) & (kept < b)] - a for a, b in zip(starts, starts[1:])]
         self.counts = self.sizes if self.kept is None else [len(k) for k in self.kept]  # the samples each shard gives
         self.local = local_folder(folder, url_prefix)
         self.read_attempts, self.retry_delay_s = int(read_attempts), retry_delay_s
@@ -194,7 +208,8 @@ class StreamingShards(torch.utils.data.IterableDataset):
         return max(self.num_items // (self.world_size * self.batch_size), 1)
 
     def lane_runs(self, lane: int, lanes: int) -> List[Run]:
-        """The runs of samples lane ``lane`` of ``lanes`` reads this epoch (its batches ``j``, ``j % lanes == lane``)."""
+        """The runs of samples lane ``lane`` of ``lanes`` reads this epoch (its batches ``j``,
+        ``j % lanes == lane``)."""
         quotas = [len(range(k, len(self), lanes)) for k in range(lanes)]
         order = list(range(len(self.urls)))
         random.Random(self.seed * SEED_STRIDE + self.epoch).shuffle(order)
@@ -219,7 +234,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         """The places in its shard of ``run``'s samples (with ``subset``: of the shard's subset samples)."""
         if self.kept is None:
             return list(range(run.start, run.stop))
-        return self.kept[run.shard][run.start:run.stop].tolist()
+        return self.kept[run.shard][run.start : run.stop].tolist()
 
     def _read(self, runs: Sequence[Run]) -> Iterator[Tuple[Dict[str, Any], int]]:
         """``(raw sample, epoch position)`` of every sample of ``runs``, in order, reading nothing of a
@@ -245,8 +260,13 @@ class StreamingShards(torch.utils.data.IterableDataset):
                     failures = 1 if got > before else failures + 1
                     if got < len(wanted) and _transient(e) and failures < self.read_attempts:
                         delay = self.retry_delay_s * 2 ** (failures - 1)
-                        logger.warning("%s: %s; read again from sample %d in %.3g s", self.urls[run.shard],
-                                       error_text(e), wanted[got], delay)
+                        logger.warning(
+                            "%s: %s; read again from sample %d in %.3g s",
+                            self.urls[run.shard],
+                            error_text(e),
+                            wanted[got],
+                            delay,
+                        )
                         time.sleep(delay)
                         continue
                     if got < len(wanted):
@@ -293,8 +313,10 @@ class StreamingShards(torch.utils.data.IterableDataset):
         """The local shard file positioned at sample ``start``'s first member header; None when the
         index is missing or does not point at that member."""
         try:
-            row, jpg_offset = (int(v) for v in np.load(os.path.join(self.folder, f"{self.names[shard]}.idx.npy"),
-                                                     mmap_mode="r")[start, :2])
+            row, jpg_offset = (
+                int(v)
+                for v in np.load(os.path.join(self.folder, f"{self.names[shard]}.idx.npy"), mmap_mode="r")[start, :2]
+            )
             f = open(os.path.join(self.local, f"{self.names[shard]}.tar"), "rb")
         except (OSError, ValueError, IndexError):
             return None
@@ -348,15 +370,39 @@ class StreamingShardsDataset(ClassyDataset):
     ``retry_delay_s``, and the image settings, ``subset`` and seed every pretraining dataset gets; the
     rank and world size come from the environment (``torchrun`` / the submitit launcher)."""
 
-    def __init__(self, folder: str, batchsize_per_replica: int = 64, image_size: int = 224,
-                 crop_scale_min: float = 0.08, seed: int = 0, buffer: int = 1000, url_prefix: Optional[str] = None,
-                 decode_on: str = "loader", comment_target: str = "histogram", subset: Optional[int] = None,
-                 read_attempts: int = 3, retry_delay_s: float = 1.0):
+    def __init__(
+        self,
+        folder: str,
+        batchsize_per_replica: int = 64,
+        image_size: int = 224,
+        crop_scale_min: float = 0.08,
+        seed: int = 0,
+        buffer: int = 1000,
+        url_prefix: Optional[str] = None,
+        decode_on: str = "loader",
+        comment_target: str = "histogram",
+        subset: Optional[int] = None,
+        read_attempts: int = 3,
+        retry_delay_s: float = 1.0,
+    ):
         from vise_plugin.engine.distributed import rank_from_env, world_size_from_env
 
         transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
-        stream = StreamingShards(folder, batchsize_per_replica, transform, rank_from_env(), world_size_from_env(), seed,
-                                 buffer, url_prefix, collate, comment_target, subset, read_attempts, retry_delay_s)
+        stream = StreamingShards(
+            folder,
+            batchsize_per_replica,
+            transform,
+            rank_from_env(),
+            world_size_from_env(),
+            seed,
+            buffer,
+            url_prefix,
+            collate,
+            comment_target,
+            subset,
+            read_attempts,
+            retry_delay_s,
+        )
         super().__init__(stream, batchsize_per_replica, False, transform=None, num_samples=None)
 
     @classmethod
@@ -371,8 +417,17 @@ class StreamingShardsDataset(ClassyDataset):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "StreamingShardsDataset":
         folder = cls.check_inputs(config)
-        return cls(folder, config["batchsize_per_replica"], config.get("image_size", 224),
-                   config.get("crop_scale_min", 0.08), config.get("seed", 0), config.get("buffer", 1000),
-                   config.get("url_prefix"), config.get("decode_on", "loader"),
-                   (config.get("data") or {}).get("comment_target") or "histogram", config.get("subset"),
-                   config.get("read_attempts", 3), config.get("retry_delay_s", 1.0))
+        return cls(
+            folder,
+            config["batchsize_per_replica"],
+            config.get("image_size", 224),
+            config.get("crop_scale_min", 0.08),
+            config.get("seed", 0),
+            config.get("buffer", 1000),
+            config.get("url_prefix"),
+            config.get("decode_on", "loader"),
+            (config.get("data") or {}).get("comment_target") or "histogram",
+            config.get("subset"),
+            config.get("read_attempts", 3),
+            config.get("retry_delay_s", 1.0),
+        )

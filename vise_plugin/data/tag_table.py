@@ -46,7 +46,7 @@ def read_tag_jsonl(path: str) -> Entries:
                 record = json.loads(line)
                 image, tags = record["image"], record.get("tags", [])
             except (ValueError, KeyError, TypeError):
-                raise InputError(f"{path}:{line_no}: expected {{\"image\": ..., \"tags\": [...]}}") from None
+                raise InputError(f'{path}:{line_no}: expected {{"image": ..., "tags": [...]}}') from None
             if not isinstance(image, str) or not isinstance(tags, list):
                 raise InputError(f"{path}:{line_no}: 'image' must be a string and 'tags' a list")
             entries.append((image, [str(t) for t in tags]))
@@ -104,4 +104,3 @@ class TagTable:
         if row is not None and len(self.tags[row]):
             out[torch.from_numpy(self.tags[row])] = 1.0 / len(self.tags[row])
         return out
-

@@ -94,8 +94,10 @@ class ShardTargets:
         lacks them."""
         try:
             comments = comment_histogram(meta["comments"], self.tasks["comments"], self.uniform)
-            return {"comments": torch.from_numpy(comments),
-                    "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64)}
+            return {
+                "comments": torch.from_numpy(comments),
+                "reactions": torch.tensor(int(meta["reactions"]), dtype=torch.int64),
+            }
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise InputError(f"{where}: unreadable sample description ({e!r})") from None
 
@@ -145,8 +147,10 @@ class TarShards(TargetSource):
 
     @classmethod
     def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> "TarShards":
-        return cls(cls.check_inputs(params, data_cfg),
-                   params.get("comment_target") or data_cfg.get("comment_target") or "histogram")
+        return cls(
+            cls.check_inputs(params, data_cfg),
+            params.get("comment_target") or data_cfg.get("comment_target") or "histogram",
+        )
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -226,8 +230,10 @@ class TarShards(TargetSource):
         f.seek(json_offset)
         described = f.read(json_size)
         if len(described) < json_size or (with_image and len(image) < jpg_size):
-            self._report(self._path(shard, ".tar"),
-                         f"truncated shard (sample {self.where(i)} needs bytes up to {json_offset + json_size})")
+            self._report(
+                self._path(shard, ".tar"),
+                f"truncated shard (sample {self.where(i)} needs bytes up to {json_offset + json_size})",
+            )
             raise InputError(f"{self.where(i)}: truncated shard")
         where = self.where(i)
         try:
@@ -274,7 +280,13 @@ class TarShards(TargetSource):
 def sample_json(store: Any, row: int) -> bytes:
     """The ``<key>.json`` member of store row ``row``."""
     pairs = store.comment_pairs(row)
-    return json.dumps({"id": store.ids[row], "row": int(row), "image": store.images[row],
-                       "comments": [[int(c), int(n)] for c, n in pairs],
-                       "reactions": int(store.reactions[row])}, sort_keys=True).encode()
-
+    return json.dumps(
+        {
+            "id": store.ids[row],
+            "row": int(row),
+            "image": store.images[row],
+            "comments": [[int(c), int(n)] for c, n in pairs],
+            "reactions": int(store.reactions[row]),
+        },
+        sort_keys=True,
+    ).encode()

@@ -54,7 +54,7 @@ def relative_image_path(path: str, image_root: str) -> str:
         if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
             path = rel
     elif root and path.startswith(root + "/"):  # a path under a URL root, or a relative path under a relative root
-        path = path[len(root):].lstrip("/")
+        path = path[len(root) :].lstrip("/")
     return image_key(path)
 
 
@@ -98,8 +98,10 @@ class TargetSource:
         ``unmatched_empty``, else an :class:`InputError` naming the path and the source."""
         if self.unmatched_empty:
             return self.empty()
-        raise InputError(f"{path}: not an image of {self.describe()} (its paths are relative to "
-                         f"{self.image_root or 'the working directory'})")
+        raise InputError(
+            f"{path}: not an image of {self.describe()} (its paths are relative to "
+            f"{self.image_root or 'the working directory'})"
+        )
 
     def empty(self) -> Targets:
         raise NotImplementedError
@@ -133,9 +135,11 @@ def match_sources(sources: Sequence[TargetSource], max_unmatched: Sequence[Optio
             continue
         summary = f"{len(missing):,} of the {checked} are not in it (e.g. {', '.join(missing[:5])})"
         if len(missing) == len(paths) or len(missing) > limit * len(paths):
-            raise InputError(f"{source.describe()}: {summary}; the sources after the first add their targets to its "
-                             f"images by relative path, and none matching or more than {limit:.0%} unmatched stops the "
-                             "run (max_unmatched_fraction of the source's config.data.sources entry)")
+            raise InputError(
+                f"{source.describe()}: {summary}; the sources after the first add their targets to its "
+                f"images by relative path, and none matching or more than {limit:.0%} unmatched stops the "
+                "run (max_unmatched_fraction of the source's config.data.sources entry)"
+            )
         logger.warning("%s: %s; they learn nothing from it", source.describe(), summary)
         source.unmatched_empty = True
 
@@ -184,14 +188,20 @@ class EngagementLabels(TargetSource):
         if not path or not g_pathmgr.exists(os.path.join(path, "meta.json")):
             raise ConfigError(
                 f"label store not found: {path or '(unset)'}; point config.data.labels=<folder> at one "
-                "written by tools/generate_labels.py")
+                "written by tools/generate_labels.py"
+            )
         return path
 
     @classmethod
-    def from_config(cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = "") -> "EngagementLabels":
+    def from_config(
+        cls, params: Mapping[str, Any], data_cfg: Mapping[str, Any], run_dir: str = ""
+    ) -> "EngagementLabels":
         store = LabelStore(cls.check_inputs(params, data_cfg))
-        return cls(store, _param(params, data_cfg, "image_root") or store.meta.get("image_root", ""),
-                   _param(params, data_cfg, "comment_target") or "histogram")
+        return cls(
+            store,
+            _param(params, data_cfg, "image_root") or store.meta.get("image_root", ""),
+            _param(params, data_cfg, "comment_target") or "histogram",
+        )
 
     def __len__(self) -> int:
         return len(self.store)
@@ -200,8 +210,10 @@ class EngagementLabels(TargetSource):
         return self.store.images[row]
 
     def targets_at(self, row: int) -> Targets:
-        return {"comments": torch.from_numpy(self.store.comment_histogram(row, self.uniform)),
-                "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64)}
+        return {
+            "comments": torch.from_numpy(self.store.comment_histogram(row, self.uniform)),
+            "reactions": torch.tensor(int(self.store.reactions[row]), dtype=torch.int64),
+        }
 
     def row_of(self, path: str) -> Optional[int]:
         """The store row of image ``path`` (see :func:`relative_image_path`), None when the store has none."""
@@ -217,8 +229,10 @@ class EngagementLabels(TargetSource):
         return self.unlisted(path) if row is None else self.targets_at(row)
 
     def empty(self) -> Targets:
-        return {"comments": torch.zeros(self.store.num_classes("comments")),
-                "reactions": torch.tensor(-1, dtype=torch.int64)}
+        return {
+            "comments": torch.zeros(self.store.num_classes("comments")),
+            "reactions": torch.tensor(-1, dtype=torch.int64),
+        }
 
     def specs(self) -> Dict[str, Dict[str, Any]]:
         return {task: {"num_classes": self.store.num_classes(task)} for task in ("comments", "reactions")}
@@ -254,8 +268,10 @@ class WebTags(TargetSource):
         for key in ("list", "vocab"):
             value = _param(params, data_cfg, key, "tags")
             if not value:
-                raise ConfigError("config.data.sources has web_tags: set config.data.tags.list=<.pkl or .jsonl> and "
-                                  "config.data.tags.vocab=<one tag per line>")
+                raise ConfigError(
+                    "config.data.sources has web_tags: set config.data.tags.list=<.pkl or .jsonl> and "
+                    "config.data.tags.vocab=<one tag per line>"
+                )
             if not g_pathmgr.exists(value):
                 raise ConfigError(f"config.data.tags.{key}: {value} not found")
 
@@ -313,7 +329,9 @@ def build_target_sources(sources: Sequence[Any], data_cfg: Mapping[str, Any], ru
     for i, entry in enumerate(source_entries(sources)):
         cls = TARGET_SOURCES.get(entry["name"], f"config.data.sources[{i}]")
         limit = entry.get("max_unmatched_fraction")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit <= 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit <= 1
+        ):
             raise ConfigError(f"config.data.sources[{i}].max_unmatched_fraction={limit!r}: use a share from 0 to 1")
         max_unmatched.append(limit)
         params = {k: v for k, v in entry.items() if k not in ("name", "max_unmatched_fraction")}

@@ -34,8 +34,16 @@ class DraftRandomResizedCrop(T.RandomResizedCrop):
             reduce *= 2
         image = _draft(image, (max(1, full_w // reduce), max(1, full_h // reduce)))
         sx, sy = image.size[0] / full_w, image.size[1] / full_h
-        return F.resized_crop(image, round(top * sy), round(left * sx), max(1, round(height * sy)),
-                              max(1, round(width * sx)), self.size, self.interpolation, antialias=self.antialias)
+        return F.resized_crop(
+            image,
+            round(top * sy),
+            round(left * sx),
+            max(1, round(height * sy)),
+            max(1, round(width * sx)),
+            self.size,
+            self.interpolation,
+            antialias=self.antialias,
+        )
 
 
 class DraftToShortSide(torch.nn.Module):
@@ -64,5 +72,6 @@ def train_transform(size: int, crop_scale_min: float = 0.08) -> T.Compose:
 def eval_transform(size: int, resize_ratio: float = 256 / 224) -> T.Compose:
     """PIL image -> ``(3, size, size)``: resize the short side to ``size * resize_ratio``, centre crop."""
     resize = round(size * resize_ratio)
-    return T.Compose([DraftToShortSide(resize), T.Resize(resize), T.CenterCrop(size), T.ToTensor(),
-                      T.Normalize(MEAN, STD)])
+    return T.Compose(
+        [DraftToShortSide(resize), T.Resize(resize), T.CenterCrop(size), T.ToTensor(), T.Normalize(MEAN, STD)]
+    )

@@ -11,7 +11,6 @@ from vise_plugin.demo.world import generate_downstream, generate_posts, write_de
 from vise_plugin.engine.pretrain import pretrain
 from vise_plugin.engine.run_folder import setup_logging
 from vise_plugin.errors import ConfigError
-from vise_plugin.registry import ENGINES
 from vise_plugin.evaluation import evaluate_trunk
 from vise_plugin.evaluation.datasets import read_image_folder
 from vise_plugin.evaluation.results import append_metrics
@@ -19,6 +18,7 @@ from vise_plugin.labels import LabelStore
 from vise_plugin.labels.job.pipeline import run_label_job
 from vise_plugin.models import build_trunk
 from vise_plugin.process_state import keeps_process_state
+from vise_plugin.registry import ENGINES
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     world = os.path.join(cfg.run_dir, "world")
     logger.info("1/4 generating the demo world in %s", world)
     generate_posts(world, demo.num_posts, demo.world_seed, cfg.data.image_size)
-    downstream = generate_downstream(os.path.join(world, "downstream"), dict(demo.downstream_per_class),
-                                     demo.world_seed + 1, cfg.data.image_size)
+    downstream = generate_downstream(
+        os.path.join(world, "downstream"), dict(demo.downstream_per_class), demo.world_seed + 1, cfg.data.image_size
+    )
     logger.info("2/4 generating labels into %s", cfg.labels.output)
     run_label_job(cfg)
     logger.info("3/4 pretraining: %s", ", ".join(demo.sources[s].label for s in sources))
@@ -88,8 +89,9 @@ def run_demo(root_cfg: DictConfig) -> Dict[str, Dict]:
     data = read_image_folder(downstream, seed=cfg.seed)
     results = {}
     for name, (key, trunk) in trunks.items():
-        run = evaluate_trunk(trunk, data, cfg.benchmark, cfg.run_dir, "cpu", cfg.seed,
-                             os.path.join(cfg.run_dir, f"cam_{key}.png"))
+        run = evaluate_trunk(
+            trunk, data, cfg.benchmark, cfg.run_dir, "cpu", cfg.seed, os.path.join(cfg.run_dir, f"cam_{key}.png")
+        )
         results[name] = run["summary"]
     table = format_table(results)
     append_metrics(os.path.join(cfg.run_dir, "metrics.json"), {"benchmark": "demo_linear", "summary": results})

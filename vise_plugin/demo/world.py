@@ -48,8 +48,13 @@ SCENE_TINTS = {"beach": (200, 180, 120), "city": (110, 110, 130), "home": (150, 
 
 def _shape_points(emotion: str, cx: float, cy: float, r: float, angle: float) -> List[tuple]:
     def ring(n, radii):
-        return [(cx + radii[i % len(radii)] * math.cos(angle + 2 * math.pi * i / n),
-                 cy + radii[i % len(radii)] * math.sin(angle + 2 * math.pi * i / n)) for i in range(n)]
+        return [
+            (
+                cx + radii[i % len(radii)] * math.cos(angle + 2 * math.pi * i / n),
+                cy + radii[i % len(radii)] * math.sin(angle + 2 * math.pi * i / n),
+            )
+            for i in range(n)
+        ]
 
     if emotion == "anger":
         return ring(3, [r])
@@ -62,8 +67,9 @@ def _shape_points(emotion: str, cx: float, cy: float, r: float, angle: float) ->
     return []
 
 
-def draw_image(emotion: str, scene: str, rng: np.random.Generator, size: int = 32,
-               render: bool = True) -> Optional[Image.Image]:
+def draw_image(
+    emotion: str, scene: str, rng: np.random.Generator, size: int = 32, render: bool = True
+) -> Optional[Image.Image]:
     """A ``size`` x ``size`` RGB picture: scene-tinted noisy background, clutter, one emotion shape.
     ``render=False`` draws the same numbers from ``rng`` and returns None (no picture is painted)."""
     s = 2 * size
@@ -132,11 +138,14 @@ def generate_posts(folder: str, num_posts: int, seed: int, image_size: int = 32,
         if images:
             image.save(os.path.join(folder, rel), quality=95)
         n_comments = 0 if rng.random() < 0.08 else int(rng.integers(1, 16))
-        records.append(EngagementRecord(
-            id=f"post{i:06d}", image=rel,
-            comments=[make_comment(emotion, scene, rng) for _ in range(n_comments)],
-            reactions=make_reactions(emotion, rng),
-        ))
+        records.append(
+            EngagementRecord(
+                id=f"post{i:06d}",
+                image=rel,
+                comments=[make_comment(emotion, scene, rng) for _ in range(n_comments)],
+                reactions=make_reactions(emotion, rng),
+            )
+        )
     path = os.path.join(folder, "posts.jsonl")
     write_records(path, records)
     return path
@@ -150,8 +159,9 @@ def generate_downstream(folder: str, per_class: Dict[str, int], seed: int, image
             os.makedirs(os.path.join(folder, split, emotion), exist_ok=True)
             for j in range(n):
                 scene = SCENES[rng.integers(len(SCENES))]
-                draw_image(emotion, scene, rng, image_size).save(os.path.join(folder, split, emotion, f"{j:05d}.jpg"),
-                                                                 quality=95)
+                draw_image(emotion, scene, rng, image_size).save(
+                    os.path.join(folder, split, emotion, f"{j:05d}.jpg"), quality=95
+                )
     return folder
 
 
@@ -166,7 +176,9 @@ def write_demo_tags(posts_path: str, max_tags: int = 5, images: Optional[Set[str
     vocabulary = [w for name, words in VOCAB.items() if name != "generic" for w in words]
     index = {w: i for i, w in enumerate(vocabulary)}
     entries = []
-    for record in iter_records(posts_path, BadRecordReport()):  # the world writes no bad line; the reader wants a report
+    for record in iter_records(
+        posts_path, BadRecordReport()
+    ):  # the world writes no bad line; the reader wants a report
         if images is not None and record.image not in images:
             continue
         counts = Counter(w for comment in record.comments for w in comment.split() if w in index)

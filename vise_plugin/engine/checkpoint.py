@@ -160,8 +160,9 @@ class Checkpointer:
             if best is not None and iteration <= best[1]["position"]["iteration"]:
                 break
             state = attempt(path)
-            if state is not None and (best is None or
-                                      state["position"]["iteration"] > best[1]["position"]["iteration"]):
+            if state is not None and (
+                best is None or state["position"]["iteration"] > best[1]["position"]["iteration"]
+            ):
                 best = (path, state)
                 break
         if best is None and failures:
@@ -169,7 +170,8 @@ class Checkpointer:
             raise CheckpointsUnreadable(
                 f"{self.run_dir}: none of its checkpoint files loads ({names}; first: {failures[0][1]}); "
                 "nothing was overwritten. Fix the storage and run again to resume, or start over with "
-                "config.resume=false")
+                "config.resume=false"
+            )
         if failures:
             self.set_aside([p for p, _ in failures], "unreadable when resuming")
         if best is not None:
@@ -186,6 +188,11 @@ class Checkpointer:
         g_pathmgr.mkdirs(folder)
         for path in paths:
             move(path, os.path.join(folder, os.path.basename(path)))
-        logger.warning("moved %d checkpoint file(s) (%s) to %s: %s", len(paths),
-                       ", ".join(os.path.basename(p) for p in paths), folder, why)
+        logger.warning(
+            "moved %d checkpoint file(s) (%s) to %s: %s",
+            len(paths),
+            ", ".join(os.path.basename(p) for p in paths),
+            folder,
+            why,
+        )
         return folder

@@ -53,9 +53,10 @@ def init_distributed(gpu: bool, backend: str = "auto", timeout_s: float = 600.0)
     except (RuntimeError, TimeoutError, ValueError) as e:  # torch's DistError and store errors are RuntimeErrors
         address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         first_line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise UserError(f"rank {rank_from_env()} of {world_size_from_env()} could not meet the other ranks at "
-                        f"{address} within config.distributed.rendezvous_timeout_s={timeout_s:g} ({first_line})") \
-            from None
+        raise UserError(
+            f"rank {rank_from_env()} of {world_size_from_env()} could not meet the other ranks at "
+            f"{address} within config.distributed.rendezvous_timeout_s={timeout_s:g} ({first_line})"
+        ) from None
 
 
 def close_distributed() -> None:

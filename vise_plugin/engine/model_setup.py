@@ -10,12 +10,19 @@ from vise_plugin.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = False, sync_bn: bool = False,
-                  distributed: bool = False, compile_model: bool = False) -> nn.Module:
+def prepare_model(
+    model: nn.Module,
+    device: torch.device,
+    channels_last: bool = False,
+    sync_bn: bool = False,
+    distributed: bool = False,
+    compile_model: bool = False,
+) -> nn.Module:
     """Moves ``model`` to ``device`` (in place) and returns the module the training step calls.
 
     ``sync_bn`` converts BatchNorm layers to ``SyncBatchNorm`` (statistics over every rank's batch;
-    GPU only; with one process it does nothing and says so). With ``distributed`` the model is wrapped in ``DistributedDataParallel``; with
+    GPU only; with one process it does nothing and says so). With ``distributed`` the model is wrapped in
+    ``DistributedDataParallel``; with
     ``compile_model`` the result is passed through ``torch.compile``.
     """
     if sync_bn and not distributed:
@@ -30,7 +37,8 @@ def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = 
     wrapped = model
     if distributed:
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if compile_model:
         wrapped = torch.compile(wrapped)
     return wrapped

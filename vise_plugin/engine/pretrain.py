@@ -16,7 +16,13 @@ from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
 from vise_plugin.engine.checkpoint import Checkpointer
 from vise_plugin.engine.determinism import CUBLAS_WORKSPACE
-from vise_plugin.engine.distributed import close_distributed, init_distributed, rank_from_env, use_gpu, world_size_from_env
+from vise_plugin.engine.distributed import (
+    close_distributed,
+    init_distributed,
+    rank_from_env,
+    use_gpu,
+    world_size_from_env,
+)
 from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from vise_plugin.engine.model_setup import prepare_model
 from vise_plugin.engine.precision import MixedPrecision
@@ -43,10 +49,18 @@ def _dataset_config(cfg: DictConfig) -> Dict[str, Any]:
     """``config.data.dataset`` with what the runner gives every pretraining dataset: the target sources
     of ``config.data.sources``, ``config.data`` itself, the run folder and the image settings."""
     data = _data_config(cfg)
-    injected = {"sources": data["sources"], "data": data, "run_dir": cfg.run_dir,
-                "batchsize_per_replica": data["batch_size_per_gpu"], "image_size": data["image_size"],
-                "crop_scale_min": data["crop_scale_min"], "subset": data["subset"], "seed": cfg.seed,
-                "skip_unreadable": True, "decode_on": data["decode_on"]}
+    injected = {
+        "sources": data["sources"],
+        "data": data,
+        "run_dir": cfg.run_dir,
+        "batchsize_per_replica": data["batch_size_per_gpu"],
+        "image_size": data["image_size"],
+        "crop_scale_min": data["crop_scale_min"],
+        "subset": data["subset"],
+        "seed": cfg.seed,
+        "skip_unreadable": True,
+        "decode_on": data["decode_on"],
+    }
     return {**injected, **spec(data["dataset"], "config.data.dataset")}
 
 
@@ -91,13 +105,27 @@ def build_loader(cfg: DictConfig, images: torch.utils.data.Dataset, gpu: bool) -
         raise ConfigError(f"{where}: no images to train on")
     workers = int(data.num_workers)
     if isinstance(images, torch.utils.data.IterableDataset):  # it yields this rank's whole batches itself
-        return torch.utils.data.DataLoader(images, batch_size=None, num_workers=workers, pin_memory=gpu and speed.pin_memory,
-                                           prefetch_factor=speed.prefetch_factor if workers > 0 else None,
-                                           multiprocessing_context="fork" if workers > 0 else None)
-    sampler = ResumableBatchSampler(len(images), data.batch_size_per_gpu, rank_from_env(), world_size_from_env(),
-                                    cfg.seed, groups=getattr(images, "groups", None))
+        return torch.utils.data.DataLoader(
+            images,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=gpu and speed.pin_memory,
+            prefetch_factor=speed.prefetch_factor if workers > 0 else None,
+            multiprocessing_context="fork" if workers > 0 else None,
+        )
+    sampler = ResumableBatchSampler(
+        len(images),
+        data.batch_size_per_gpu,
+        rank_from_env(),
+        world_size_from_env(),
+        cfg.seed,
+        groups=getattr(images, "groups", None),
+    )
     return torch.utils.data.DataLoader(
-        images, batch_sampler=sampler, collate_fn=getattr(images, "collate", collate_readable), num_workers=workers,
+        images,
+        batch_sampler=sampler,
+        collate_fn=getattr(images, "collate", collate_readable),
+        num_workers=workers,
         pin_memory=gpu and speed.pin_memory,
         persistent_workers=workers > 0 and speed.persistent_workers,
         prefetch_factor=speed.prefetch_factor if workers > 0 else None,
@@ -112,8 +140,11 @@ def build_model_and_loss(cfg: DictConfig, targets: Dict[str, Dict[str, Any]]) ->
     generators are left as they were."""
     with seeded(cfg.seed):
         model = VisEModel.build(cfg.model.trunk, OmegaConf.to_container(cfg.model.heads, resolve=True), targets)
-        loss = build_classy("loss", {**spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"),
-                                     "targets": targets}, "config.loss")
+        loss = build_classy(
+            "loss",
+            {**spec(OmegaConf.to_container(cfg.loss, resolve=True), "config.loss"), "targets": targets},
+            "config.loss",
+        )
     return model, loss
 
 
@@ -128,36 +159,58 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
     targets = images.target_specs() if hasattr(images, "target_specs") else {}
     model, loss = build_model_and_loss(cfg, targets)
     speed = cfg.speed
-    wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1,
-                            speed.compile)
+    wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1, speed.compile)
     opt = cfg.optimizer
     global_batch = cfg.data.batch_size_per_gpu * world_size_from_env()
     peak_lr = opt.lr * (global_batch / opt.lr_reference_batch if opt.lr_reference_batch else 1.0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=opt.momentum,
-                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=peak_lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov
+    )
     tensorboard = tensorboard_writer(os.path.join(cfg.run_dir, "tb_logs"), cfg.logging.tensorboard) if primary else None
     hooks = [
-        TrainLogHook(cfg.logging.log_freq, os.path.join(cfg.run_dir, STDOUT_JSON), enabled=primary,
-                     writers=[tensorboard] if tensorboard else []),
+        TrainLogHook(
+            cfg.logging.log_freq,
+            os.path.join(cfg.run_dir, STDOUT_JSON),
+            enabled=primary,
+            writers=[tensorboard] if tensorboard else [],
+        ),
         PeriodicCheckpointHook(cfg.checkpoint.period_epochs, cfg.checkpoint.period_iterations),
         TrainingCurvesHook(cfg.run_dir, enabled=primary, min_interval_s=cfg.logging.curves_min_interval_s),
     ]
     return Trainer(
-        wrapped, model, loss, optimizer,
-        lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule), loader, opt.num_epochs, device,
-        precision=MixedPrecision(speed.precision, device.type), channels_last=speed.channels_last, hooks=hooks,
-        checkpointer=Checkpointer(cfg.run_dir, enabled=primary, read_attempts=cfg.checkpoint.read_attempts,
-                                  retry_delay_s=cfg.checkpoint.read_retry_delay_s), preemption=preemption,
+        wrapped,
+        model,
+        loss,
+        optimizer,
+        lr_schedule(peak_lr, opt.num_epochs, opt.warmup_epochs, opt.schedule),
+        loader,
+        opt.num_epochs,
+        device,
+        precision=MixedPrecision(speed.precision, device.type),
+        channels_last=speed.channels_last,
+        hooks=hooks,
+        checkpointer=Checkpointer(
+            cfg.run_dir,
+            enabled=primary,
+            read_attempts=cfg.checkpoint.read_attempts,
+            retry_delay_s=cfg.checkpoint.read_retry_delay_s,
+        ),
+        preemption=preemption,
         preemption_check_every=cfg.distributed.preemption_check_every,
-        extra_state={"trunk": cfg.model.trunk,
-                     "tasks": {name: t["num_classes"] for name, t in targets.items() if "num_classes" in t},
-                     "heads": OmegaConf.to_container(cfg.model.heads, resolve=True),
-                     "config": OmegaConf.to_container(root_cfg, resolve=True)},
-        bad_images=BadImageBudget(cfg.data.max_bad_image_fraction,
-                                  f" under {images.image_root}" if getattr(images, "image_root", "") else ""),
-        input_transform=(DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder) if decodes_on_device(cfg.data.decode_on)
-                         else None),
-        cpu_threads=cfg.speed.cpu_threads, deterministic=cfg.speed.deterministic,
+        extra_state={
+            "trunk": cfg.model.trunk,
+            "tasks": {name: t["num_classes"] for name, t in targets.items() if "num_classes" in t},
+            "heads": OmegaConf.to_container(cfg.model.heads, resolve=True),
+            "config": OmegaConf.to_container(root_cfg, resolve=True),
+        },
+        bad_images=BadImageBudget(
+            cfg.data.max_bad_image_fraction, f" under {images.image_root}" if getattr(images, "image_root", "") else ""
+        ),
+        input_transform=(
+            DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder) if decodes_on_device(cfg.data.decode_on) else None
+        ),
+        cpu_threads=cfg.speed.cpu_threads,
+        deterministic=cfg.speed.deterministic,
     )
 
 
@@ -189,11 +242,18 @@ def pretrain(root_cfg: DictConfig) -> Trainer:
             trainer.resume_or_start()
         else:
             trainer.start_over()
-        logger.info("pretraining %s with %s on %d images (%s), targets %s, %s, %s, from iteration %d of %d",
-                    cfg.model.trunk, ", ".join(spec(h, "config.model.heads")["name"] for h in cfg.model.heads),
-                    trainer.sampler.num_items, getattr(trainer.loader.dataset, "describe", lambda: "")(),
-                    list(trainer.extra_state["tasks"]), trainer.device, cfg.speed.precision, trainer.iteration,
-                    trainer.max_iterations)
+        logger.info(
+            "pretraining %s with %s on %d images (%s), targets %s, %s, %s, from iteration %d of %d",
+            cfg.model.trunk,
+            ", ".join(spec(h, "config.model.heads")["name"] for h in cfg.model.heads),
+            trainer.sampler.num_items,
+            getattr(trainer.loader.dataset, "describe", lambda: "")(),
+            list(trainer.extra_state["tasks"]),
+            trainer.device,
+            cfg.speed.precision,
+            trainer.iteration,
+            trainer.max_iterations,
+        )
         trainer.train()
         close_distributed()
     finally:

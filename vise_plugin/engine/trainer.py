@@ -46,8 +46,13 @@ def _ranks(count: int) -> str:
 
 def batchnorm_statistics(model: nn.Module) -> List[torch.Tensor]:
     """The running means, variances and batch counts of every BatchNorm layer of ``model`` (SyncBatchNorm included)."""
-    return [buffer for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
-            for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
+    return [
+        buffer
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+        if buffer is not None
+    ]
 
 
 class Trainer:
@@ -99,15 +104,29 @@ class Trainer:
     stops the run, on every rank at once, before a checkpoint of the damaged weights is written.
     """
 
-    def __init__(self, model: nn.Module, base_model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer,
-                 lr_schedule: ParamScheduler, loader: Iterable, num_epochs: int, device: torch.device,
-                 precision: Optional[MixedPrecision] = None, channels_last: bool = False,
-                 hooks: Optional[List[HookBase]] = None, checkpointer: Optional[Checkpointer] = None,
-                 preemption: Optional[PreemptionFlag] = None, preemption_check_every: int = 10,
-                 extra_state: Optional[Dict[str, Any]] = None, bad_images: Optional[BadImageBudget] = None,
-                 placeholder: Optional[Callable[[], Mapping[str, Any]]] = None,
-                 input_transform: Optional[Callable] = None, cpu_threads: Optional[int] = None,
-                 deterministic: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        base_model: nn.Module,
+        loss: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_schedule: ParamScheduler,
+        loader: Iterable,
+        num_epochs: int,
+        device: torch.device,
+        precision: Optional[MixedPrecision] = None,
+        channels_last: bool = False,
+        hooks: Optional[List[HookBase]] = None,
+        checkpointer: Optional[Checkpointer] = None,
+        preemption: Optional[PreemptionFlag] = None,
+        preemption_check_every: int = 10,
+        extra_state: Optional[Dict[str, Any]] = None,
+        bad_images: Optional[BadImageBudget] = None,
+        placeholder: Optional[Callable[[], Mapping[str, Any]]] = None,
+        input_transform: Optional[Callable] = None,
+        cpu_threads: Optional[int] = None,
+        deterministic: bool = False,
+    ):
         self.model = model
         self.base_model = base_model
         self.loss = loss
@@ -138,8 +157,11 @@ class Trainer:
         self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
         self.input_transform = input_transform
         self.speed = (cpu_threads, deterministic)
-        self.collate = (getattr(getattr(loader, "dataset", None), "collate", None) or getattr(loader, "collate_fn", None)
-                        or default_collate)
+        self.collate = (
+            getattr(getattr(loader, "dataset", None), "collate", None)
+            or getattr(loader, "collate_fn", None)
+            or default_collate
+        )
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -163,8 +185,12 @@ class Trainer:
 
     def summary(self) -> Dict[str, Any]:
         """Where training stands, as plain values."""
-        return {"iteration": self.iteration, "epoch": self.epoch, "max_iterations": self.max_iterations,
-                "last_loss": None if self.last_loss is None else float(self.last_loss)}
+        return {
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "max_iterations": self.max_iterations,
+            "last_loss": None if self.last_loss is None else float(self.last_loss),
+        }
 
     def state_dict(self) -> Dict[str, Any]:
         return {
@@ -173,8 +199,13 @@ class Trainer:
             "model": self.base_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.precision.state_dict(),
-            "position": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                         "samples_in_epoch": self.samples_in_epoch, **self._reading()},
+            "position": {
+                "iteration": self.iteration,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "samples_in_epoch": self.samples_in_epoch,
+                **self._reading(),
+            },
             "rng": rng_state(),
             **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
             "determinism": determinism_record(self.device),
@@ -182,8 +213,11 @@ class Trainer:
 
     def _reading(self) -> Dict[str, int]:
         """How the epoch is read: by how many ranks, in batches of how many items, with how many loader workers."""
-        return {"loader_workers": self.loader_workers, "world_size": self.sampler.world_size,
-                "batch_size": self.sampler.batch_size}
+        return {
+            "loader_workers": self.loader_workers,
+            "world_size": self.sampler.world_size,
+            "batch_size": self.sampler.batch_size,
+        }
 
     def _bad_images_so_far(self) -> Dict[str, int]:
         """The images read and skipped so far: this process's counts, or with several ranks all ranks'
@@ -212,9 +246,12 @@ class Trainer:
             now = determinism_record(self.device)
         differences = determinism_differences(state.get("determinism", {}), now)
         if differences and self.rank == 0:
-            logger.warning("resuming under other settings than the checkpoint's (%s): the run goes on exactly where "
-                           "it stopped, but its weights will agree with an uninterrupted run within float tolerance, "
-                           "not bit for bit", ", ".join(differences))
+            logger.warning(
+                "resuming under other settings than the checkpoint's (%s): the run goes on exactly where "
+                "it stopped, but its weights will agree with an uninterrupted run within float tolerance, "
+                "not bit for bit",
+                ", ".join(differences),
+            )
 
     def _resume_at(self, position: Mapping[str, int]) -> None:
         """Takes the checkpoint's position; for checkpoints without the sample position (older ones) it is
@@ -223,8 +260,10 @@ class Trainer:
         self.batch_in_epoch = position["batch_in_epoch"]
         now = self._reading()
         saved = {key: position.get(key, value) for key, value in now.items()}
-        self.samples_in_epoch = position.get("samples_in_epoch", min(
-            self.batch_in_epoch * saved["batch_size"] * saved["world_size"], self.sampler.num_items))
+        self.samples_in_epoch = position.get(
+            "samples_in_epoch",
+            min(self.batch_in_epoch * saved["batch_size"] * saved["world_size"], self.sampler.num_items),
+        )
         if getattr(self.sampler, "elastic", False):
             self._split_rest_of_epoch(saved, now)
         elif self.batch_in_epoch and getattr(self.sampler, "resume_needs_same_workers", False):
@@ -238,10 +277,17 @@ class Trainer:
             return
         self.batch_in_epoch = self.iterations_per_epoch - self.sampler.batches_after(self.samples_in_epoch)
         if self.samples_in_epoch and any(saved[key] != now[key] for key in ("world_size", "batch_size")):
-            logger.info("resuming epoch %d at sample %d of %d with %s x batch %d (saved with %s x batch %d): the "
-                        "rest of the epoch is split among the current ranks", self.epoch, self.samples_in_epoch,
-                        self.sampler.num_items, _ranks(now["world_size"]), now["batch_size"],
-                        _ranks(saved["world_size"]), saved["batch_size"])
+            logger.info(
+                "resuming epoch %d at sample %d of %d with %s x batch %d (saved with %s x batch %d): the "
+                "rest of the epoch is split among the current ranks",
+                self.epoch,
+                self.samples_in_epoch,
+                self.sampler.num_items,
+                _ranks(now["world_size"]),
+                now["batch_size"],
+                _ranks(saved["world_size"]),
+                saved["batch_size"],
+            )
 
     @staticmethod
     def _require_same_reading(saved: Mapping[str, int], now: Mapping[str, int]) -> None:
@@ -250,16 +296,22 @@ class Trainer:
         stopped = "the checkpoint stopped inside a streamed epoch read"
         ranks, batch, workers = saved["world_size"], saved["batch_size"], saved["loader_workers"]
         if ranks != now["world_size"]:
-            raise ConfigError(f"config.distributed: {stopped} by {_ranks(ranks)}, and that epoch goes on exactly "
-                              f"only with as many; run it on {_ranks(ranks)} (config.distributed.num_nodes x "
-                              "config.distributed.num_proc_per_node)")
+            raise ConfigError(
+                f"config.distributed: {stopped} by {_ranks(ranks)}, and that epoch goes on exactly "
+                f"only with as many; run it on {_ranks(ranks)} (config.distributed.num_nodes x "
+                "config.distributed.num_proc_per_node)"
+            )
         if batch != now["batch_size"]:
-            raise ConfigError(f"config.data.batch_size_per_gpu: {stopped} in batches of {batch} per rank, and that "
-                              f"epoch goes on exactly only with those; set config.data.batch_size_per_gpu={batch}")
+            raise ConfigError(
+                f"config.data.batch_size_per_gpu: {stopped} in batches of {batch} per rank, and that "
+                f"epoch goes on exactly only with those; set config.data.batch_size_per_gpu={batch}"
+            )
         if workers != now["loader_workers"]:
-            raise ConfigError(f"config.data.num_workers: {stopped} by {workers} data-loader worker(s), and that "
-                              f"epoch goes on exactly only with as many; set config.data.num_workers="
-                              f"{workers if workers > 1 else 0}")
+            raise ConfigError(
+                f"config.data.num_workers: {stopped} by {workers} data-loader worker(s), and that "
+                f"epoch goes on exactly only with as many; set config.data.num_workers="
+                f"{workers if workers > 1 else 0}"
+            )
 
     def resume_or_start(self) -> bool:
         """Loads the newest readable checkpoint of the run folder; returns whether there was one.
@@ -292,8 +344,9 @@ class Trainer:
         """Trains from iteration 0 (``config.resume=false``); checkpoint files already in the run
         folder are moved aside first, so none of them is overwritten."""
         if self.checkpointer is not None and self.rank == 0:
-            self.checkpointer.set_aside(self.checkpointer.existing(self.iterations_per_epoch),
-                                        "config.resume=false starts over")
+            self.checkpointer.set_aside(
+                self.checkpointer.existing(self.iterations_per_epoch), "config.resume=false starts over"
+            )
 
     def decode(self, batch: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
         """``batch`` with its images decoded by ``input_transform`` (as it is without one), and the names
@@ -322,8 +375,10 @@ class Trainer:
     def placeholder_batch(self) -> Mapping[str, Any]:
         """A batch of two placeholder items (a single image would break BatchNorm on a 1 x 1 map)."""
         if self._placeholder is None:
-            raise RuntimeError("a rank's whole batch was unreadable and the dataset has no placeholder_item() "
-                               "to keep the ranks in step")
+            raise RuntimeError(
+                "a rank's whole batch was unreadable and the dataset has no placeholder_item() "
+                "to keep the ranks in step"
+            )
         return self.decode(self.collate([self._placeholder()] * 2))[0]
 
     def placeholder_step(self, placeholder: Mapping[str, Any]) -> None:
@@ -375,8 +430,12 @@ class Trainer:
         saved = self.checkpointer.last_saved if self.checkpointer else None
         raise NonFiniteLossError(
             f"the loss became non-finite at iteration {first} ({where}); stopped without saving; "
-            + (f"the last good checkpoint is {saved[0]} (iteration {saved[1]})" if saved
-               else "no checkpoint was written before it"))
+            + (
+                f"the last good checkpoint is {saved[0]} (iteration {saved[1]})"
+                if saved
+                else "no checkpoint was written before it"
+            )
+        )
 
     def agree_on_bad_images(self) -> None:
         """Judges the images read and skipped so far against the budget. With several ranks their counts
@@ -423,9 +482,14 @@ class Trainer:
         self._call("before_train")
         while self.epoch < self.num_epochs:
             if self.batch_in_epoch >= self.iterations_per_epoch:
-                logger.warning("resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
-                               "or the number of ranks changed): going on with epoch %d", self.batch_in_epoch,
-                               self.epoch, self.iterations_per_epoch, self.epoch + 1)
+                logger.warning(
+                    "resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
+                    "or the number of ranks changed): going on with epoch %d",
+                    self.batch_in_epoch,
+                    self.epoch,
+                    self.iterations_per_epoch,
+                    self.epoch + 1,
+                )
                 self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
                 continue
             if getattr(self.sampler, "elastic", False):
@@ -437,16 +501,18 @@ class Trainer:
                 batch, undecodable = self.decode(batch)
                 skipped += undecodable
                 if self.bad_images is not None:  # with several ranks judged in _agree, for all of them together
-                    self.bad_images.record(skipped, len(batch["input"]) if "input" in batch else 0,
-                                           judge=self.world_size == 1)
+                    self.bad_images.record(
+                        skipped, len(batch["input"]) if "input" in batch else 0, judge=self.world_size == 1
+                    )
                 if "input" in batch:
                     self.last_loss = self.run_step(batch)
                 elif self.world_size > 1:  # the others' gradient all-reduce needs this rank
                     self.placeholder_step(self.placeholder_batch())
                 self.iteration += 1
                 self.batch_in_epoch += 1
-                self.samples_in_epoch = min(self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size,
-                                            self.sampler.num_items)
+                self.samples_in_epoch = min(
+                    self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size, self.sampler.num_items
+                )
                 if self.batch_in_epoch == self.iterations_per_epoch:
                     self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
                     self._call("after_step")
@@ -455,8 +521,10 @@ class Trainer:
                     self._call("after_step")
                 if self._agree():
                     self._call("on_preempt")
-                    raise Preempted(self.iteration, self.checkpointer.path(CHECKPOINT_FILE)
-                                    if self.checkpointer else "no checkpoint")
+                    raise Preempted(
+                        self.iteration,
+                        self.checkpointer.path(CHECKPOINT_FILE) if self.checkpointer else "no checkpoint",
+                    )
         self.agree_on_bad_images()  # the last iterations since the ranks' last agreement
         self.check_finite()
         self._call("after_train")

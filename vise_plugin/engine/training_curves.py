@@ -40,8 +40,14 @@ def plot_training_curves(run_dirs: Sequence[str], output: str, labels: Sequence[
         it = [r["iteration"] for r in records]
         ax_loss.plot(it, [r["loss"] for r in records], color=color, label=name)
         for style, task in zip(("--", ":", "-."), sorted({k for r in records for k in r if k.startswith("loss_")})):
-            ax_loss.plot(it, [r.get(task, float("nan")) for r in records], style, color=color, linewidth=1,
-                         label=f"{name}: {task[len('loss_'):]}")
+            ax_loss.plot(
+                it,
+                [r.get(task, float("nan")) for r in records],
+                style,
+                color=color,
+                linewidth=1,
+                label=f"{name}: {task[len('loss_') :]}",
+            )
         ax_lr.plot(it, [r["lr"] for r in records], color=color, label=name)
         ax_speed.plot(it, [r["images_per_sec"] for r in records], color=color, label=name)
     for ax, title in ((ax_loss, "loss"), (ax_lr, "learning rate"), (ax_speed, "images/s")):

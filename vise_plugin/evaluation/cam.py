@@ -12,8 +12,9 @@ from vise_plugin.data.transforms import MEAN, STD
 
 
 @torch.no_grad()
-def class_activation_maps(trunk: nn.Module, weight: np.ndarray, images: torch.Tensor,
-                          classes: Sequence[int]) -> np.ndarray:
+def class_activation_maps(
+    trunk: nn.Module, weight: np.ndarray, images: torch.Tensor, classes: Sequence[int]
+) -> np.ndarray:
     """``(B, S, S)`` maps in [0, 1] of class ``classes[b]`` for ``images: (B, 3, S, S)``.
 
     ``weight: (K, C')`` is the classifier on globally pooled ``(B, C)`` trunk features; columns past
@@ -23,7 +24,7 @@ def class_activation_maps(trunk: nn.Module, weight: np.ndarray, images: torch.Te
     was_training = trunk.training
     feats = trunk.eval()(images)
     trunk.train(was_training)
-    w = torch.as_tensor(weight[:, :feats.shape[1]], dtype=feats.dtype, device=feats.device)
+    w = torch.as_tensor(weight[:, : feats.shape[1]], dtype=feats.dtype, device=feats.device)
     cams = torch.einsum("bc,bchw->bhw", w[torch.as_tensor(list(classes))], feats)
     cams = F.interpolate(cams[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     low = cams.flatten(1).min(1).values.view(-1, 1, 1)
@@ -31,8 +32,15 @@ def class_activation_maps(trunk: nn.Module, weight: np.ndarray, images: torch.Te
     return ((cams - low) / (high - low).clamp_min(1e-12)).cpu().numpy()
 
 
-def save_cam_grid(path: str, images: torch.Tensor, cams: np.ndarray, predicted: Sequence[int],
-                  actual: Sequence[int], class_names: Sequence[str], columns: int = 4) -> str:
+def save_cam_grid(
+    path: str,
+    images: torch.Tensor,
+    cams: np.ndarray,
+    predicted: Sequence[int],
+    actual: Sequence[int],
+    class_names: Sequence[str],
+    columns: int = 4,
+) -> str:
     """PNG grid: each image with its map overlaid and the predicted label, green when right, red when wrong."""
     import matplotlib
 
@@ -44,12 +52,15 @@ def save_cam_grid(path: str, images: torch.Tensor, cams: np.ndarray, predicted: 
     pixels = (images.cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)).clamp(0, 1)
     for ax in axes.flat:
         ax.axis("off")
-    for i, ax in enumerate(axes.flat[:len(images)]):
+    for i, ax in enumerate(axes.flat[: len(images)]):
         ax.imshow(pixels[i].permute(1, 2, 0).numpy())
         ax.imshow(cams[i], cmap="jet", alpha=0.45)
         right = predicted[i] == actual[i]
-        ax.set_title(f"{class_names[predicted[i]]}" + ("" if right else f" (true: {class_names[actual[i]]})"),
-                     color="green" if right else "red", fontsize=9)
+        ax.set_title(
+            f"{class_names[predicted[i]]}" + ("" if right else f" (true: {class_names[actual[i]]})"),
+            color="green" if right else "red",
+            fontsize=9,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

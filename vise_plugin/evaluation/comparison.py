@@ -32,19 +32,26 @@ def parse_weights(value: str) -> Dict[str, Dict[str, Optional[str]]]:
         if not isinstance(entry, dict):
             entry = {"weights": entry}
         if set(entry) - {"weights", "trunk"}:
-            raise ConfigError(f"weights.{name}: unknown keys {sorted(set(entry) - {'weights', 'trunk'})}; "
-                              f"an entry is a file, null or {{weights: <file>, trunk: <name>}}")
+            raise ConfigError(
+                f"weights.{name}: unknown keys {sorted(set(entry) - {'weights', 'trunk'})}; "
+                f"an entry is a file, null or {{weights: <file>, trunk: <name>}}"
+            )
         path, trunk = entry.get("weights"), entry.get("trunk")
-        parsed[str(name)] = {"weights": None if path in (None, "null", "") else str(path),
-                             "trunk": None if trunk is None else str(trunk)}
+        parsed[str(name)] = {
+            "weights": None if path in (None, "null", "") else str(path),
+            "trunk": None if trunk is None else str(trunk),
+        }
     return parsed
 
 
 def _chosen(record: Mapping[str, Any]) -> str:
     """The hyper-parameters model selection chose, over the folds (``lr 0.1, wd 0.0001``; ``/`` between
     values that differ across folds)."""
-    keys = [k for k in ("lr", "weight_decay", "trunk_lr", "head_lr", "epochs", "best_epoch")
-            if all(k in f for f in record["folds"])]
+    keys = [
+        k
+        for k in ("lr", "weight_decay", "trunk_lr", "head_lr", "epochs", "best_epoch")
+        if all(k in f for f in record["folds"])
+    ]
     names = {"weight_decay": "wd", "best_epoch": "epoch"}
     parts = []
     for k in keys:
@@ -97,8 +104,14 @@ def _chart(path: str, weights: Sequence[str], benchmarks: Sequence[str], means: 
     width = 0.8 / len(weights)
     x = np.arange(len(benchmarks))
     for i, w in enumerate(weights):
-        ax.bar(x + (i - (len(weights) - 1) / 2) * width, np.nan_to_num(means[i]), width, label=w,
-               yerr=stds[i] if stds[i].any() else None, capsize=3)  # no bars where every task has one split
+        ax.bar(
+            x + (i - (len(weights) - 1) / 2) * width,
+            np.nan_to_num(means[i]),
+            width,
+            label=w,
+            yerr=stds[i] if stds[i].any() else None,
+            capsize=3,
+        )  # no bars where every task has one split
     ax.set_xticks(x)
     ax.set_xticklabels(benchmarks, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("test score (first metric of each task)")

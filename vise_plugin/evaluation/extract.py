@@ -26,8 +26,12 @@ def list_images(images: str, root: str = None) -> Tuple[str, List[str]]:
     """``(root, relative paths)`` of a folder (every image below it, sorted), a ``.txt`` list (one path
     per line), or a ``.csv`` (``path,label``) / ``.pkl`` (``[path, [labels]]``) file list."""
     if os.path.isdir(images):
-        paths = sorted(os.path.relpath(os.path.join(d, f), images) for d, _, files in os.walk(images)
-                       for f in files if f.lower().endswith(IMG_EXTENSIONS))
+        paths = sorted(
+            os.path.relpath(os.path.join(d, f), images)
+            for d, _, files in os.walk(images)
+            for f in files
+            if f.lower().endswith(IMG_EXTENSIONS)
+        )
         return root or images, paths
     if not g_pathmgr.exists(images):
         raise InputError(f"{images}: image folder or list not found")
@@ -61,13 +65,30 @@ def extract_job(root_cfg: DictConfig) -> str:
     device = "cuda" if use_gpu(cfg.device) else "cpu"
     os.makedirs(e.output, exist_ok=True)
     dataset = eval_images(data, np.arange(len(paths)), b)
-    feats = extract_features(trunk, dataset, b.batch_size, b.num_workers, device, e.layer, e.pool,
-                             out=os.path.join(e.output, "features.npy"), precision=cfg.speed.precision)
+    feats = extract_features(
+        trunk,
+        dataset,
+        b.batch_size,
+        b.num_workers,
+        device,
+        e.layer,
+        e.pool,
+        out=os.path.join(e.output, "features.npy"),
+        precision=cfg.speed.precision,
+    )
     with open(os.path.join(e.output, "images.txt"), "w") as f:
         f.write("\n".join(paths) + "\n")
-    meta = {"root": root, "num_images": len(paths), "shape": list(feats.shape), "layer": e.layer, "pool": e.pool,
-            "trunk": cfg.model.trunk, "weights": cfg.model.weights, "image_size": b.image_size,
-            "unreadable_skipped": listed - len(paths)}
+    meta = {
+        "root": root,
+        "num_images": len(paths),
+        "shape": list(feats.shape),
+        "layer": e.layer,
+        "pool": e.pool,
+        "trunk": cfg.model.trunk,
+        "weights": cfg.model.weights,
+        "image_size": b.image_size,
+        "unreadable_skipped": listed - len(paths),
+    }
     with open(os.path.join(e.output, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
     print(f"wrote {e.output}/features.npy {tuple(feats.shape)} ({e.layer}, pool {e.pool})", flush=True)

@@ -12,8 +12,8 @@ from tqdm import tqdm
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.errors import ConfigError
 from vise_plugin.evaluation.loader_workers import loader_workers
-from vise_plugin.registry import POOLING
 from vise_plugin.labels.npy_appender import NpyAppender
+from vise_plugin.registry import POOLING
 
 LAYERS = ("res2", "res3", "res4", "res5")
 
@@ -47,9 +47,18 @@ def pool_features(out: torch.Tensor, pool: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(trunk: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int = 128,
-                     num_workers: int = 0, device: str = "cpu", layer: str = "res5", pool: str = "avg",
-                     out: Optional[str] = None, desc: str = "features", precision: str = "fp32") -> np.ndarray:
+def extract_features(
+    trunk: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    device: str = "cpu",
+    layer: str = "res5",
+    pool: str = "avg",
+    out: Optional[str] = None,
+    desc: str = "features",
+    precision: str = "fp32",
+) -> np.ndarray:
     """Features of every item of ``dataset`` (items ``(image (3, S, S), ...)``), in order.
 
     Returns ``(N, D)`` float32: in memory, or, with ``out``, streamed to that ``.npy`` file (under a
@@ -59,8 +68,9 @@ def extract_features(trunk: nn.Module, dataset: torch.utils.data.Dataset, batch_
     """
     was_training = trunk.training
     net = trunk_up_to(trunk, layer).eval().to(device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=loader_workers(num_workers),
-                                         pin_memory=device != "cpu")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=loader_workers(num_workers), pin_memory=device != "cpu"
+    )
     writer, blocks = None, []
     amp = MixedPrecision(precision, torch.device(device).type)
     for batch in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):

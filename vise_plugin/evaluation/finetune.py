@@ -15,9 +15,9 @@ from vise_plugin.data.transforms import eval_transform, train_transform
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.evaluation.datasets import ImageListDataset, LabelledImages
 from vise_plugin.evaluation.loader_workers import loader_workers
+from vise_plugin.models.trunks import trunk_out_channels
 from vise_plugin.process_state import seeded
 from vise_plugin.registry import METRICS
-from vise_plugin.models.trunks import trunk_out_channels
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,13 @@ class FinetuneSettings:
         """From ``config.benchmark``: its ``finetune`` section plus the shared image settings;
         ``precision`` is ``config.speed.precision``."""
         b = benchmark_cfg
-        return cls(image_size=b.image_size, resize_ratio=b.resize_ratio, num_workers=b.num_workers,
-                   precision=precision, **{k: v for k, v in dict(b.finetune).items() if k != "sweep"})
+        return cls(
+            image_size=b.image_size,
+            resize_ratio=b.resize_ratio,
+            num_workers=b.num_workers,
+            precision=precision,
+            **{k: v for k, v in dict(b.finetune).items() if k != "sweep"},
+        )
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -69,8 +74,14 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class _Runner:
-    def __init__(self, model: FinetuneModel, data: LabelledImages, settings: FinetuneSettings, device: str,
-                 extra: Optional[np.ndarray]):
+    def __init__(
+        self,
+        model: FinetuneModel,
+        data: LabelledImages,
+        settings: FinetuneSettings,
+        device: str,
+        extra: Optional[np.ndarray],
+    ):
         self.model, self.data, self.s, self.device = model.to(device), data, settings, device
         self.extra = None if extra is None else torch.tensor(np.asarray(extra), dtype=torch.float32)
         self.amp = MixedPrecision(settings.precision, torch.device(device).type)
@@ -88,12 +99,19 @@ class _Runner:
         last batch of one image (BatchNorm in train mode cannot normalise a lone image's 1 x 1 map)
         unless it is the only batch."""
         s = self.s
-        transform = train_transform(s.image_size, s.crop_scale_min) if train else eval_transform(s.image_size, s.resize_ratio)
+        transform = (
+            train_transform(s.image_size, s.crop_scale_min) if train else eval_transform(s.image_size, s.resize_ratio)
+        )
         lone_last = len(indices) > s.batch_size and len(indices) % s.batch_size == 1
         return torch.utils.data.DataLoader(
-            ImageListDataset(self.data, indices, transform), batch_size=s.batch_size, shuffle=train,
-            num_workers=loader_workers(s.num_workers), drop_last=train and lone_last,
-            generator=torch.Generator().manual_seed(seed) if train else None, pin_memory=self.device != "cpu")
+            ImageListDataset(self.data, indices, transform),
+            batch_size=s.batch_size,
+            shuffle=train,
+            num_workers=loader_workers(s.num_workers),
+            drop_last=train and lone_last,
+            generator=torch.Generator().manual_seed(seed) if train else None,
+            pin_memory=self.device != "cpu",
+        )
 
     @torch.no_grad()
     def scores(self, indices: np.ndarray) -> np.ndarray:
@@ -102,9 +120,16 @@ class _Runner:
         return torch.cat(out).numpy()
 
 
-def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.ndarray], settings: FinetuneSettings,
-                  device: str = "cpu", seed: int = 0, extra: Optional[np.ndarray] = None,
-                  metrics: Sequence[str] = ("acc",)) -> Dict:
+def finetune_eval(
+    trunk: nn.Module,
+    data: LabelledImages,
+    fold: Dict[str, np.ndarray],
+    settings: FinetuneSettings,
+    device: str = "cpu",
+    seed: int = 0,
+    extra: Optional[np.ndarray] = None,
+    metrics: Sequence[str] = ("acc",),
+) -> Dict:
     """Fine-tunes ``trunk`` (modified in place) with a new linear head on ``fold["train"]``.
 
     SGD with momentum, a cosine schedule per iteration, ``trunk_lr`` for the trunk and ``head_lr``
@@ -119,15 +144,25 @@ def finetune_eval(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.nda
         return _finetune(trunk, data, fold, settings, device, seed, extra, metrics)
 
 
-def _finetune(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.ndarray], settings: FinetuneSettings,
-              device: str, seed: int, extra: Optional[np.ndarray], metrics: Sequence[str]) -> Dict:
+def _finetune(
+    trunk: nn.Module,
+    data: LabelledImages,
+    fold: Dict[str, np.ndarray],
+    settings: FinetuneSettings,
+    device: str,
+    seed: int,
+    extra: Optional[np.ndarray],
+    metrics: Sequence[str],
+) -> Dict:
     num_classes = data.targets.shape[1] if data.multilabel else len(data.classes)
     model = FinetuneModel(trunk, num_classes, 0 if extra is None else extra.shape[1])
     run = _Runner(model, data, settings, device, extra)
     s = settings
-    opt = torch.optim.SGD([{"params": model.trunk.parameters(), "lr": s.trunk_lr},
-                           {"params": model.head.parameters(), "lr": s.head_lr}],
-                          momentum=s.momentum, weight_decay=s.weight_decay)
+    opt = torch.optim.SGD(
+        [{"params": model.trunk.parameters(), "lr": s.trunk_lr}, {"params": model.head.parameters(), "lr": s.head_lr}],
+        momentum=s.momentum,
+        weight_decay=s.weight_decay,
+    )
     loader = run.loader(fold["train"], train=True, seed=seed)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs * len(loader)))
     select = METRICS.get(metrics[0])
@@ -143,9 +178,17 @@ def _finetune(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.ndarray
             seen, total = seen + len(images), total + loss.detach() * len(images)
         val = select(run.scores(fold["val"]), data.targets[fold["val"]])
         elapsed = time.time() - start
-        logger.info("fine-tune epoch %d/%d  loss %.4f  val %s %.2f  lr %.3g/%.3g  %.1f img/s  eta %ds", epoch + 1,
-                    s.epochs, total.item() / max(seen, 1), metrics[0], val, *sched.get_last_lr(),
-                    seen * (epoch + 1) / max(elapsed, 1e-9), elapsed / (epoch + 1) * (s.epochs - epoch - 1))
+        logger.info(
+            "fine-tune epoch %d/%d  loss %.4f  val %s %.2f  lr %.3g/%.3g  %.1f img/s  eta %ds",
+            epoch + 1,
+            s.epochs,
+            total.item() / max(seen, 1),
+            metrics[0],
+            val,
+            *sched.get_last_lr(),
+            seen * (epoch + 1) / max(elapsed, 1e-9),
+            elapsed / (epoch + 1) * (s.epochs - epoch - 1),
+        )
         if best_state is None or val > best:  # a NaN val metric (one class in val) keeps the first epoch
             best, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -154,6 +197,12 @@ def _finetune(trunk: nn.Module, data: LabelledImages, fold: Dict[str, np.ndarray
         scores = run.scores(fold[split])
         out.update({f"{split}_{m}": METRICS.get(m)(scores, data.targets[fold[split]]) for m in metrics})
     head = model.head
-    out.update({"best_epoch": best_epoch + 1, "test_scores": scores, "trunk": model.trunk,
-                "classifier": (head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy())})
+    out.update(
+        {
+            "best_epoch": best_epoch + 1,
+            "test_scores": scores,
+            "trunk": model.trunk,
+            "classifier": (head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy()),
+        }
+    )
     return out

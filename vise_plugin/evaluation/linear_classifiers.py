@@ -32,11 +32,11 @@ class FeatureRows:
     def fit_standardisation(self, idx: np.ndarray, chunk: int = 65536) -> None:
         total, total_sq = np.zeros(self.dim), np.zeros(self.dim)
         for start in range(0, len(idx), chunk):
-            x = self.raw(idx[start:start + chunk])
+            x = self.raw(idx[start : start + chunk])
             total += x.sum(0)
             total_sq += (x * x).sum(0)
         self.mean = total / len(idx)
-        self.std = np.sqrt(np.maximum(total_sq / len(idx) - self.mean ** 2, 0.0)) + 1e-6
+        self.std = np.sqrt(np.maximum(total_sq / len(idx) - self.mean**2, 0.0)) + 1e-6
 
     def rows(self, idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(((self.raw(idx) - self.mean) / self.std).astype(np.float32))
@@ -50,8 +50,9 @@ class LinearClassifierGrid(nn.Module):
     cross-entropy on ``(B,)`` class ids.
     """
 
-    def __init__(self, dim: int, num_classes: int, lrs: Sequence[float], weight_decays: Sequence[float],
-                 multilabel: bool = False):
+    def __init__(
+        self, dim: int, num_classes: int, lrs: Sequence[float], weight_decays: Sequence[float], multilabel: bool = False
+    ):
         super().__init__()
         self.settings: List[Tuple[float, float]] = list(itertools.product(lrs, weight_decays))
         self.multilabel = multilabel
@@ -66,14 +67,16 @@ class LinearClassifierGrid(nn.Module):
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum over heads of each head's mean loss, so every head gets its own gradient."""
         if self.multilabel:
-            return sum(F.binary_cross_entropy_with_logits(l, y.float()) for l in logits)
-        return sum(F.cross_entropy(l, y) for l in logits)
+            return sum(F.binary_cross_entropy_with_logits(h, y.float()) for h in logits)
+        return sum(F.cross_entropy(h, y) for h in logits)
 
-    def fit(self, rows: FeatureRows, targets: np.ndarray, train: np.ndarray, epochs: int, batch_size: int,
-            seed: int = 0) -> None:
+    def fit(
+        self, rows: FeatureRows, targets: np.ndarray, train: np.ndarray, epochs: int, batch_size: int, seed: int = 0
+    ) -> None:
         """SGD (momentum 0.9, cosine decay) over the ``train`` indices; head ``h`` uses ``settings[h]``."""
-        groups = [{"params": h.parameters(), "lr": lr, "weight_decay": wd}
-                  for h, (lr, wd) in zip(self.heads, self.settings)]
+        groups = [
+            {"params": h.parameters(), "lr": lr, "weight_decay": wd} for h, (lr, wd) in zip(self.heads, self.settings)
+        ]
         opt = torch.optim.SGD(groups, momentum=0.9)
         num_batches = max(1, -(-len(train) // batch_size))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * num_batches)
@@ -90,7 +93,7 @@ class LinearClassifierGrid(nn.Module):
     @torch.no_grad()
     def scores(self, rows: FeatureRows, idx: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """``(H, n, K)`` logits of every head for the rows ``idx``."""
-        return torch.cat([self(rows.rows(idx[s:s + chunk])) for s in range(0, len(idx), chunk)], dim=1).numpy()
+        return torch.cat([self(rows.rows(idx[s : s + chunk])) for s in range(0, len(idx), chunk)], dim=1).numpy()
 
     def raw_classifier(self, head: int, rows: FeatureRows) -> Tuple[np.ndarray, np.ndarray]:
         """Head ``head`` as ``(K, D)`` weight and ``(K,)`` bias acting on unstandardised features."""
@@ -99,9 +102,17 @@ class LinearClassifierGrid(nn.Module):
         return w.astype(np.float32), b.astype(np.float32)
 
 
-def linear_eval(features: Features, targets: np.ndarray, fold: Dict[str, np.ndarray], lrs: Sequence[float],
-                weight_decays: Sequence[float], epochs: int = 100, batch_size: int = 256, seed: int = 0,
-                metrics: Sequence[str] = ("acc",)) -> Dict:
+def linear_eval(
+    features: Features,
+    targets: np.ndarray,
+    fold: Dict[str, np.ndarray],
+    lrs: Sequence[float],
+    weight_decays: Sequence[float],
+    epochs: int = 100,
+    batch_size: int = 256,
+    seed: int = 0,
+    metrics: Sequence[str] = ("acc",),
+) -> Dict:
     """The linear protocol on cached features.
 
     Standardises with train statistics, trains the grid on ``fold["train"]``, picks the head with
@@ -127,6 +138,7 @@ def linear_eval(features: Features, targets: np.ndarray, fold: Dict[str, np.ndar
     out = {f"val_{m}": METRICS.get(m)(val_scores[best], targets[val]) for m in metrics}
     out.update({f"test_{m}": METRICS.get(m)(test_scores, targets[test]) for m in metrics})
     lr, wd = grid.settings[best]
-    out.update({"lr": lr, "weight_decay": wd, "test_scores": test_scores,
-                "classifier": grid.raw_classifier(best, rows)})
+    out.update(
+        {"lr": lr, "weight_decay": wd, "test_scores": test_scores, "classifier": grid.raw_classifier(best, rows)}
+    )
     return out

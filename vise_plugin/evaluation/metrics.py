@@ -32,4 +32,3 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
     """Multi-label mAP (%): ``targets: (N, K)`` multi-hot; classes without a positive are skipped."""
     present = targets.sum(axis=0) > 0
     return float(100.0 * average_precision_score(targets[:, present], scores[:, present], average="macro"))
-

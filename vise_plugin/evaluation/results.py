@@ -27,8 +27,7 @@ def format_score(mean: float, metric: str, std: Optional[float] = None, decimals
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def format_result(summary: Dict[str, Dict[str, float]], metrics: Sequence[str], split_name: str,
-                  num_folds: int) -> str:
+def format_result(summary: Dict[str, Dict[str, float]], metrics: Sequence[str], split_name: str, num_folds: int) -> str:
     """E.g. ``test acc 71.23 ± 1.05`` or ``dev roc_auc 0.6123, acc 58.20``."""
     parts = []
     for m in metrics:
@@ -42,14 +41,15 @@ def write_sweep_table(path: str, folds: List[Dict], metrics: Sequence[str]) -> s
     and test metrics (mean over folds) and how many folds chose it."""
     points = folds[0]["sweep"]
     names = [f"{split} {m}" for split in ("val", "test") for m in metrics]
-    lines = ["| trunk lr | head lr | epochs | " + " | ".join(names) + " | chosen in |",
-             "|---" * (4 + len(names)) + "|"]
+    lines = ["| trunk lr | head lr | epochs | " + " | ".join(names) + " | chosen in |", "|---" * (4 + len(names)) + "|"]
     for i, point in enumerate(points):
         values = [np.mean([f["sweep"][i][f"{split}_{m}"] for f in folds]) for split in ("val", "test") for m in metrics]
         chosen = sum(all(f[k] == point[k] for k in ("trunk_lr", "head_lr", "epochs")) for f in folds)
-        lines.append(f"| {point['trunk_lr']:g} | {point['head_lr']:g} | {point['epochs']} | "
-                     + " | ".join(format_score(v, m) for v, m in zip(values, metrics * 2))
-                     + f" | {chosen}/{len(folds)} folds |")
+        lines.append(
+            f"| {point['trunk_lr']:g} | {point['head_lr']:g} | {point['epochs']} | "
+            + " | ".join(format_score(v, m) for v, m in zip(values, metrics * 2))
+            + f" | {chosen}/{len(folds)} folds |"
+        )
     with g_pathmgr.open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path

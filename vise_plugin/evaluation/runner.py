@@ -16,8 +16,7 @@ from vise_plugin.evaluation.cam import class_activation_maps, save_cam_grid
 from vise_plugin.evaluation.datasets import LabelledImages, check_benchmark_dataset, read_benchmark_dataset
 from vise_plugin.evaluation.datasets.screening import drop_unreadable
 from vise_plugin.evaluation.protocols import eval_images, linear_grid
-from vise_plugin.evaluation.results import (append_metrics, append_table_row, format_result, summarize,
-                                            write_sweep_table)
+from vise_plugin.evaluation.results import append_metrics, append_table_row, format_result, summarize, write_sweep_table
 from vise_plugin.feature_cache import FeatureCache
 from vise_plugin.models import build_trunk, load_trunk_weights
 from vise_plugin.process_state import keeps_process_state, seeded
@@ -36,8 +35,9 @@ def benchmark_trunk(model_cfg: DictConfig, seed: int = 0) -> nn.Module:
     return trunk
 
 
-def write_cam_grid(path: str, trunk: nn.Module, data: LabelledImages, fold_result: Dict, fold: Dict, b: DictConfig,
-                   device: str) -> Optional[str]:
+def write_cam_grid(
+    path: str, trunk: nn.Module, data: LabelledImages, fold_result: Dict, fold: Dict, b: DictConfig, device: str
+) -> Optional[str]:
     """CAM grid of ``b.cam.num_images`` test images of the fold, evenly spaced through the test split
     (so several classes show), with the fold's chosen classifier."""
     n = min(b.cam.num_images, len(fold["test"]))
@@ -64,8 +64,16 @@ def benchmark_inputs(b: DictConfig, data: LabelledImages) -> List[str]:
     return inputs
 
 
-def evaluate_trunk(trunk: Optional[nn.Module], data: LabelledImages, b: DictConfig, run_dir: str, device: str = "cpu",
-                   seed: int = 0, cam_path: Optional[str] = None, precision: str = "fp32") -> Dict:
+def evaluate_trunk(
+    trunk: Optional[nn.Module],
+    data: LabelledImages,
+    b: DictConfig,
+    run_dir: str,
+    device: str = "cpu",
+    seed: int = 0,
+    cam_path: Optional[str] = None,
+    precision: str = "fp32",
+) -> Dict:
     """Runs ``b.protocol`` (``linear`` or ``finetune``) on every fold of ``data``; ``precision``
     (``config.speed.precision``) applies to feature extraction and fine-tuning. ``b.inputs`` picks
     image features, text features or both where the dataset has texts; text alone trains the linear
@@ -107,35 +115,66 @@ def run_benchmark(root_cfg: DictConfig) -> Dict:
     check_benchmark_inputs(cfg)
     b = cfg.benchmark
     d = b.dataset
-    data = read_benchmark_dataset(d.name, d.root, files=dict(d.files), multilabel=d.multilabel,
-                                  label_separator=d.label_separator, val_fraction=d.val_fraction,
-                                  split_fractions=list(d.split_fractions), split_seeds=list(d.split_seeds),
-                                  seed=cfg.seed)
+    data = read_benchmark_dataset(
+        d.name,
+        d.root,
+        files=dict(d.files),
+        multilabel=d.multilabel,
+        label_separator=d.label_separator,
+        val_fraction=d.val_fraction,
+        split_fractions=list(d.split_fractions),
+        split_seeds=list(d.split_seeds),
+        seed=cfg.seed,
+    )
     inputs = benchmark_inputs(b, data)
     trunk = benchmark_trunk(cfg.model, cfg.seed) if "image" in inputs else None
     setup_logging(cfg.run_dir)
     write_resolved_config(root_cfg, cfg.run_dir)
     data = drop_unreadable(data, cfg.data.max_bad_image_fraction, b.num_workers)
     device = "cuda" if use_gpu(cfg.device) else "cpu"
-    logger.info("%s: %s protocol on %s, %d images, %d classes, %d fold(s), trunk %s, weights %s", cfg.name,
-                b.protocol, " + ".join(inputs), len(data.paths), len(data.classes), len(data.folds),
-                cfg.model.trunk if trunk is not None else "none", cfg.model.weights or "random init")
+    logger.info(
+        "%s: %s protocol on %s, %d images, %d classes, %d fold(s), trunk %s, weights %s",
+        cfg.name,
+        b.protocol,
+        " + ".join(inputs),
+        len(data.paths),
+        len(data.classes),
+        len(data.folds),
+        cfg.model.trunk if trunk is not None else "none",
+        cfg.model.weights or "random init",
+    )
     fold = data.folds[0]
-    logger.info("%s splits: %s", cfg.name, "; ".join(f"{split} {len(fold[split])} images from {data.source(split)}"
-                                                      for split in ("train", "val", "test")))
-    result = evaluate_trunk(trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"),
-                            cfg.speed.precision)
+    logger.info(
+        "%s splits: %s",
+        cfg.name,
+        "; ".join(f"{split} {len(fold[split])} images from {data.source(split)}" for split in ("train", "val", "test")),
+    )
+    result = evaluate_trunk(
+        trunk, data, b, cfg.run_dir, device, cfg.seed, os.path.join(cfg.run_dir, "cam.png"), cfg.speed.precision
+    )
     if "sweep" in result["folds"][0]:
-        result["sweep_table"] = write_sweep_table(os.path.join(cfg.run_dir, "finetune_sweep.md"), result["folds"],
-                                                  data.metrics)
+        result["sweep_table"] = write_sweep_table(
+            os.path.join(cfg.run_dir, "finetune_sweep.md"), result["folds"], data.metrics
+        )
     text = format_result(result["summary"], data.metrics, data.report_split, len(data.folds))
-    record = {"benchmark": cfg.name, "dataset": data.name, "num_images": len(data.paths), "protocol": b.protocol,
-              "trunk": cfg.model.trunk, "weights": cfg.model.weights, "report_split": data.report_split, "metrics": list(data.metrics),
-              "layout": data.layout, **result}
+    record = {
+        "benchmark": cfg.name,
+        "dataset": data.name,
+        "num_images": len(data.paths),
+        "protocol": b.protocol,
+        "trunk": cfg.model.trunk,
+        "weights": cfg.model.weights,
+        "report_split": data.report_split,
+        "metrics": list(data.metrics),
+        "layout": data.layout,
+        **result,
+    }
     append_metrics(os.path.join(cfg.run_dir, "metrics.json"), record)
     protocol = b.protocol if b.get("inputs") is None else f"{b.protocol} ({' + '.join(result['inputs'])})"
-    append_table_row(b.results_table, [cfg.name, protocol, cfg.model.trunk, cfg.model.weights or "random init",
-                                       text, len(data.folds), cfg.run_dir])
+    append_table_row(
+        b.results_table,
+        [cfg.name, protocol, cfg.model.trunk, cfg.model.weights or "random init", text, len(data.folds), cfg.run_dir],
+    )
     logger.info("%s: %s (metrics.json and %s)", cfg.name, text, b.results_table)
     print(f"{cfg.name}: {text}", flush=True)
     return record

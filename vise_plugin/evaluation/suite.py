@@ -19,8 +19,11 @@ from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
-PAPER_BENCHMARKS = tuple(f"{protocol}/{task}_r50" for protocol in ("linear", "finetune")
-                         for task in ("unbiased_emotion", "politics", "hateful_memes", "cub"))
+PAPER_BENCHMARKS = tuple(
+    f"{protocol}/{task}_r50"
+    for protocol in ("linear", "finetune")
+    for task in ("unbiased_emotion", "politics", "hateful_memes", "cub")
+)
 SUITE_OPTIONS = ("benchmarks=", "output=", "watch=", "poll_seconds=", "weights=")
 DONE_FILE = "checkpoints_done.txt"
 
@@ -43,8 +46,14 @@ def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) 
     for name in names:
         run_dir = run_folder(output, name)
         try:
-            cfg = compose_config([f"config=benchmark/{name}", *overrides, f"config.run_dir={run_dir}",
-                                  f"config.benchmark.results_table={table}"])
+            cfg = compose_config(
+                [
+                    f"config=benchmark/{name}",
+                    *overrides,
+                    f"config.run_dir={run_dir}",
+                    f"config.benchmark.results_table={table}",
+                ]
+            )
             if cfg.config.slurm.use_slurm and cfg.config.slurm.wait:
                 job = submit_engine(cfg, wait=False)
                 submitted[f"{name}: {job_label(cfg.config.engine, job)}"] = (name, job, cfg.config.slurm)
@@ -68,8 +77,12 @@ def run_benchmarks(names: Sequence[str], overrides: Sequence[str], output: str) 
     if names and len(failed) == len(names):
         print(f"every benchmark failed ({done}): {', '.join(failed)}", flush=True)
         return failed
-    print(f"{done} benchmarks done or submitted" + (f"; table: {table}" if g_pathmgr.exists(table) else "")
-          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"{done} benchmarks done or submitted"
+        + (f"; table: {table}" if g_pathmgr.exists(table) else "")
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return failed
 
 
@@ -92,8 +105,9 @@ def last_phase(run_dir: str) -> int:
         return int(OmegaConf.load(f).config.optimizer.num_epochs) - 1
 
 
-def watch_run(run_dir: str, names: Sequence[str], overrides: Sequence[str], output: str,
-              poll_seconds: float = 60.0) -> List[str]:
+def watch_run(
+    run_dir: str, names: Sequence[str], overrides: Sequence[str], output: str, poll_seconds: float = 60.0
+) -> List[str]:
     """Runs the suite on each ``model_phase<N>.torch`` of ``run_dir`` as it appears, into
     ``<output>/phase<N>``, until the run's last phase is done. Checkpoints already handled are
     listed in ``<output>/checkpoints_done.txt``, so a restarted watch goes on where it stopped."""
@@ -110,8 +124,12 @@ def watch_run(run_dir: str, names: Sequence[str], overrides: Sequence[str], outp
             if phase in done:
                 continue
             logger.info("benchmarking %s", path)
-            failed += [f"phase{phase}/{n}" for n in run_benchmarks(
-                names, [*overrides, f"config.model.weights={path}"], os.path.join(output, f"phase{phase}"))]
+            failed += [
+                f"phase{phase}/{n}"
+                for n in run_benchmarks(
+                    names, [*overrides, f"config.model.weights={path}"], os.path.join(output, f"phase{phase}")
+                )
+            ]
             done.add(phase)
             with g_pathmgr.open(done_path, "a") as f:
                 f.write(f"{phase}\n")
@@ -120,8 +138,9 @@ def watch_run(run_dir: str, names: Sequence[str], overrides: Sequence[str], outp
     return failed
 
 
-def compare_weights(weights: Dict[str, Dict[str, Optional[str]]], names: Sequence[str], overrides: Sequence[str],
-                    output: str) -> List[str]:
+def compare_weights(
+    weights: Dict[str, Dict[str, Optional[str]]], names: Sequence[str], overrides: Sequence[str], output: str
+) -> List[str]:
     """The list for each named weights (:func:`parse_weights`'s entries: a file or None for random init,
     and the trunk where it is not the shared one), into ``<output>/<name>``, then the side-by-side table
     and chart (:func:`write_comparison`); returns the runs that failed."""

@@ -23,12 +23,12 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from classy_vision.hooks import ClassyHook
 from iopath.common.file_io import g_pathmgr
 from PIL import Image
 from vissl.data import DATA_SOURCES_WITH_SUBSET_SUPPORT, DATASET_SOURCE_MAP  # noqa: F401  (VISSL's registries)
 from vissl.data.collators import COLLATOR_REGISTRY, register_collator
 from vissl.data.dataset_catalog import VisslDatasetCatalog
-from classy_vision.hooks import ClassyHook
 from vissl.models.heads import MODEL_HEADS_REGISTRY, register_model_head
 
 from vise_plugin.data.packed_targets import packed_targets
@@ -52,9 +52,13 @@ class VisslVisEMultiHead(VisEMultiHead):
         label_store: a label store folder, when ``tasks`` gives names only.
     """
 
-    def __init__(self, model_config: Any, in_features: int = 2048,
-                 tasks: Union[Mapping[str, int], Sequence[str]] = ("comments", "reactions"),
-                 label_store: Optional[str] = None):
+    def __init__(
+        self,
+        model_config: Any,
+        in_features: int = 2048,
+        tasks: Union[Mapping[str, int], Sequence[str]] = ("comments", "reactions"),
+        label_store: Optional[str] = None,
+    ):
         if not isinstance(tasks, Mapping):
             store = LabelStore(label_store)
             tasks = {name: store.num_classes(name) for name in tasks}
@@ -99,16 +103,22 @@ class LabelStoreImages:
             return Image.new("RGB", (self.size, self.size)), False
 
 
-def vise_collator(batch: List[Dict[str, Any]], label_store: Optional[str] = None, tag_list: Optional[str] = None,
-                  tag_vocab: Optional[str] = None, tag_image_root: Optional[str] = None) -> Dict[str, List[torch.Tensor]]:
+def vise_collator(
+    batch: List[Dict[str, Any]],
+    label_store: Optional[str] = None,
+    tag_list: Optional[str] = None,
+    tag_vocab: Optional[str] = None,
+    tag_image_root: Optional[str] = None,
+) -> Dict[str, List[torch.Tensor]]:
     """VISSL items ``{"data": [(3, S, S)], "label": [store row], "data_valid": [1 | -1], "data_idx": [i]}``
     -> ``{"data": [(B, 3, S, S)], "label": [(B, W) packed targets], "data_valid": [(B,)], "data_idx": [(B,)]}``.
 
     The first source lists the images (its rows are the labels); web tags are matched by image path.
     An invalid image gets empty targets, which every loss leaves out.
     """
-    sources, empty, layout = packed_targets({"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab,
-                                             "tag_image_root": tag_image_root})
+    sources, empty, layout = packed_targets(
+        {"label_store": label_store, "tag_list": tag_list, "tag_vocab": tag_vocab, "tag_image_root": tag_image_root}
+    )
     targets = []
     for item in batch:
         row, valid = int(item["label"][0]), item["data_valid"][0] == 1
@@ -118,9 +128,12 @@ def vise_collator(batch: List[Dict[str, Any]], label_store: Optional[str] = None
             for source in sources[1:]:
                 target.update(source.targets_for(sources[0].path(row)))
         targets.append(target)
-    return {"data": [torch.stack([item["data"][0] for item in batch])], "label": [layout.pack(targets)],
-            "data_valid": [torch.tensor([item["data_valid"][0] for item in batch])],
-            "data_idx": [torch.tensor([item["data_idx"][0] for item in batch])]}
+    return {
+        "data": [torch.stack([item["data"][0] for item in batch])],
+        "label": [layout.pack(targets)],
+        "data_valid": [torch.tensor([item["data_valid"][0] for item in batch])],
+        "data_idx": [torch.tensor([item["data_idx"][0] for item in batch])],
+    }
 
 
 class DictOutputsAsList(ClassyHook):

@@ -38,8 +38,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.SLURM.USE_SLURM:
         launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
     else:
-        launch_distributed(cfg=config, node_id=args.node_id, engine_name=args.engine_name,
-                           hook_generator=vise_hook_generator)
+        launch_distributed(
+            cfg=config, node_id=args.node_id, engine_name=args.engine_name, hook_generator=vise_hook_generator
+        )
     return 0
 
 

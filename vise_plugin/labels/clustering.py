@@ -34,8 +34,15 @@ class Centroids:
         return self.centroids.shape[0]
 
     @classmethod
-    def fit(cls, features: Features, k: int, seed: int, algorithm: str = "minibatch", what: str = "features",
-            key: str = "algorithm") -> "Centroids":
+    def fit(
+        cls,
+        features: Features,
+        k: int,
+        seed: int,
+        algorithm: str = "minibatch",
+        what: str = "features",
+        key: str = "algorithm",
+    ) -> "Centroids":
         """Fits K-means on ``(N, D)`` features with the back-end registered in
         :data:`vise_plugin.registry.KMEANS` under ``algorithm`` (``key``: its config key, for errors)."""
         fit = KMEANS.get(algorithm, key)
@@ -89,7 +96,9 @@ def fit_minibatch(features: Features, k: int, seed: int, batch_size: int = 4096)
     """scikit-learn's MiniBatchKMeans; ``(k, D)`` centroids."""
     from sklearn.cluster import MiniBatchKMeans  # scikit-learn loads in seconds: only where it is used
 
-    return MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(features).cluster_centers_
+    return (
+        MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(features).cluster_centers_
+    )
 
 
 @KMEANS.register("full")
@@ -108,7 +117,9 @@ def fit_faiss(features: Features, k: int, seed: int) -> np.ndarray:
     except ImportError:
         raise ConfigError("K-means algorithm 'faiss' needs the faiss-cpu package: pip install -e '.[faiss]'") from None
     if sp.issparse(features):
-        raise ConfigError("K-means algorithm 'faiss' needs dense features; set config.labels.comments.svd_dim (e.g. 256)")
+        raise ConfigError(
+            "K-means algorithm 'faiss' needs dense features; set config.labels.comments.svd_dim (e.g. 256)"
+        )
     x = np.ascontiguousarray(features, dtype=np.float32)
     km = faiss.Kmeans(x.shape[1], k, niter=25, nredo=1, seed=seed, verbose=False, spherical=False)
     km.train(x)

@@ -102,7 +102,9 @@ class TfidfCommentEncoder:
         with open(os.path.join(folder, "comments_vocabulary.json")) as f:
             saved = json.load(f)
         encoder = cls(**saved["params"])
-        encoder.vectorizer = type(encoder.vectorizer)(dtype=np.float32, vocabulary=saved["vocabulary"], **saved["params"])
+        encoder.vectorizer = type(encoder.vectorizer)(
+            dtype=np.float32, vocabulary=saved["vocabulary"], **saved["params"]
+        )
         encoder.vectorizer.fit([""])  # fixes the vocabulary; idf is replaced below
         encoder.vectorizer.idf_ = np.load(os.path.join(folder, "comments_idf.npy"))
         return encoder

@@ -73,8 +73,14 @@ class EngagementLabeler:
         self.examples: Dict[str, List[str]] = {}
 
     @classmethod
-    def fit(cls, records: Sequence[EngagementRecord], comments_cfg: Dict[str, Any], reactions_cfg: Dict[str, Any],
-            max_comments: int = 100, seed: int = 0) -> "EngagementLabeler":
+    def fit(
+        cls,
+        records: Sequence[EngagementRecord],
+        comments_cfg: Dict[str, Any],
+        reactions_cfg: Dict[str, Any],
+        max_comments: int = 100,
+        seed: int = 0,
+    ) -> "EngagementLabeler":
         """Step 1: fits the encoder and both K-means on ``records`` (the held-out subset).
 
         ``comments_cfg``: ``k``, ``algorithm``, ``encoder`` and its settings, ``svd_dim`` (None: no
@@ -95,12 +101,24 @@ class EngagementLabeler:
         if comments_cfg.get("svd_dim"):
             projection = SvdProjection.fit(features, int(comments_cfg["svd_dim"]), seed)
             features = projection.transform(features)
-        comment_centroids = Centroids.fit(features, comments_cfg["k"], seed, comments_cfg.get("algorithm", "minibatch"),
-                                          what="non-empty comments", key="config.labels.comments.algorithm")
+        comment_centroids = Centroids.fit(
+            features,
+            comments_cfg["k"],
+            seed,
+            comments_cfg.get("algorithm", "minibatch"),
+            what="non-empty comments",
+            key="config.labels.comments.algorithm",
+        )
         reaction_types = tuple(reactions_cfg.get("types") or REACTION_TYPES)
         vectors, has = reaction_vectors([r.reactions for r in records], reaction_types)
-        reaction_centroids = Centroids.fit(vectors[has], reactions_cfg["k"], seed, reactions_cfg.get("algorithm", "full"),
-                                           what="posts with reactions", key="config.labels.reactions.algorithm")
+        reaction_centroids = Centroids.fit(
+            vectors[has],
+            reactions_cfg["k"],
+            seed,
+            reactions_cfg.get("algorithm", "full"),
+            what="posts with reactions",
+            key="config.labels.reactions.algorithm",
+        )
         labeler = cls(encoder, comment_centroids, reaction_centroids, projection, max_comments, seed, reaction_types)
         labeler.examples = _closest_examples(comment_centroids, features, comments)
         return labeler
@@ -156,8 +174,13 @@ class EngagementLabeler:
         if self.projection is not None:
             self.projection.save(folder)
             checksums["comments_svd"] = self.projection.checksum()
-        info = {"encoder": self.comment_encoder.kind, "max_comments": self.max_comments, "seed": self.seed,
-                "reaction_types": list(self.reaction_types), "checksums": checksums}
+        info = {
+            "encoder": self.comment_encoder.kind,
+            "max_comments": self.max_comments,
+            "seed": self.seed,
+            "reaction_types": list(self.reaction_types),
+            "checksums": checksums,
+        }
         with open(os.path.join(folder, "labeler.json"), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
         with open(os.path.join(folder, "comments_examples.json"), "w") as f:

@@ -30,11 +30,14 @@ class NpyAppender:
 
     def close(self) -> None:
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, {
-            "descr": np.lib.format.dtype_to_descr(self.dtype),
-            "fortran_order": False,
-            "shape": (self.rows, *self.row_shape),
-        })
+        np.lib.format.write_array_header_1_0(
+            header,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (self.rows, *self.row_shape),
+            },
+        )
         if len(header.getvalue()) != HEADER_BYTES:
             raise ValueError(f"{self.path}: unexpected .npy header length {len(header.getvalue())}")
         self._file.seek(0)

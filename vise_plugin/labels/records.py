@@ -48,8 +48,15 @@ class BadRecord(InputError):
         return BadRecord(self.detail, self.kind, where)
 
 
-BAD_RECORD_KINDS = ("not_utf8", "malformed_json", "not_an_object", "missing_field", "bad_comments", "bad_reactions",
-                    "empty_post")
+BAD_RECORD_KINDS = (
+    "not_utf8",
+    "malformed_json",
+    "not_an_object",
+    "missing_field",
+    "bad_comments",
+    "bad_reactions",
+    "empty_post",
+)
 
 
 def parse_record(line: str, where: str = "", reaction_types: Sequence[str] = REACTION_TYPES) -> EngagementRecord:
@@ -84,10 +91,16 @@ def record_from_object(obj: Any, where: str = "", reaction_types: Sequence[str] 
         raise BadRecord("field 'reactions' must be an object", "bad_reactions", where)
     for name, count in reactions.items():
         if name not in reaction_types:
-            raise BadRecord(f"unknown reaction {name!r}; expected one of {', '.join(reaction_types)}",
-                            "bad_reactions", where)
-        if (isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0
-                or count != int(count)):
+            raise BadRecord(
+                f"unknown reaction {name!r}; expected one of {', '.join(reaction_types)}", "bad_reactions", where
+            )
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, (int, float))
+            or not math.isfinite(count)
+            or count < 0
+            or count != int(count)
+        ):
             raise BadRecord(f"reaction {name!r} must be a whole count >= 0, got {count!r}", "bad_reactions", where)
     if not any(c.strip() for c in comments) and not any(reactions.values()):
         raise BadRecord(f"post {obj['id']!r} has no comments and no reactions", "empty_post", where)

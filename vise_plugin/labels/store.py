@@ -80,7 +80,9 @@ class LabelStore:
         with open(meta_path) as f:
             self.meta: Dict[str, Any] = json.load(f)
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"{meta_path}: label store format {self.meta.get('format_version')} is not {FORMAT_VERSION}")
+            raise InputError(
+                f"{meta_path}: label store format {self.meta.get('format_version')} is not {FORMAT_VERSION}"
+            )
         self.folder, self.local = folder, local
 
         def load(name):
@@ -104,7 +106,9 @@ class LabelStore:
 
     def num_classes(self, task: str) -> int:
         if task not in self.meta["tasks"]:
-            raise InputError(f"{self.folder}: the label store has no {task!r} labels (it has {sorted(self.meta['tasks'])})")
+            raise InputError(
+                f"{self.folder}: the label store has no {task!r} labels (it has {sorted(self.meta['tasks'])})"
+            )
         return int(self.meta["tasks"][task]["k"])
 
     def comment_block(self, start: int, end: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -145,7 +149,9 @@ class LabelStoreWriter:
         path = lambda name: os.path.join(self.tmp, name)  # noqa: E731
         self._labels = NpyAppender(path("comment_labels.npy"), np.int32, (2,))
         self._reactions = NpyAppender(path("reactions.npy"), np.int32)
-        self._offsets = {name: NpyAppender(path(f"{name}_offsets.npy"), np.int64) for name in ("comment", "image", "id")}
+        self._offsets = {
+            name: NpyAppender(path(f"{name}_offsets.npy"), np.int64) for name in ("comment", "image", "id")
+        }
         self._blobs = {name: open(path(f"{name}s.bin"), "wb") for name in ("image", "id")}
         self._ends = {name: 0 for name in self._offsets}
         for appender in self._offsets.values():
@@ -166,8 +172,9 @@ class LabelStoreWriter:
         self._blobs[name].write(blob.tobytes())
         self._append_offsets(name, np.diff(offsets))
 
-    def append(self, ids: Sequence[str], images: Sequence[str], comment_pairs: Sequence[np.ndarray],
-               reactions: np.ndarray) -> None:
+    def append(
+        self, ids: Sequence[str], images: Sequence[str], comment_pairs: Sequence[np.ndarray], reactions: np.ndarray
+    ) -> None:
         """Appends posts; ``comment_pairs[i]`` is an ``(n_i, 2)`` int array of (cluster id, count)."""
         if not (len(images) == len(comment_pairs) == len(reactions) == len(ids)):
             raise ValueError("label store columns differ in length")
@@ -199,8 +206,11 @@ class LabelStoreWriter:
             appender.close()
         for blob in self._blobs.values():
             blob.close()
-        files = {name: file_sha256(os.path.join(self.tmp, name)) for name in sorted(os.listdir(self.tmp))
-                 if os.path.isfile(os.path.join(self.tmp, name))}
+        files = {
+            name: file_sha256(os.path.join(self.tmp, name))
+            for name in sorted(os.listdir(self.tmp))
+            if os.path.isfile(os.path.join(self.tmp, name))
+        }
         if model_dir is not None:
             shutil.copytree(model_dir, os.path.join(self.tmp, "model"))
         meta = {**meta, "format_version": FORMAT_VERSION, "num_posts": self.num_posts, "sha256": files}
@@ -212,8 +222,15 @@ class LabelStoreWriter:
         os.replace(self.tmp, self.folder)
 
 
-def write_label_store(folder: str, ids: Sequence[str], images: Sequence[str], comment_pairs: List[np.ndarray],
-                      reactions: np.ndarray, meta: Dict[str, Any], model_dir: Optional[str] = None) -> None:
+def write_label_store(
+    folder: str,
+    ids: Sequence[str],
+    images: Sequence[str],
+    comment_pairs: List[np.ndarray],
+    reactions: np.ndarray,
+    meta: Dict[str, Any],
+    model_dir: Optional[str] = None,
+) -> None:
     """Writes a whole store in one call (see :class:`LabelStoreWriter`)."""
     writer = LabelStoreWriter(folder)
     writer.append(ids, images, comment_pairs, reactions)

@@ -16,8 +16,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 logger = logging.getLogger(__name__)
 
 #: states a job does not leave (PREEMPTED is left out: a requeued job goes back to PENDING)
-ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
-         "SPECIAL_EXIT", "REVOKED"}
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "SPECIAL_EXIT",
+    "REVOKED",
+}
 RESULT_GRACE_S = 5.0  # a result file written just before the job ended may take this long to appear here
 
 
@@ -93,7 +103,7 @@ def failure_line(error: BaseException) -> str:
     """The exception line of a submitit ``FailedJobError`` (the last line of the job's traceback)."""
     lines = [line.rstrip() for line in str(error).splitlines()]
     dashes = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
-    trace = lines[dashes[0] + 1:dashes[1]] if len(dashes) >= 2 else lines
+    trace = lines[dashes[0] + 1 : dashes[1]] if len(dashes) >= 2 else lines
     trace = [line.strip() for line in trace if line.strip()]
     return trace[-1] if trace else "no message"
 
@@ -105,8 +115,9 @@ def _outcome(job: Any, state: str) -> Outcome:
         return Outcome(job.job_id, state, result=job.results()[0])  # the first task's
     except submitit.core.utils.UncompletedJobError:
         last = " | ".join(last_log_lines(job, 3)) or "nothing"
-        return Outcome(job.job_id, state, error=f"ended {state} without a result; its log ends: {last}",
-                       without_result=True)
+        return Outcome(
+            job.job_id, state, error=f"ended {state} without a result; its log ends: {last}", without_result=True
+        )
     except submitit.core.utils.FailedJobError as e:
         return Outcome(job.job_id, state, error=f"failed ({failure_line(e)})")
 
@@ -120,8 +131,7 @@ class JobFollower:
         say: where the progress lines go (``print`` to the terminal by default; None: nowhere).
     """
 
-    def __init__(self, report_every_s: float = 30.0, poll_s: float = 2.0,
-                 say: Optional[Callable[[str], None]] = print):
+    def __init__(self, report_every_s: float = 30.0, poll_s: float = 2.0, say: Optional[Callable[[str], None]] = print):
         self.report_every_s = float(report_every_s)
         self.poll_s = float(poll_s)
         self.say = say

@@ -8,7 +8,6 @@ runs the same job files as local processes), otherwise ``num_workers`` processes
 import concurrent.futures as cf
 import logging
 import multiprocessing
-import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
@@ -16,8 +15,8 @@ from tqdm import tqdm
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, InputError, UserError
 from vise_plugin.launch.executor import make_executor, sbatch_errors
-from vise_plugin.launch.job_follower import JobFollower, Outcome
 from vise_plugin.launch.job_folders import remove_placeholder_folder
+from vise_plugin.launch.job_follower import JobFollower, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +79,13 @@ class JobRunner:
         imports: modules every job imports before it runs (``config.imports``).
     """
 
-    def __init__(self, num_workers: int = 1, slurm: Optional[Dict[str, Any]] = None, log_folder: Optional[str] = None,
-                 imports: Sequence[str] = ()):
+    def __init__(
+        self,
+        num_workers: int = 1,
+        slurm: Optional[Dict[str, Any]] = None,
+        log_folder: Optional[str] = None,
+        imports: Sequence[str] = (),
+    ):
         self.num_workers = max(int(num_workers), 1)
         self.imports = list(imports)
         self.slurm = dict(slurm or {})
@@ -142,8 +146,13 @@ class JobRunner:
         executor = make_executor(self.log_folder, self.slurm, slurm_parameters(self.slurm, name))
         with sbatch_errors(name):
             submitted = executor.map_array(_submitit_job, [fn] * len(jobs), list(jobs), [self.imports] * len(jobs))
-        logger.info("%s: submitted %d job(s) through submitit (%s), first id %s", name, len(submitted),
-                    self.slurm.get("cluster", "slurm"), submitted[0].job_id)
+        logger.info(
+            "%s: submitted %d job(s) through submitit (%s), first id %s",
+            name,
+            len(submitted),
+            self.slurm.get("cluster", "slurm"),
+            submitted[0].job_id,
+        )
         follower = JobFollower(report_every_s=0, poll_s=float(self.slurm.get("poll_s", 2)), say=None)
         for i, job in enumerate(submitted):
             follower.add(str(i), job)
@@ -161,12 +170,16 @@ class JobRunner:
                 retries[i] += 1
                 with sbatch_errors(name):
                     latest[i] = executor.submit(_submitit_job, fn, jobs[i], self.imports)
-                tqdm.write(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; submitted again as job "
-                           f"{latest[i].job_id} (retry {retries[i]} of {max_retries})")
+                tqdm.write(
+                    f"{name} task {i} (job {outcome.job_id}) {outcome.error}; submitted again as job "
+                    f"{latest[i].job_id} (retry {retries[i]} of {max_retries})"
+                )
                 follower.add(label, latest[i])
             else:
-                raise UserError(f"{name} task {i} (job {outcome.job_id}) {outcome.error}; its files: "
-                                f"{latest[i].paths.stdout.parent}")
+                raise UserError(
+                    f"{name} task {i} (job {outcome.job_id}) {outcome.error}; its files: "
+                    f"{latest[i].paths.stdout.parent}"
+                )
 
         follower.follow(on_end)
         return results

@@ -22,8 +22,9 @@ def resolves(host: str) -> bool:
 def slurm_node_address(node: str) -> Optional[str]:
     """``NodeAddr`` of ``node`` as ``scontrol`` reports it, or None without SLURM or such a node."""
     try:
-        out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True,
-                             timeout=30).stdout
+        out = subprocess.run(
+            ["scontrol", "show", "node", "-o", node], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r"\bNodeAddr=(\S+)", out)
@@ -42,6 +43,8 @@ def master_address(node: str) -> str:
     address = slurm_node_address(node)
     if address and resolves(address):
         return address
-    raise UserError(f"no address for node {node} (the job's first node): its name does not resolve here and "
-                    f"`scontrol show node {node}` gives " + (f"NodeAddr={address}, which does not resolve either"
-                                                              if address else "no NodeAddr"))
+    raise UserError(
+        f"no address for node {node} (the job's first node): its name does not resolve here and "
+        f"`scontrol show node {node}` gives "
+        + (f"NodeAddr={address}, which does not resolve either" if address else "no NodeAddr")
+    )

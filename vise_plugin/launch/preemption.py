@@ -46,6 +46,7 @@ class PreemptionFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self.requested:
-            logger.warning("received %s: saving a checkpoint after the current step, then stopping",
-                           signal.Signals(signum).name)
+            logger.warning(
+                "received %s: saving a checkpoint after the current step, then stopping", signal.Signals(signum).name
+            )
         self.requested = True

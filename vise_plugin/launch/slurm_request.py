@@ -91,17 +91,24 @@ def query_partition(partition: Optional[str]) -> Partition:
     try:
         proc = subprocess.run(["sinfo", "-h", "-o", "%P|%D|%c|%m|%l"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise UserError(f"config.slurm.use_slurm=true but sinfo cannot be run ({e}); submit from a SLURM login "
-                        "node, or use config.slurm.cluster=local") from None
+        raise UserError(
+            f"config.slurm.use_slurm=true but sinfo cannot be run ({e}); submit from a SLURM login "
+            "node, or use config.slurm.cluster=local"
+        ) from None
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"sinfo failed ({reason}): is the SLURM controller reachable from here?")
     found = parse_sinfo(proc.stdout, partition)
     if found is None:
         names = sorted({line.split("|")[0].rstrip("*") for line in proc.stdout.splitlines() if "|" in line})
-        raise ConfigError(f"config.slurm.partition={partition!r}: " + (
-            f"no such partition (there are: {', '.join(names)})" if partition else
-            "the cluster has no default partition; name one"))
+        raise ConfigError(
+            f"config.slurm.partition={partition!r}: "
+            + (
+                f"no such partition (there are: {', '.join(names)})"
+                if partition
+                else "the cluster has no default partition; name one"
+            )
+        )
     return found
 
 
@@ -135,7 +142,8 @@ def fit_request(params: Dict[str, Any], partition: Optional[Partition]) -> Dict[
         raise ConfigError(
             f"config.slurm.cpus_per_task={params['cpus_per_task']} x {tasks} task(s) per node asks for {cpus} CPUs, "
             f"but the nodes of {where} have at most {partition.max_cpus}: set config.slurm.cpus_per_task="
-            f"{max(partition.max_cpus // tasks, 1)} (or null) or lower config.distributed.num_proc_per_node")
+            f"{max(partition.max_cpus // tasks, 1)} (or null) or lower config.distributed.num_proc_per_node"
+        )
     mem_mb = 0
     if params.get("mem_gb") is None:
         params.pop("mem_gb", None)
@@ -145,20 +153,25 @@ def fit_request(params: Dict[str, Any], partition: Optional[Partition]) -> Dict[
             raise ConfigError(
                 f"config.slurm.mem_gb={params['mem_gb']} asks for {mem_mb} MB per node, but the nodes of {where} "
                 f"have at most {partition.max_mem_mb} MB: set config.slurm.mem_gb={partition.max_mem_mb // 1024} "
-                "or less, or null for SLURM's default")
+                "or less, or null for SLURM's default"
+            )
     fitting = partition.nodes_with(cpus, mem_mb)
     if nodes > fitting:
         raise ConfigError(
             f"config.distributed.num_nodes={nodes}, but {where} has {fitting} node(s) with {cpus} CPUs"
-            + (f" and {mem_mb} MB" if mem_mb else "") + f": set config.distributed.num_nodes={max(fitting, 1)} "
-            "or ask for less per node")
+            + (f" and {mem_mb} MB" if mem_mb else "")
+            + f": set config.distributed.num_nodes={max(fitting, 1)} "
+            "or ask for less per node"
+        )
     limit = partition.time_limit_min
     if params.get("timeout_min") is None:
         params["timeout_min"] = limit or DEFAULT_TIME_MINUTES
     elif limit is not None and int(params["timeout_min"]) > limit:
-        raise ConfigError(f"config.slurm.time_minutes={params['timeout_min']} is over the {limit} minutes {where} "
-                          f"allows: set config.slurm.time_minutes={limit} or less (or null); the job requeues itself "
-                          "at the limit")
+        raise ConfigError(
+            f"config.slurm.time_minutes={params['timeout_min']} is over the {limit} minutes {where} "
+            f"allows: set config.slurm.time_minutes={limit} or less (or null); the job requeues itself "
+            "at the limit"
+        )
     return params
 
 

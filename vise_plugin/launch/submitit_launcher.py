@@ -17,13 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.config.imports import import_modules
 from vise_plugin.errors import ConfigError, UserError
-from vise_plugin.registry import ENGINES
 from vise_plugin.launch.executor import make_executor, sbatch_errors
-from vise_plugin.launch.job_follower import JobFollower, Outcome
 from vise_plugin.launch.job_folders import remove_placeholder_folder
+from vise_plugin.launch.job_follower import JobFollower, Outcome
 from vise_plugin.launch.job_runner import JobFailure, slurm_parameters
 from vise_plugin.launch.node_address import master_address
 from vise_plugin.launch.preemption import Preempted, preemption_signal
+from vise_plugin.registry import ENGINES
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def set_distributed_env(env: Any) -> None:
     """``torchrun``'s variables from a ``submitit.JobEnvironment``; ``MASTER_ADDR`` is the first node's
     address (:func:`~vise_plugin.launch.node_address.master_address`)."""
     os.environ.update(
-        RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
+        RANK=str(env.global_rank),
+        WORLD_SIZE=str(env.num_tasks),
+        LOCAL_RANK=str(env.local_rank),
         LOCAL_WORLD_SIZE=str(env.num_tasks // max(env.num_nodes, 1)),
         MASTER_ADDR=master_address(env.hostnames[0]) if env.num_nodes > 1 else "127.0.0.1",
         MASTER_PORT=str(rendezvous_port(env.job_id)),
@@ -79,8 +81,12 @@ class EngineJob:
                     requeue(preemption_signal(), None)  # calls self.checkpoint(), requeues, exits
                 except submitit.core.utils.UncompletedJobError as stop:  # out of requeues at the time limit
                     limit = self.config["config"]["slurm"]["max_num_timeout"]
-                    return JobFailure(UserError(f"{stop} (config.slurm.max_num_timeout={limit}); {e}; submit the "
-                                                "same command again to resume"))
+                    return JobFailure(
+                        UserError(
+                            f"{stop} (config.slurm.max_num_timeout={limit}); {e}; submit the "
+                            "same command again to resume"
+                        )
+                    )
             return None
 
     def checkpoint(self) -> Any:
@@ -95,8 +101,11 @@ def executor_parameters(cfg: DictConfig, gpu: bool) -> Dict[str, Any]:
     slurm, dist = cfg.slurm, cfg.distributed
     params = slurm_parameters(OmegaConf.to_container(slurm, resolve=True), cfg.engine)
     params.pop("slurm_array_parallelism")
-    params.update(nodes=int(dist.num_nodes), tasks_per_node=int(dist.num_proc_per_node),
-                  slurm_signal_delay_s=int(slurm.signal_delay_s))
+    params.update(
+        nodes=int(dist.num_nodes),
+        tasks_per_node=int(dist.num_proc_per_node),
+        slurm_signal_delay_s=int(slurm.signal_delay_s),
+    )
     if gpu:
         params["gpus_per_node"] = int(dist.num_proc_per_node)
     if slurm.setup:
@@ -116,8 +125,9 @@ def job_label(engine: str, job: Any) -> str:
     return f"{engine} job {job.job_id}"
 
 
-def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None,
-                  wait: Optional[bool] = None) -> Any:
+def submit_engine(
+    root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], None]] = None, wait: Optional[bool] = None
+) -> Any:
     """Submits ``config.engine`` on ``root_cfg`` as one submitit job; returns the job, or, when ``wait``
     (default ``config.slurm.wait``) is true, follows it (:class:`JobFollower`) and returns its result.
 
@@ -127,20 +137,29 @@ def submit_engine(root_cfg: DictConfig, on_submitted: Optional[Callable[[Any], N
     """
     cfg = root_cfg.config
     engine = ENGINES.get(cfg.engine, "config.engine")
-    if not getattr(engine, "multi_process", False) and (cfg.distributed.num_nodes > 1 or
-                                                        cfg.distributed.num_proc_per_node > 1):
-        raise ConfigError(f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
-                          "config.distributed.num_proc_per_node=1")
+    if not getattr(engine, "multi_process", False) and (
+        cfg.distributed.num_nodes > 1 or cfg.distributed.num_proc_per_node > 1
+    ):
+        raise ConfigError(
+            f"config.engine={cfg.engine} runs in one process; set config.distributed.num_nodes=1 "
+            "config.distributed.num_proc_per_node=1"
+        )
     if hasattr(engine, "check_inputs"):
         engine.check_inputs(cfg)  # fail here, not in the queue
     slurm = OmegaConf.to_container(cfg.slurm, resolve=True)
-    executor = make_executor(cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm"), slurm,
-                             executor_parameters(cfg, cfg.device != "cpu"),
-                             slurm_max_num_timeout=int(cfg.slurm.max_num_timeout))
+    executor = make_executor(
+        cfg.slurm.log_folder or os.path.join(cfg.run_dir, "slurm"),
+        slurm,
+        executor_parameters(cfg, cfg.device != "cpu"),
+        slurm_max_num_timeout=int(cfg.slurm.max_num_timeout),
+    )
     with sbatch_errors(cfg.engine):
         job = executor.submit(EngineJob(cfg.engine, OmegaConf.to_container(root_cfg, resolve=True)))
-    print(f"submitted {cfg.engine} job {job.job_id} ({cfg.slurm.cluster}, {cfg.distributed.num_nodes} node(s) x "
-          f"{cfg.distributed.num_proc_per_node} process(es)); logs: {job.paths.stdout.parent}", flush=True)
+    print(
+        f"submitted {cfg.engine} job {job.job_id} ({cfg.slurm.cluster}, {cfg.distributed.num_nodes} node(s) x "
+        f"{cfg.distributed.num_proc_per_node} process(es)); logs: {job.paths.stdout.parent}",
+        flush=True,
+    )
     if on_submitted:
         on_submitted(job)
     if not (cfg.slurm.wait if wait is None else wait):

@@ -33,8 +33,9 @@ class MergedLoss(ClassyLoss):
         """``parts``: ``[{"loss": {name, ...}, "keys": [...]}]``; ``targets`` (added by the runner) is
         passed on to every part."""
         targets = {"targets": config["targets"]} if "targets" in config else {}
-        return packed_if_asked(cls([(build_loss({**part["loss"], **targets}), part["keys"])
-                                    for part in config["parts"]]), config)
+        return packed_if_asked(
+            cls([(build_loss({**part["loss"], **targets}), part["keys"]) for part in config["parts"]]), config
+        )
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total, values = None, {}

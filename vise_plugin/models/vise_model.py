@@ -7,8 +7,8 @@ import torch.nn as nn
 from classy_vision.models import ClassyModel, register_model
 
 from vise_plugin.errors import ConfigError
-from vise_plugin.models.trunks import build_trunk, trunk_out_channels
 from vise_plugin.models.merged_heads import MergedHeads
+from vise_plugin.models.trunks import build_trunk, trunk_out_channels
 from vise_plugin.registry import build_classy, spec
 
 
@@ -37,8 +37,13 @@ class VisEModel(ClassyModel):
         return cls.build(config["trunk"], heads, config.get("targets"))
 
     @classmethod
-    def build(cls, trunk_name: str, heads: Sequence[Any], targets: Optional[Mapping[str, Any]] = None,
-              key: str = "config.model") -> "VisEModel":
+    def build(
+        cls,
+        trunk_name: str,
+        heads: Sequence[Any],
+        targets: Optional[Mapping[str, Any]] = None,
+        key: str = "config.model",
+    ) -> "VisEModel":
         """The trunk registered as ``trunk_name`` and the heads, each a classy head config (``name`` or
         ``{name, <parameters>}``) built through classy-vision's head registry with ``in_features``
         (the trunk's channels) and ``targets`` (``{name: {"num_classes": K, ...}}`` of the data) added.
@@ -47,8 +52,10 @@ class VisEModel(ClassyModel):
             raise ConfigError(f"{key}.heads is empty: name at least one head, e.g. [vise_multi_head]")
         trunk = build_trunk(trunk_name, f"{key}.trunk")
         extra = {"in_features": trunk_out_channels(trunk), "targets": dict(targets or {})}
-        built = [build_classy("head", {**spec(h, f"{key}.heads[{i}]"), **extra}, f"{key}.heads[{i}]")
-                 for i, h in enumerate(heads)]
+        built = [
+            build_classy("head", {**spec(h, f"{key}.heads[{i}]"), **extra}, f"{key}.heads[{i}]")
+            for i, h in enumerate(heads)
+        ]
         return cls(trunk, built[0] if len(built) == 1 else MergedHeads(*built))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -68,11 +68,15 @@ class VisECheckpoint:
 
     @staticmethod
     def convert(state: Mapping[str, Any]) -> Tuple[State, Optional[str]]:
-        return {k[len("trunk."):]: v for k, v in state["model"].items() if k.startswith("trunk.")}, state.get("trunk")
+        return {k[len("trunk.") :]: v for k, v in state["model"].items() if k.startswith("trunk.")}, state.get("trunk")
 
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
-        return {"kind": PRETRAINING_CHECKPOINT, "trunk": "resnet50", "model": {f"trunk.{k}": v for k, v in trunk.items()}}
+        return {
+            "kind": PRETRAINING_CHECKPOINT,
+            "trunk": "resnet50",
+            "model": {f"trunk.{k}": v for k, v in trunk.items()},
+        }
 
 
 @WEIGHT_FORMATS.register("hub")
@@ -106,8 +110,12 @@ class Torchvision:
     @staticmethod
     def detect(state: Mapping[str, Any]) -> bool:
         state = unwrap(state)
-        return ("conv1.weight" in state and "layer1.0.conv1.weight" in state and "proj.weight" not in state
-                and "attnpool.positional_embedding" not in state)
+        return (
+            "conv1.weight" in state
+            and "layer1.0.conv1.weight" in state
+            and "proj.weight" not in state
+            and "attnpool.positional_embedding" not in state
+        )
 
     @staticmethod
     def convert(state: Mapping[str, Any]) -> Tuple[State, Optional[str]]:
@@ -138,8 +146,14 @@ class EmotionNet:
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
         tv = hub_to_torchvision(trunk)
-        return {"state_dict": {**{f"module.{k}": v for k, v in tv.items()}, "module.fc.weight": torch.zeros(690, 2048),
-                               "module.proj.weight": torch.zeros(300, 2048), "module.proj.bias": torch.zeros(300)}}
+        return {
+            "state_dict": {
+                **{f"module.{k}": v for k, v in tv.items()},
+                "module.fc.weight": torch.zeros(690, 2048),
+                "module.proj.weight": torch.zeros(300, 2048),
+                "module.proj.bias": torch.zeros(300),
+            }
+        }
 
 
 class _OneEncoderOfTwo:
@@ -155,7 +169,7 @@ class _OneEncoderOfTwo:
 
     @classmethod
     def convert(cls, state: Mapping[str, Any]) -> Tuple[State, Optional[str]]:
-        encoder = {k[len(cls.prefix):]: v for k, v in unwrap(state).items() if k.startswith(cls.prefix)}
+        encoder = {k[len(cls.prefix) :]: v for k, v in unwrap(state).items() if k.startswith(cls.prefix)}
         return torchvision_to_hub(encoder), None
 
 
@@ -169,10 +183,16 @@ class MoCoV2(_OneEncoderOfTwo):
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
         tv = hub_to_torchvision(trunk)
-        return {"state_dict": {**{f"module.encoder_q.{k}": v for k, v in tv.items()},
-                               **{f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in tv.items()},
-                               "module.encoder_q.fc.0.weight": torch.zeros(2048, 2048), "module.queue": torch.zeros(128, 8)},
-                "arch": "resnet50", "epoch": 200}
+        return {
+            "state_dict": {
+                **{f"module.encoder_q.{k}": v for k, v in tv.items()},
+                **{f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in tv.items()},
+                "module.encoder_q.fc.0.weight": torch.zeros(2048, 2048),
+                "module.queue": torch.zeros(128, 8),
+            },
+            "arch": "resnet50",
+            "epoch": 200,
+        }
 
 
 @WEIGHT_FORMATS.register("moco_v3")
@@ -185,10 +205,14 @@ class MoCoV3(_OneEncoderOfTwo):
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
         tv = hub_to_torchvision(trunk)
-        return {"state_dict": {**{f"module.base_encoder.{k}": v for k, v in tv.items()},
-                               **{f"module.momentum_encoder.{k}": torch.zeros_like(v) for k, v in tv.items()},
-                               "module.base_encoder.fc.0.weight": torch.zeros(4096, 2048),
-                               "module.predictor.0.weight": torch.zeros(4096, 256)}}
+        return {
+            "state_dict": {
+                **{f"module.base_encoder.{k}": v for k, v in tv.items()},
+                **{f"module.momentum_encoder.{k}": torch.zeros_like(v) for k, v in tv.items()},
+                "module.base_encoder.fc.0.weight": torch.zeros(4096, 2048),
+                "module.predictor.0.weight": torch.zeros(4096, 256),
+            }
+        }
 
 
 @WEIGHT_FORMATS.register("vissl")
@@ -204,8 +228,9 @@ class Vissl:
     @staticmethod
     def convert(state: Mapping[str, Any]) -> Tuple[State, Optional[str]]:
         trunk = state["classy_state_dict"]["base_model"]["model"]["trunk"]
-        return torchvision_to_hub({k[len(VISSL_BLOCKS):] if k.startswith(VISSL_BLOCKS) else k: v
-                                   for k, v in trunk.items()}), None
+        return torchvision_to_hub(
+            {k[len(VISSL_BLOCKS) :] if k.startswith(VISSL_BLOCKS) else k: v for k, v in trunk.items()}
+        ), None
 
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
@@ -231,15 +256,18 @@ class ClipRN50:
         from vise_plugin.models.clip_trunk import from_clip_keys
 
         state = unwrap(state)
-        visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")} or state
+        visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")} or state
         return from_clip_keys(visual), "clip_rn50"
 
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
         from vise_plugin.models.clip_trunk import to_clip_keys
 
-        return {**{f"visual.{k}": v for k, v in to_clip_keys(trunk).items()},
-                "token_embedding.weight": torch.zeros(8, 4), "logit_scale": torch.zeros(())}
+        return {
+            **{f"visual.{k}": v for k, v in to_clip_keys(trunk).items()},
+            "token_embedding.weight": torch.zeros(8, 4),
+            "logit_scale": torch.zeros(()),
+        }
 
 
 def convert_weights(state: Mapping[str, Any], where: str) -> Tuple[State, Optional[str], str]:
@@ -250,7 +278,9 @@ def convert_weights(state: Mapping[str, Any], where: str) -> Tuple[State, Option
     found = [name for name, fmt in WEIGHT_FORMATS if fmt.detect(state)]
     if not found:
         keys = list(unwrap(state))[:3] if isinstance(state, Mapping) else []
-        raise InputError(f"{where}: weights of an unknown layout (first keys {keys}); recognised: "
-                         f"{', '.join(WEIGHT_FORMATS.names())}")
+        raise InputError(
+            f"{where}: weights of an unknown layout (first keys {keys}); recognised: "
+            f"{', '.join(WEIGHT_FORMATS.names())}"
+        )
     trunk, name = WEIGHT_FORMATS.get(found[0]).convert(state)
     return trunk, name, found[0]

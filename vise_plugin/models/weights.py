@@ -54,7 +54,9 @@ def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) ->
             logger.warning("%s: read failed (%s); trying again in %.1f s", path, error_summary(e), delay)
             time.sleep(delay)
         except Exception as e:  # unpickling refusals, truncated files, not a torch file
-            raise InputError(f"{path}: cannot read weights with torch.load(weights_only=True) ({error_summary(e)})") from None
+            raise InputError(
+                f"{path}: cannot read weights with torch.load(weights_only=True) ({error_summary(e)})"
+            ) from None
 
 
 class _ScriptObject:
@@ -67,9 +69,13 @@ class _ScriptObject:
 
 
 # TorchScript's tags of typed lists and dicts: each returns its first argument
-_TORCHSCRIPT_TAGS = [torch.jit._pickle.restore_type_tag, torch.jit._pickle.build_intlist,
-                     torch.jit._pickle.build_doublelist, torch.jit._pickle.build_boollist,
-                     torch.jit._pickle.build_tensorlist]
+_TORCHSCRIPT_TAGS = [
+    torch.jit._pickle.restore_type_tag,
+    torch.jit._pickle.build_intlist,
+    torch.jit._pickle.build_doublelist,
+    torch.jit._pickle.build_boollist,
+    torch.jit._pickle.build_tensorlist,
+]
 
 
 def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
@@ -93,12 +99,16 @@ def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
     serialization = torch.serialization
     try:
         with serialization._open_zipfile_reader(f) as archive:
-            classes = {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(archive.get_record("data.pkl"))
-                       if op.name == "GLOBAL" and arg.split(" ")[0].split(".")[0] == "__torch__"}
+            classes = {
+                arg.replace(" ", ".")
+                for op, arg, _ in pickletools.genops(archive.get_record("data.pkl"))
+                if op.name == "GLOBAL" and arg.split(" ")[0].split(".")[0] == "__torch__"
+            }
             admitted = [(_ScriptObject, name) for name in classes] + _TORCHSCRIPT_TAGS
             with serialization.safe_globals([g for g in admitted if g not in serialization.get_safe_globals()]):
-                root = serialization._load(archive, "cpu", torch._weights_only_unpickler, weights_only=True,
-                                           encoding="utf-8")
+                root = serialization._load(
+                    archive, "cpu", torch._weights_only_unpickler, weights_only=True, encoding="utf-8"
+                )
         if not isinstance(root, _ScriptObject):
             raise pickle.UnpicklingError(f"the archive holds a {type(root).__name__}, not a module")
         return _attribute_tensors(root)
@@ -107,7 +117,7 @@ def _torchscript_tensors(f, path: str) -> Optional[Dict[str, torch.Tensor]]:
     except Exception as e:
         raise InputError(
             f"{path}: a TorchScript archive whose tensors cannot be read without running its code "
-            f"({error_summary(e)}); if you trust the file, convert it with: python -c \"import torch; torch.save("
+            f'({error_summary(e)}); if you trust the file, convert it with: python -c "import torch; torch.save('
             f"torch.jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}_state.pt')\""
         ) from None
 
@@ -144,14 +154,17 @@ def load_trunk_weights(trunk: nn.Module, path: str) -> nn.Module:
     return fit_trunk_state(trunk, state, path, recorded)
 
 
-def fit_trunk_state(trunk: nn.Module, state: Dict[str, torch.Tensor], path: str,
-                    recorded: Optional[str] = None) -> nn.Module:
+def fit_trunk_state(
+    trunk: nn.Module, state: Dict[str, torch.Tensor], path: str, recorded: Optional[str] = None
+) -> nn.Module:
     """``trunk.load_state_dict(state, strict=True)``, a mismatch reported as one line naming ``path``."""
     missing, unexpected = _key_mismatch(trunk, state)
     if missing or unexpected:
         hint = f"the file is for config.model.trunk={recorded}" if recorded else "check config.model.trunk"
-        raise InputError(f"{path}: does not fit the trunk ({len(missing)} missing keys, e.g. {missing[:2]}; "
-                         f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); {hint}")
+        raise InputError(
+            f"{path}: does not fit the trunk ({len(missing)} missing keys, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); {hint}"
+        )
     try:
         trunk.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -168,8 +181,9 @@ EXPORT_FORMATS = ("hub", "vissl")
 
 
 @keeps_process_state
-def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None,
-                       fmt: str = "hub") -> Tuple[Dict[str, torch.Tensor], str]:
+def export_hub_weights(
+    path: str, output: str, trunk_name: Optional[str] = None, fmt: str = "hub"
+) -> Tuple[Dict[str, torch.Tensor], str]:
     """Writes the trunk of ``path`` to ``output``: in exactly the official hub format (``fmt="hub"``),
     or as a VISSL checkpoint for ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` (``fmt="vissl"``).
 
@@ -179,8 +193,8 @@ def export_hub_weights(path: str, output: str, trunk_name: Optional[str] = None,
     """
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
-    from vise_plugin.registry import WEIGHT_FORMATS
     from vise_plugin.models.trunks import build_trunk
+    from vise_plugin.registry import WEIGHT_FORMATS
 
     state, recorded = load_trunk_state(path)
     trunk_name = trunk_name or recorded or "resnet50"

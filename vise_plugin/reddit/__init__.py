@@ -10,10 +10,27 @@ from vise_plugin.reddit.records import Comment, Submission, decode_block
 from vise_plugin.reddit.settings import REACTION_CHANNELS, RedditSettings
 from vise_plugin.reddit.zstd_ndjson import line_blocks, open_zstd, write_zstd_ndjson
 
-__all__ = ["COMMENT_SCHEMA", "comment_batches", "submission_batches", "submission_schema", "write_reddit_month",
-           "image_urls", "is_image_post", "join_dumps", "reaction_columns", "Comment", "Submission", "decode_block",
-           "REACTION_CHANNELS", "RedditSettings", "URL_SCHEMA", "export_urls", "line_blocks", "open_zstd",
-           "write_zstd_ndjson"]
+__all__ = [
+    "COMMENT_SCHEMA",
+    "comment_batches",
+    "submission_batches",
+    "submission_schema",
+    "write_reddit_month",
+    "image_urls",
+    "is_image_post",
+    "join_dumps",
+    "reaction_columns",
+    "Comment",
+    "Submission",
+    "decode_block",
+    "REACTION_CHANNELS",
+    "RedditSettings",
+    "URL_SCHEMA",
+    "export_urls",
+    "line_blocks",
+    "open_zstd",
+    "write_zstd_ndjson",
+]
 
 
 def __getattr__(name: str):

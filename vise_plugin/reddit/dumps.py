@@ -18,22 +18,43 @@ from vise_plugin.reddit.settings import RedditSettings
 from vise_plugin.reddit.zstd_ndjson import line_blocks
 
 SUBMISSION_COUNTS = ("submissions", "image_submissions", "submission_no_image", "submission_nsfw", "bad_lines")
-COMMENT_COUNTS = ("comments", "comments_kept", "comment_skipped_body", "comment_blank_body",
-                  "comment_skipped_author", "comment_author_suffix", "bad_lines")
+COMMENT_COUNTS = (
+    "comments",
+    "comments_kept",
+    "comment_skipped_body",
+    "comment_blank_body",
+    "comment_skipped_author",
+    "comment_author_suffix",
+    "bad_lines",
+)
 
-COMMENT_SCHEMA = pa.schema([("link_id", pa.string()), ("id", pa.string()), ("body", pa.string()),
-                            ("score", pa.int64()), ("created_utc", pa.int64())])
+COMMENT_SCHEMA = pa.schema(
+    [
+        ("link_id", pa.string()),
+        ("id", pa.string()),
+        ("body", pa.string()),
+        ("score", pa.int64()),
+        ("created_utc", pa.int64()),
+    ]
+)
 
 
 def submission_schema(reactions: Sequence[str]) -> pa.Schema:
     """``id``, ``image`` (the first image URL), ``urls`` (all of them), ``title`` (strings), then one
     int64 ``reaction_<name>`` per name of ``reactions``."""
-    return pa.schema([("id", pa.string()), ("image", pa.string()), ("urls", pa.list_(pa.string())),
-                      ("title", pa.string())] + [(f"reaction_{name}", pa.int64()) for name in reactions])
+    return pa.schema(
+        [("id", pa.string()), ("image", pa.string()), ("urls", pa.list_(pa.string())), ("title", pa.string())]
+        + [(f"reaction_{name}", pa.int64()) for name in reactions]
+    )
 
 
-def submission_batches(paths: Iterable[str], settings: RedditSettings, bad: Optional[BadRecordReport] = None,
-                       counts: Optional[Dict[str, int]] = None, progress: bool = False) -> Iterator[pa.RecordBatch]:
+def submission_batches(
+    paths: Iterable[str],
+    settings: RedditSettings,
+    bad: Optional[BadRecordReport] = None,
+    counts: Optional[Dict[str, int]] = None,
+    progress: bool = False,
+) -> Iterator[pa.RecordBatch]:
     """The image submissions of ``RS_*`` files (:func:`submission_schema`); submissions without an image,
     or ``over_18`` ones unless ``settings.include_nsfw``, are counted and left out."""
     counts = _start(counts, SUBMISSION_COUNTS)
@@ -60,8 +81,13 @@ def submission_batches(paths: Iterable[str], settings: RedditSettings, bad: Opti
             yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
 
 
-def comment_batches(paths: Iterable[str], settings: RedditSettings, bad: Optional[BadRecordReport] = None,
-                    counts: Optional[Dict[str, int]] = None, progress: bool = False) -> Iterator[pa.RecordBatch]:
+def comment_batches(
+    paths: Iterable[str],
+    settings: RedditSettings,
+    bad: Optional[BadRecordReport] = None,
+    counts: Optional[Dict[str, int]] = None,
+    progress: bool = False,
+) -> Iterator[pa.RecordBatch]:
     """The comments of ``RC_*`` files worth keeping (:data:`COMMENT_SCHEMA`; ``link_id`` without its
     ``t3_``). Left out, each counted under the first reason that applies: a body among
     ``settings.skip_bodies``, a blank body, an author among ``settings.skip_authors``, an author ending
@@ -76,13 +102,16 @@ def comment_batches(paths: Iterable[str], settings: RedditSettings, bad: Optiona
             body = pa.array([c.body for c in comments], pa.string())
             author = pa.array([c.author for c in comments], pa.string())
             keep = _keep(body, author, settings, counts)
-            batch = pa.RecordBatch.from_arrays([
-                pa.array([c.link_id for c in comments], pa.string()),
-                pa.array([c.id for c in comments], pa.string()),
-                body,
-                pc.fill_null(pa.array([c.score for c in comments], pa.int64()), 0),
-                _timestamps([c.created_utc for c in comments]),
-            ], schema=COMMENT_SCHEMA).filter(keep)
+            batch = pa.RecordBatch.from_arrays(
+                [
+                    pa.array([c.link_id for c in comments], pa.string()),
+                    pa.array([c.id for c in comments], pa.string()),
+                    body,
+                    pc.fill_null(pa.array([c.score for c in comments], pa.int64()), 0),
+                    _timestamps([c.created_utc for c in comments]),
+                ],
+                schema=COMMENT_SCHEMA,
+            ).filter(keep)
             counts["comments_kept"] += batch.num_rows
             if batch.num_rows:
                 link_id = batch.column(0)
@@ -122,8 +151,9 @@ def _timestamps(values: list) -> pa.Array:
         return pa.array([v if type(v) is int else timestamp(v) for v in values], pa.int64())
 
 
-def _decode(decoder, block: bytes, path: str, first_line: int, bad: Optional[BadRecordReport],
-            counts: Dict[str, int]) -> list:
+def _decode(
+    decoder, block: bytes, path: str, first_line: int, bad: Optional[BadRecordReport], counts: Dict[str, int]
+) -> list:
     before = bad.total if bad is not None else 0
     records = decode_block(decoder, block, path, first_line, bad)
     if bad is not None:

@@ -73,8 +73,9 @@ def _connect(work_dir: str, settings: RedditSettings) -> duckdb.DuckDBPyConnecti
         con.execute(f"SET memory_limit = {_quote(settings.memory_limit)}")
     except duckdb.Error as e:
         con.close()
-        raise ConfigError(f"config.labels.reddit.memory_limit={settings.memory_limit!r}: "
-                          f"{str(e).splitlines()[0]}") from None
+        raise ConfigError(
+            f"config.labels.reddit.memory_limit={settings.memory_limit!r}: {str(e).splitlines()[0]}"
+        ) from None
     con.execute(f"SET temp_directory = {_quote(os.path.join(work_dir, TMP_DIR))}")
     con.execute("SET preserve_insertion_order = false")
     if settings.threads is not None:
@@ -88,8 +89,10 @@ def _load_posts(con: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch
     con.execute("CREATE TABLE posts_read AS SELECT * FROM incoming")
     con.unregister("incoming")
     _insert_all(con, _numbered(batches), "INSERT INTO posts_read SELECT * FROM incoming")
-    con.execute("CREATE TABLE posts AS SELECT * EXCLUDE (seq) FROM posts_read "
-                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1")
+    con.execute(
+        "CREATE TABLE posts AS SELECT * EXCLUDE (seq) FROM posts_read "
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1"
+    )
     con.execute("DROP TABLE posts_read")
 
 
@@ -120,14 +123,16 @@ class _PostIds:
         return batch.filter(hit)
 
 
-def _load_comments(con: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch],
-                   settings: RedditSettings) -> None:
+def _load_comments(con: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], settings: RedditSettings) -> None:
     """Table ``comments`` (``link_id``, ``id``, ``body`` and ``h``, the seeded hash of ``id``): the
     comments whose ``link_id`` may name a post of ``posts``."""
     con.execute("CREATE TABLE comments (link_id VARCHAR, id VARCHAR, body VARCHAR, h UBIGINT)")
     posts = _PostIds(con)
-    _insert_all(con, (b for b in map(posts.on_posts, batches) if b.num_rows),
-                f"INSERT INTO comments SELECT link_id, id, body, hash(id, {int(settings.seed)}) FROM incoming")
+    _insert_all(
+        con,
+        (b for b in map(posts.on_posts, batches) if b.num_rows),
+        f"INSERT INTO comments SELECT link_id, id, body, hash(id, {int(settings.seed)}) FROM incoming",
+    )
 
 
 #: a power-of-two band of ``h``: the band of ``h`` grows with ``h``, so the comments of a post in its lowest
@@ -145,8 +150,10 @@ def _sample_comments(con: duckdb.DuckDBPyConnection, max_comments: int) -> int:
     counted per band of ``h``, and only those in the lowest bands that hold ``max_comments`` of them
     (under twice that, mostly) are listed, then sorted inside the post's list.
     """
-    con.execute(f"CREATE TEMP TABLE bands AS SELECT link_id, {BAND} AS band, count(*) AS n FROM comments "
-                "WHERE link_id IN (SELECT id FROM posts) GROUP BY ALL")
+    con.execute(
+        f"CREATE TEMP TABLE bands AS SELECT link_id, {BAND} AS band, count(*) AS n FROM comments "
+        "WHERE link_id IN (SELECT id FROM posts) GROUP BY ALL"
+    )
     con.execute(f"""
         CREATE TEMP TABLE cutoffs AS
         SELECT link_id, min(band) FILTER (WHERE below >= {max_comments}) AS band
@@ -178,17 +185,25 @@ def _write_parts(con: duckdb.DuckDBPyConnection, out_dir: str, settings: RedditS
     for start in range(0, max(n, 1), settings.rows_per_file):
         name = f"part-{len(names):05d}.parquet"
         path = os.path.join(out_dir, name)
-        con.execute(f"COPY (SELECT id, image, comments, reactions, urls, title FROM joined "
-                    f"WHERE row >= {start} AND row < {start + settings.rows_per_file} ORDER BY row) "
-                    f"TO {_quote(path + '.tmp')} (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT id, image, comments, reactions, urls, title FROM joined "
+            f"WHERE row >= {start} AND row < {start + settings.rows_per_file} ORDER BY row) "
+            f"TO {_quote(path + '.tmp')} (FORMAT parquet)"
+        )
         os.replace(path + ".tmp", path)
         names.append(name)
     return names
 
 
-def join_dumps(submission_files: Sequence[str], comment_files: Sequence[str], out_dir: str,
-               settings: RedditSettings, work_dir: str, bad: Optional[BadRecordReport] = None,
-               progress: bool = True) -> Dict[str, Any]:
+def join_dumps(
+    submission_files: Sequence[str],
+    comment_files: Sequence[str],
+    out_dir: str,
+    settings: RedditSettings,
+    work_dir: str,
+    bad: Optional[BadRecordReport] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
     """Joins the kept comments of ``comment_files`` to the image submissions of ``submission_files``.
 
     Writes ``out_dir/part-XXXXX.parquet`` (about ``settings.rows_per_file`` posts each, ordered by id)
@@ -208,8 +223,11 @@ def join_dumps(submission_files: Sequence[str], comment_files: Sequence[str], ou
     comment_counts: Dict[str, int] = {}
     con = _connect(work_dir, settings)
     try:
-        _load_posts(con, submission_batches(submission_files, settings, bad, sub_counts, progress),
-                    submission_schema(settings.reactions))
+        _load_posts(
+            con,
+            submission_batches(submission_files, settings, bad, sub_counts, progress),
+            submission_schema(settings.reactions),
+        )
         _load_comments(con, comment_batches(comment_files, settings, bad, comment_counts, progress), settings)
         joined = _sample_comments(con, int(settings.max_comments))
         posts = con.execute("SELECT count(*) FROM posts").fetchone()[0]
@@ -224,12 +242,28 @@ def join_dumps(submission_files: Sequence[str], comment_files: Sequence[str], ou
     skipped.update((k, v) for k, v in comment_counts.items() if k.startswith("comment_"))
     skipped["comment_not_on_image_post"] = comment_counts["comments_kept"] - joined
     skipped["bad_lines"] = sub_counts["bad_lines"] + comment_counts["bad_lines"]
-    summary = {"posts": posts, "submissions_read": sub_counts["submissions"],
-               "comments_read": comment_counts["comments"], "comments_kept": comment_counts["comments_kept"],
-               "comments_joined": joined, "comments_sampled": int(sampled), "files": files, "skipped": skipped}
+    summary = {
+        "posts": posts,
+        "submissions_read": sub_counts["submissions"],
+        "comments_read": comment_counts["comments"],
+        "comments_kept": comment_counts["comments_kept"],
+        "comments_joined": joined,
+        "comments_sampled": int(sampled),
+        "files": files,
+        "skipped": skipped,
+    }
     write_json_atomic(os.path.join(out_dir, SUMMARY), summary)
-    logger.info("reddit join: %d image posts of %d submissions; %d of %d comments kept, %d on image posts, %d "
-                "sampled; %d bad lines; %d file(s) in %s", posts, summary["submissions_read"],
-                summary["comments_kept"], summary["comments_read"], joined, summary["comments_sampled"],
-                skipped["bad_lines"], len(files), out_dir)
+    logger.info(
+        "reddit join: %d image posts of %d submissions; %d of %d comments kept, %d on image posts, %d "
+        "sampled; %d bad lines; %d file(s) in %s",
+        posts,
+        summary["submissions_read"],
+        summary["comments_kept"],
+        summary["comments_read"],
+        joined,
+        summary["comments_sampled"],
+        skipped["bad_lines"],
+        len(files),
+        out_dir,
+    )
     return summary

@@ -24,8 +24,9 @@ def reaction_columns(subs: Sequence[Submission], names: Sequence[str]) -> Dict[s
     if "comments" in names:
         columns["comments"] = np.array([s.num_comments or 0 for s in subs], np.int64)
     if "awards" in names:
-        columns["awards"] = np.array([s.total_awards_received if s.total_awards_received is not None
-                                      else _awards(s) for s in subs], np.int64)
+        columns["awards"] = np.array(
+            [s.total_awards_received if s.total_awards_received is not None else _awards(s) for s in subs], np.int64
+        )
     if "score" in names:
         columns["score"] = np.maximum(score, 0)
     return {name: columns[name] for name in names}

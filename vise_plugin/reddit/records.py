@@ -22,6 +22,7 @@ class Awarding(msgspec.Struct, gc=False):
 
 class Comment(msgspec.Struct, gc=False):
     """One line of an ``RC_*`` file; ``link_id`` is ``t3_<submission id>``."""
+
     id: str
     link_id: str = ""
     parent_id: Optional[str] = None
@@ -38,6 +39,7 @@ class Comment(msgspec.Struct, gc=False):
 class CommentRow(msgspec.Struct, gc=False):
     """The fields of :class:`Comment` that the join reads: decoding all of ``Comment`` (its awards list
     above all) takes more than twice as long."""
+
     id: str
     link_id: str = ""
     body: Optional[str] = None
@@ -70,6 +72,7 @@ class GalleryData(msgspec.Struct, gc=False):
 
 class MediaSource(msgspec.Struct, gc=False):
     """``media_metadata[...].s``: the full-size image (``u``, HTML-escaped) and its size."""
+
     u: Optional[str] = None
     x: Optional[int] = None
     y: Optional[int] = None
@@ -77,6 +80,7 @@ class MediaSource(msgspec.Struct, gc=False):
 
 class Media(msgspec.Struct, gc=False):
     """``media_metadata[media_id]``: ``status`` ``"valid"`` when usable, ``e`` ``"Image"`` or ``"AnimatedImage"``."""
+
     status: Optional[str] = None
     e: Optional[str] = None
     s: Optional[MediaSource] = None
@@ -84,6 +88,7 @@ class Media(msgspec.Struct, gc=False):
 
 class Submission(msgspec.Struct, gc=False):
     """One line of an ``RS_*`` file; ``post_hint`` is ``"image"``, ``"link"``, ``"hosted:video"``, ... or missing."""
+
     id: str
     title: Optional[str] = None
     url: Optional[str] = None
@@ -113,8 +118,9 @@ COMMENT_ROW_DECODER = msgspec.json.Decoder(CommentRow)
 SUBMISSION_DECODER = msgspec.json.Decoder(Submission)
 
 
-def decode_block(decoder: "msgspec.json.Decoder[T]", block: bytes, path: str, first_line: int,
-                 bad: Optional[BadRecordReport] = None) -> List[T]:
+def decode_block(
+    decoder: "msgspec.json.Decoder[T]", block: bytes, path: str, first_line: int, bad: Optional[BadRecordReport] = None
+) -> List[T]:
     """The records of a block of lines from :func:`~vise_plugin.reddit.zstd_ndjson.line_blocks`
     (blank lines skipped). A bad line is added to ``bad`` as a :class:`BadRecord` at ``path:line``
     (``malformed_json``, or ``missing_field`` for a field missing or of another type) and left out;

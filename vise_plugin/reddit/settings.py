@@ -49,15 +49,18 @@ class RedditSettings:
             setattr(self, name, tuple(value))
         unknown = [r for r in self.reactions if r not in REACTION_CHANNELS]
         if unknown or not self.reactions or len(set(self.reactions)) < len(self.reactions):
-            raise ConfigError(f"{_key('reactions')}={list(self.reactions)}: expected distinct names among "
-                              f"{', '.join(REACTION_CHANNELS)}")
+            raise ConfigError(
+                f"{_key('reactions')}={list(self.reactions)}: expected distinct names among "
+                f"{', '.join(REACTION_CHANNELS)}"
+            )
         for name, least in (("max_comments", 0), ("rows_per_file", 1), ("seed", None), ("threads", 1)):
             value = getattr(self, name)
             if value is None and name == "threads":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or (least is not None and value < least):
-                raise ConfigError(f"{_key(name)}={value!r}: expected an integer"
-                                  + (f" >= {least}" if least is not None else ""))
+                raise ConfigError(
+                    f"{_key(name)}={value!r}: expected an integer" + (f" >= {least}" if least is not None else "")
+                )
         if not isinstance(self.include_nsfw, bool):
             raise ConfigError(f"{_key('include_nsfw')}={self.include_nsfw!r}: expected true or false")
         if not isinstance(self.memory_limit, str) or not self.memory_limit:

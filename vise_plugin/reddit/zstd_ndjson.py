@@ -53,8 +53,9 @@ def decompressed_chunks(path: str, read_size: int = READ_SIZE, progress: bool = 
 
 def _bar(path: str, enabled: bool) -> tqdm:
     total = os.path.getsize(path) if enabled and "://" not in path and os.path.isfile(path) else None
-    return tqdm(total=total, desc=os.path.basename(path), unit="B", unit_scale=True, dynamic_ncols=True,
-                disable=not enabled)
+    return tqdm(
+        total=total, desc=os.path.basename(path), unit="B", unit_scale=True, dynamic_ncols=True, disable=not enabled
+    )
 
 
 class _ChunkStream(io.RawIOBase):
@@ -120,7 +121,7 @@ def line_blocks(path: str, block_bytes: int = 1 << 24, progress: bool = False) -
 def _count_lines(block: bytes, piece: int = 1 << 20) -> int:
     """``block.count(b"\\n")`` in a third of the time, a piece of ``piece`` bytes at a time."""
     data = np.frombuffer(block, np.uint8)
-    return sum(int(np.count_nonzero(data[start:start + piece] == 10)) for start in range(0, len(data), piece))
+    return sum(int(np.count_nonzero(data[start : start + piece] == 10)) for start in range(0, len(data), piece))
 
 
 def _split(data: bytes, block_bytes: int) -> Iterator[bytes]:
@@ -148,13 +149,15 @@ def _whole_lines(parts: List[bytes]) -> Tuple[bytes, List[bytes]]:
     return b"".join(parts[:-1] + [memoryview(last)[:cut]]), [last[cut:]]
 
 
-def write_zstd_ndjson(path: str, objects: Iterable[Union[dict, bytes, str]], level: int = 3,
-                      window_log: Optional[int] = 31) -> int:
+def write_zstd_ndjson(
+    path: str, objects: Iterable[Union[dict, bytes, str]], level: int = 3, window_log: Optional[int] = 31
+) -> int:
     """Writes ``objects`` one a line (a dict as compact JSON, bytes or str as they are: a raw, maybe
     malformed line) compressed like the dumps: long-distance matching, a ``2**window_log`` window
     declared by a frame of unknown content size. Returns the number of lines."""
-    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=window_log or 0,
-                                                           enable_ldm=bool(window_log))
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, window_log=window_log or 0, enable_ldm=bool(window_log)
+    )
     encode = msgspec.json.Encoder().encode
     n = 0
     with g_pathmgr.open(path, "wb") as f:

@@ -36,7 +36,9 @@ class SentenceCommentEncoder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
         except ImportError:
-            raise ConfigError(f"the sentence encoder needs the {package} package: pip install -e '.[sentence]'") from None
+            raise ConfigError(
+                f"the sentence encoder needs the {package} package: pip install -e '.[sentence]'"
+            ) from None
         transformers_logging.disable_progress_bar()
         self.model_path = str(module.get_model_path())
         self.model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
@@ -51,8 +53,13 @@ class SentenceCommentEncoder:
     def transform(self, comments: Sequence[str]) -> np.ndarray:
         if not len(comments):
             return np.zeros((0, self.dim), np.float32)
-        out = self.model.encode(list(comments), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+        out = self.model.encode(
+            list(comments),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return out.astype(np.float32)
 
     def top_terms(self, vectors: np.ndarray, n: int = 8) -> Optional[List[List[str]]]:
@@ -65,8 +72,12 @@ class SentenceCommentEncoder:
     def save(self, folder: str) -> str:
         checksum = self.weights_sha256()
         with open(os.path.join(folder, self.file_name), "w") as f:
-            json.dump({"package": self.package, "batch_size": self.batch_size, "weights_sha256": checksum}, f,
-                      indent=2, sort_keys=True)
+            json.dump(
+                {"package": self.package, "batch_size": self.batch_size, "weights_sha256": checksum},
+                f,
+                indent=2,
+                sort_keys=True,
+            )
         return checksum
 
     @classmethod

@@ -8,8 +8,14 @@ import numpy as np
 from vise_plugin.feature_cache import FeatureCache, list_digest
 
 
-def text_features(texts: Sequence[str], package: str, cache: FeatureCache, device: str = "cpu",
-                  batch_size: int = 256, name: Optional[str] = None) -> np.ndarray:
+def text_features(
+    texts: Sequence[str],
+    package: str,
+    cache: FeatureCache,
+    device: str = "cpu",
+    batch_size: int = 256,
+    name: Optional[str] = None,
+) -> np.ndarray:
     """``(N, E)`` float32 L2-normalised sentence embeddings of ``texts``, cached as ``<name>.npy``
     (default ``text_<package>``) while the texts and the encoder's weights are unchanged.
 

@@ -4,5 +4,11 @@ from vise_plugin.engine.hooks.curves_hook import TrainingCurvesHook
 from vise_plugin.engine.hooks.log_hook import TrainLogHook
 from vise_plugin.engine.hooks.tensorboard_writer import TensorboardWriter, tensorboard_writer
 
-__all__ = ["HookBase", "PeriodicCheckpointHook", "TensorboardWriter", "TrainLogHook", "TrainingCurvesHook",
-           "tensorboard_writer"]
+__all__ = [
+    "HookBase",
+    "PeriodicCheckpointHook",
+    "TensorboardWriter",
+    "TrainLogHook",
+    "TrainingCurvesHook",
+    "tensorboard_writer",
+]

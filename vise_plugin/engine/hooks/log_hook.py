@@ -37,8 +37,9 @@ class TrainLogHook(HookBase):
             iteration)`` before training, ``write(record)``, ``close()`` at the end.
     """
 
-    def __init__(self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True,
-                 writers: Sequence = ()):
+    def __init__(
+        self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True, writers: Sequence = ()
+    ):
         self.log_freq = max(int(log_freq), 1)
         self.json_path = json_path
         self.enabled = enabled
@@ -64,9 +65,13 @@ class TrainLogHook(HookBase):
         if not self.enabled:
             return
         if trainer.last_loss is None:  # every image this rank read so far was unreadable: no loss to show yet
-            logger.info("it %d/%d  no batch trained yet (%d of %d images unreadable so far)", trainer.iteration,
-                        trainer.max_iterations, getattr(trainer.bad_images, "skipped", 0),
-                        getattr(trainer.bad_images, "seen", 0))
+            logger.info(
+                "it %d/%d  no batch trained yet (%d of %d images unreadable so far)",
+                trainer.iteration,
+                trainer.max_iterations,
+                getattr(trainer.bad_images, "skipped", 0),
+                getattr(trainer.bad_images, "seen", 0),
+            )
             return
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
@@ -85,8 +90,14 @@ class TrainLogHook(HookBase):
         tasks = " ".join(f"{k}={record[k]:.4f}" for k in record if k.startswith("loss_"))
         logger.info(
             "it %d/%d  loss %.4f (%s)  lr %.4g  %.1f img/s  eta %s  mem %.0fMB",
-            trainer.iteration, trainer.max_iterations, record["loss"], tasks, record["lr"],
-            record["images_per_sec"], _hms(record["eta_seconds"]), record["peak_mem_mb"],
+            trainer.iteration,
+            trainer.max_iterations,
+            record["loss"],
+            tasks,
+            record["lr"],
+            record["images_per_sec"],
+            _hms(record["eta_seconds"]),
+            record["peak_mem_mb"],
         )
         if self.json_path:
             with g_pathmgr.open(self.json_path, "a") as f:

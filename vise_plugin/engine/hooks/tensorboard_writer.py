@@ -53,7 +53,9 @@ def tensorboard_writer(log_dir: str, wanted: bool) -> Optional[TensorboardWriter
     if not wanted:
         return None
     if not TensorboardWriter.available():
-        logger.info("TensorBoard scalars are off: the tensorboard package is not installed "
-                    "(pip install -e \".[tensorboard]\"); training_curves.png is still drawn")
+        logger.info(
+            "TensorBoard scalars are off: the tensorboard package is not installed "
+            '(pip install -e ".[tensorboard]"); training_curves.png is still drawn'
+        )
         return None
     return TensorboardWriter(log_dir)

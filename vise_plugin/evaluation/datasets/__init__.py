@@ -5,7 +5,6 @@ import os
 from typing import Any, Callable
 
 from vise_plugin.errors import ConfigError
-from vise_plugin.registry import BENCHMARK_DATASETS
 from vise_plugin.evaluation.datasets.cub import read_cub
 from vise_plugin.evaluation.datasets.generic import (
     read_csv_list,
@@ -21,7 +20,7 @@ from vise_plugin.evaluation.datasets.labelled_images import (
 from vise_plugin.evaluation.datasets.politics import read_politics
 from vise_plugin.evaluation.datasets.splits import fold_with_val, hold_out, random_split
 from vise_plugin.evaluation.datasets.unbiased_emotion import read_unbiased_emotion
-
+from vise_plugin.registry import BENCHMARK_DATASETS
 
 
 def check_benchmark_dataset(name: str, root: str) -> Callable[..., LabelledImages]:
@@ -31,8 +30,10 @@ def check_benchmark_dataset(name: str, root: str) -> Callable[..., LabelledImage
     if not root:
         raise ConfigError(f"no dataset folder: set config.benchmark.dataset.root=<{name} folder>")
     if "://" not in root and not os.path.isdir(root):
-        raise ConfigError(f"{name} dataset folder not found: {root}; set config.benchmark.data_root=<folder holding "
-                          f"{os.path.basename(root.rstrip('/'))}> or config.benchmark.dataset.root=<folder>")
+        raise ConfigError(
+            f"{name} dataset folder not found: {root}; set config.benchmark.data_root=<folder holding "
+            f"{os.path.basename(root.rstrip('/'))}> or config.benchmark.dataset.root=<folder>"
+        )
     return reader
 
 
@@ -45,6 +46,20 @@ def read_benchmark_dataset(name: str, root: str, **options: Any) -> LabelledImag
     return data
 
 
-__all__ = ["check_benchmark_dataset", "read_benchmark_dataset", "LabelledImages", "ImageListDataset", "SPLITS",
-           "random_split", "hold_out", "fold_with_val", "read_cub", "read_csv_list", "read_image_folder",
-           "read_pickle_list", "read_hateful_memes", "read_politics", "read_unbiased_emotion"]
+__all__ = [
+    "check_benchmark_dataset",
+    "read_benchmark_dataset",
+    "LabelledImages",
+    "ImageListDataset",
+    "SPLITS",
+    "random_split",
+    "hold_out",
+    "fold_with_val",
+    "read_cub",
+    "read_csv_list",
+    "read_image_folder",
+    "read_pickle_list",
+    "read_hateful_memes",
+    "read_politics",
+    "read_unbiased_emotion",
+]

@@ -13,8 +13,10 @@ from vise_plugin.registry import BENCHMARK_DATASETS
 
 def _read_pairs(path: str):
     if not g_pathmgr.exists(path):
-        raise InputError(f"{path}: not found (CUB-200-2011 layout: images.txt, image_class_labels.txt, "
-                         "train_test_split.txt, classes.txt, images/)")
+        raise InputError(
+            f"{path}: not found (CUB-200-2011 layout: images.txt, image_class_labels.txt, "
+            "train_test_split.txt, classes.txt, images/)"
+        )
     pairs = {}
     with g_pathmgr.open(path, "r") as f:
         for line_no, line in enumerate(f, start=1):
@@ -41,9 +43,17 @@ def read_cub(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> Labell
     targets = np.array([int(labels[i]) - 1 for i in ids], np.int64)
     train = np.array([k for k, i in enumerate(ids) if is_train[i] == "1"], np.int64)
     test = np.array([k for k, i in enumerate(ids) if is_train[i] != "1"], np.int64)
-    return LabelledImages("cub", root, [f"images/{images[i]}" for i in ids], targets,
-                          [classes[c] for c in sorted(classes)], [fold_with_val(train, test, val_fraction, seed, targets)],
-                          layout={"layout": "CUB_200_2011 release files",
-                                  "train": "train_test_split.txt (is_training_image 1)",
-                                  "val": f"{val_fraction:g} of train held out (seed {seed})",
-                                  "test": "train_test_split.txt (is_training_image 0)"})
+    return LabelledImages(
+        "cub",
+        root,
+        [f"images/{images[i]}" for i in ids],
+        targets,
+        [classes[c] for c in sorted(classes)],
+        [fold_with_val(train, test, val_fraction, seed, targets)],
+        layout={
+            "layout": "CUB_200_2011 release files",
+            "train": "train_test_split.txt (is_training_image 1)",
+            "val": f"{val_fraction:g} of train held out (seed {seed})",
+            "test": "train_test_split.txt (is_training_image 0)",
+        },
+    )

@@ -16,8 +16,15 @@ from vise_plugin.evaluation.datasets.splits import fold_with_val
 from vise_plugin.registry import BENCHMARK_DATASETS
 
 
-def assemble(name: str, root: str, split_entries: Dict[str, Entries], multilabel: bool, val_fraction: float,
-             seed: int, layout: Dict[str, str]) -> LabelledImages:
+def assemble(
+    name: str,
+    root: str,
+    split_entries: Dict[str, Entries],
+    multilabel: bool,
+    val_fraction: float,
+    seed: int,
+    layout: Dict[str, str],
+) -> LabelledImages:
     """One :class:`LabelledImages` from per-split entries; val is held out of train when absent."""
     paths, labels, parts = [], [], {}
     for split, entries in split_entries.items():
@@ -54,7 +61,9 @@ def read_image_folder(root: str, val_fraction: float = 0.1, seed: int = 0, **_) 
             raise InputError(f"{folder}: {e}") from None
         split_entries[split] = [(os.path.relpath(p, root), [classes[c]]) for p, c in samples]
     sources = {split: os.path.join(root, split) for split in split_entries}
-    return assemble("image_folder", root, split_entries, False, val_fraction, seed, {"layout": "ImageFolder", **sources})
+    return assemble(
+        "image_folder", root, split_entries, False, val_fraction, seed, {"layout": "ImageFolder", **sources}
+    )
 
 
 def _split_file(root: str, files: Dict, split: str, suffix: str) -> str:
@@ -85,8 +94,10 @@ def _read_lists(root: str, files: Dict, suffix: str, reader) -> Tuple[Dict[str, 
         if g_pathmgr.exists(path):
             same = [s for s, p in sources.items() if os.path.normpath(p) == os.path.normpath(path)]
             if same:
-                raise InputError(f"the {same[0]} and {split} splits are both read from {path}; point "
-                                 f"config.benchmark.dataset.files.{split} at its own file")
+                raise InputError(
+                    f"the {same[0]} and {split} splits are both read from {path}; point "
+                    f"config.benchmark.dataset.files.{split} at its own file"
+                )
             split_entries[split], sources[split] = reader(path), path
         elif split != "val" or (files or {}).get("val"):
             raise InputError(f"{path}: {split} file list not found (set config.benchmark.dataset.files.{split})")
@@ -94,17 +105,26 @@ def _read_lists(root: str, files: Dict, suffix: str, reader) -> Tuple[Dict[str, 
 
 
 @BENCHMARK_DATASETS.register("csv")
-def read_csv_list(root: str, files: Dict = None, multilabel: bool = False, label_separator: str = ";",
-                  val_fraction: float = 0.1, seed: int = 0, **_) -> LabelledImages:
+def read_csv_list(
+    root: str,
+    files: Dict = None,
+    multilabel: bool = False,
+    label_separator: str = ";",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    **_,
+) -> LabelledImages:
     """``{train,val,test}.csv`` with header ``path,label``; a multi-label cell joins names with ``label_separator``."""
     split_entries, sources = _read_lists(root, files, ".csv", lambda p: read_csv(p, label_separator))
     return assemble("csv", root, split_entries, multilabel, val_fraction, seed, {"layout": "CSV file list", **sources})
 
 
 @BENCHMARK_DATASETS.register("pickle")
-def read_pickle_list(root: str, files: Dict = None, multilabel: bool = False, val_fraction: float = 0.1,
-                     seed: int = 0, **_) -> LabelledImages:
+def read_pickle_list(
+    root: str, files: Dict = None, multilabel: bool = False, val_fraction: float = 0.1, seed: int = 0, **_
+) -> LabelledImages:
     """``{train,val,test}.pkl``, each a list of ``[relative_path, [labels]]`` (the EmotionNet release format)."""
     split_entries, sources = _read_lists(root, files, ".pkl", read_pickle)
-    return assemble("pickle", root, split_entries, multilabel, val_fraction, seed,
-                    {"layout": "pickle file list", **sources})
+    return assemble(
+        "pickle", root, split_entries, multilabel, val_fraction, seed, {"layout": "pickle file list", **sources}
+    )

@@ -22,7 +22,7 @@ def _read_jsonl(path: str):
                 row = json.loads(line)
                 rows.append((str(row["img"]), int(row["label"]), str(row["text"])))
             except (ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{path}:{line_no}: expected {{\"img\", \"label\", \"text\"}} ({e})") from None
+                raise InputError(f'{path}:{line_no}: expected {{"img", "label", "text"}} ({e})') from None
     return rows
 
 
@@ -38,9 +38,20 @@ def read_hateful_memes(root: str, val_fraction: float = 0.1, seed: int = 0, **_)
     rows = train + test
     targets = np.array([r[1] for r in rows], np.int64)
     fold = fold_with_val(np.arange(len(train)), np.arange(len(train), len(rows)), val_fraction, seed, targets)
-    return LabelledImages("hateful_memes", root, [r[0] for r in rows], targets,
-                          ["not hateful", "hateful"], [fold], metrics=("roc_auc", "acc"), texts=[r[2] for r in rows],
-                          report_split=dev.removesuffix(".jsonl"),
-                          layout={"layout": f"img/ + train.jsonl + {dev}", "train": os.path.join(root, "train.jsonl"),
-                                  "val": f"{val_fraction:g} of train held out (seed {seed})",
-                                  "test": os.path.join(root, dev)})
+    return LabelledImages(
+        "hateful_memes",
+        root,
+        [r[0] for r in rows],
+        targets,
+        ["not hateful", "hateful"],
+        [fold],
+        metrics=("roc_auc", "acc"),
+        texts=[r[2] for r in rows],
+        report_split=dev.removesuffix(".jsonl"),
+        layout={
+            "layout": f"img/ + train.jsonl + {dev}",
+            "train": os.path.join(root, "train.jsonl"),
+            "val": f"{val_fraction:g} of train held out (seed {seed})",
+            "test": os.path.join(root, dev),
+        },
+    )

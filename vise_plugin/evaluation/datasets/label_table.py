@@ -12,8 +12,9 @@ def _class_order(names) -> List[str]:
     return sorted(names)
 
 
-def encode_labels(labels: Sequence[Sequence[str]], multilabel: bool,
-                  classes: Sequence[str] = None) -> Tuple[np.ndarray, List[str]]:
+def encode_labels(
+    labels: Sequence[Sequence[str]], multilabel: bool, classes: Sequence[str] = None
+) -> Tuple[np.ndarray, List[str]]:
     """Per image a list of label names -> targets and class names.
 
     Returns ``(N,)`` int64 class ids (``multilabel=False``: every image needs exactly one label) or

@@ -62,7 +62,8 @@ class LabelledImages:
                 raise InputError(
                     f"{self.root}: the {a} and {b} splits of {self.name}{f' fold {i}' if len(self.folds) > 1 else ''} "
                     f"share {len(shared)} image(s), e.g. {sorted(shared)[0]} ({a}: {self.source(a)}; {b}: "
-                    f"{self.source(b)}); give each split its own images")
+                    f"{self.source(b)}); give each split its own images"
+                )
 
     def source(self, split: str) -> str:
         """Where a split's images were listed (a file, a folder or how it was drawn), for logs and errors."""
@@ -78,8 +79,13 @@ class LabelledImages:
         new_index = np.full(len(self.paths), -1, dtype=np.int64)
         new_index[keep] = np.arange(len(keep))
         folds = [{split: new_index[f[split]][new_index[f[split]] >= 0] for split in SPLITS} for f in self.folds]
-        return replace(self, paths=[self.paths[i] for i in keep], targets=self.targets[keep], folds=folds,
-                       texts=None if self.texts is None else [self.texts[i] for i in keep])
+        return replace(
+            self,
+            paths=[self.paths[i] for i in keep],
+            targets=self.targets[keep],
+            folds=folds,
+            texts=None if self.texts is None else [self.texts[i] for i in keep],
+        )
 
     def check_files(self, limit: int = 3) -> None:
         """One :class:`InputError` naming how many listed image files do not exist and up to ``limit``
@@ -87,8 +93,10 @@ class LabelledImages:
         per file."""
         missing = missing_files(self.root, self.paths)
         if missing:
-            raise InputError(f"{self.root}: {len(missing)} of {len(self.paths)} image files listed by the {self.name} "
-                             f"layout do not exist, e.g. {missing[:limit]}")
+            raise InputError(
+                f"{self.root}: {len(missing)} of {len(self.paths)} image files listed by the {self.name} "
+                f"layout do not exist, e.g. {missing[:limit]}"
+            )
 
 
 def missing_files(root: str, paths: Sequence[str]) -> List[str]:

@@ -18,5 +18,6 @@ def read_politics(root: str, val_fraction: float = 0.1, seed: int = 0, **_) -> L
         if not os.path.exists(path):
             raise InputError(f"{path}: not found (Politics layout: train.csv and test.csv with path,label)")
         entries[split], sources[split] = read_csv(path, ";"), path
-    return assemble("politics", root, entries, False, val_fraction, seed,
-                    {"layout": "train.csv / test.csv (path,label)", **sources})
+    return assemble(
+        "politics", root, entries, False, val_fraction, seed, {"layout": "train.csv / test.csv (path,label)", **sources}
+    )

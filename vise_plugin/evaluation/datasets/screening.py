@@ -37,11 +37,12 @@ class _Decodable(torch.utils.data.Dataset):
 
 def unreadable_images(data: LabelledImages, num_workers: int = 0) -> List[int]:
     """Indices of the images of ``data`` that cannot be opened and decoded (a reduced-scale decode)."""
-    loader = torch.utils.data.DataLoader(_Decodable(data), batch_size=64,
-                                         num_workers=loader_workers(num_workers),
-                                         collate_fn=list)
-    ok = [flag for batch in tqdm(loader, desc=f"{data.name} images", unit="batch", dynamic_ncols=True)
-          for flag in batch]
+    loader = torch.utils.data.DataLoader(
+        _Decodable(data), batch_size=64, num_workers=loader_workers(num_workers), collate_fn=list
+    )
+    ok = [
+        flag for batch in tqdm(loader, desc=f"{data.name} images", unit="batch", dynamic_ncols=True) for flag in batch
+    ]
     return [i for i, flag in enumerate(ok) if not flag]
 
 
@@ -54,7 +55,9 @@ def drop_unreadable(data: LabelledImages, max_fraction: float, num_workers: int 
     for i in bad:
         logger.warning("skipped unreadable image %s/%s", data.root, data.paths[i])
     if len(bad) > max_fraction * len(data.paths):
-        raise InputError(f"{data.root}: {len(bad)} of {len(data.paths)} {data.name} images could not be read "
-                         f"{over_budget(len(bad), len(data.paths), max_fraction)}, e.g. {data.paths[bad[0]]}")
+        raise InputError(
+            f"{data.root}: {len(bad)} of {len(data.paths)} {data.name} images could not be read "
+            f"{over_budget(len(bad), len(data.paths), max_fraction)}, e.g. {data.paths[bad[0]]}"
+        )
     logger.warning("%s: skipped %d unreadable image(s) of %d", data.name, len(bad), len(data.paths))
     return data.subset(np.setdiff1d(np.arange(len(data.paths)), bad))

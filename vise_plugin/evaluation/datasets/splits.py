@@ -18,8 +18,9 @@ def random_split(n: int, fractions: Sequence[float], seed: int) -> List[np.ndarr
     return [np.sort(part) for part in np.split(perm, bounds)]
 
 
-def hold_out(indices: np.ndarray, fraction: float, seed: int,
-             labels: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+def hold_out(
+    indices: np.ndarray, fraction: float, seed: int, labels: Optional[np.ndarray] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """``(kept, held_out)``, both sorted: a seeded ``fraction`` of ``indices`` held out (e.g. val from train).
 
     With ``labels`` (one class id per index) the hold-out is stratified, so a small val split still
@@ -33,16 +34,21 @@ def hold_out(indices: np.ndarray, fraction: float, seed: int,
             raise
         classes, counts = np.unique(labels, return_counts=True)
         small = classes[counts < 2].tolist()
-        why = (f"class id(s) {small[:10]}{' ...' if len(small) > 10 else ''} have a single image" if small
-               else str(e).splitlines()[0])
-        logger.warning("val split not stratified (%s); holding out %g of %d images at random", why, fraction,
-                       len(indices))
+        why = (
+            f"class id(s) {small[:10]}{' ...' if len(small) > 10 else ''} have a single image"
+            if small
+            else str(e).splitlines()[0]
+        )
+        logger.warning(
+            "val split not stratified (%s); holding out %g of %d images at random", why, fraction, len(indices)
+        )
         kept, held = train_test_split(indices, test_size=fraction, random_state=seed)
     return np.sort(kept), np.sort(held)
 
 
-def fold_with_val(train: np.ndarray, test: np.ndarray, val_fraction: float, seed: int,
-                  targets: Optional[np.ndarray] = None) -> dict:
+def fold_with_val(
+    train: np.ndarray, test: np.ndarray, val_fraction: float, seed: int, targets: Optional[np.ndarray] = None
+) -> dict:
     """A fold whose val part is held out of ``train`` (for datasets without a val split); ``targets``
     (all images' class ids) stratify the hold-out."""
     train = np.asarray(train, np.int64)

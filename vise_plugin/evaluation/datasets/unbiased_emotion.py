@@ -13,8 +13,9 @@ from vise_plugin.registry import BENCHMARK_DATASETS
 
 
 @BENCHMARK_DATASETS.register("unbiased_emotion")
-def read_unbiased_emotion(root: str, split_fractions: Sequence[float] = (0.7, 0.1, 0.2),
-                          split_seeds: Sequence[int] = (0, 1, 2, 3, 4), **_) -> LabelledImages:
+def read_unbiased_emotion(
+    root: str, split_fractions: Sequence[float] = (0.7, 0.1, 0.2), split_seeds: Sequence[int] = (0, 1, 2, 3, 4), **_
+) -> LabelledImages:
     """``root/images/<emotion>/[<object>/]<image>``; one random train/val/test split per seed (Sec. 4.3)."""
     images = os.path.join(root, "images")
     if not os.path.isdir(images):
@@ -33,6 +34,15 @@ def read_unbiased_emotion(root: str, split_fractions: Sequence[float] = (0.7, 0.
     for seed in split_seeds:
         train, val, test = random_split(len(paths), split_fractions, seed)
         folds.append({"train": train, "val": val, "test": test})
-    return LabelledImages("unbiased_emotion", root, paths, np.array(targets, np.int64), classes, folds,
-                          layout={"layout": "images/<emotion>/...", "splits": f"random {list(split_fractions)}, "
-                                  f"seeds {list(split_seeds)}"})
+    return LabelledImages(
+        "unbiased_emotion",
+        root,
+        paths,
+        np.array(targets, np.int64),
+        classes,
+        folds,
+        layout={
+            "layout": "images/<emotion>/...",
+            "splits": f"random {list(split_fractions)}, seeds {list(split_seeds)}",
+        },
+    )

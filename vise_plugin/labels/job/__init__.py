@@ -6,5 +6,15 @@ from vise_plugin.labels.job.selection import fit_score
 from vise_plugin.labels.job.shards import Shard, expand_inputs, iter_records, plan_shards, read_shard
 from vise_plugin.labels.job.stages import LabelSettings
 
-__all__ = ["BadRecordReport", "LabelPipeline", "run_label_job", "fit_score", "Shard", "expand_inputs", "iter_records",
-           "plan_shards", "read_shard", "LabelSettings"]
+__all__ = [
+    "BadRecordReport",
+    "LabelPipeline",
+    "run_label_job",
+    "fit_score",
+    "Shard",
+    "expand_inputs",
+    "iter_records",
+    "plan_shards",
+    "read_shard",
+    "LabelSettings",
+]

@@ -31,8 +31,11 @@ class BadRecordReport:
         return self
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"total": self.total, "counts": dict(sorted(self.counts.items())),
-                "examples": {k: list(v) for k, v in sorted(self.examples.items())}}
+        return {
+            "total": self.total,
+            "counts": dict(sorted(self.counts.items())),
+            "examples": {k: list(v) for k, v in sorted(self.examples.items())},
+        }
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], max_examples: int = 5) -> "BadRecordReport":

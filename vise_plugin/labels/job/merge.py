@@ -26,18 +26,29 @@ def check_counts(settings: LabelSettings, shards: List[Shard], stores: List[Labe
         selected = read_json(settings.work.select_summary(shard.name))
         labelled = store.meta["shard_summary"]
         if selected["num_read"] != labelled["num_read"]:
-            raise InputError(f"{shard.path} ({shard.name}): {selected['num_read']} posts when selecting the fitting "
-                             f"subset but {labelled['num_read']} when labelling; the file changed during the job")
+            raise InputError(
+                f"{shard.path} ({shard.name}): {selected['num_read']} posts when selecting the fitting "
+                f"subset but {labelled['num_read']} when labelling; the file changed during the job"
+            )
         if len(store) != labelled["num_read"] - labelled["num_held_out"]:
-            raise InputError(f"{store.folder}: {len(store)} labelled posts, expected "
-                             f"{labelled['num_read'] - labelled['num_held_out']}; delete it and rerun")
+            raise InputError(
+                f"{store.folder}: {len(store)} labelled posts, expected "
+                f"{labelled['num_read'] - labelled['num_held_out']}; delete it and rerun"
+            )
         summaries.append(labelled)
     return summaries
 
 
-def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta: Dict[str, Any],
-                report: bool = True, export_interop: bool = False, block: int = 1_000_000,
-                bad: Optional[BadRecordReport] = None) -> Dict[str, Any]:
+def merge_store(
+    settings: LabelSettings,
+    shards: List[Shard],
+    output: str,
+    meta: Dict[str, Any],
+    report: bool = True,
+    export_interop: bool = False,
+    block: int = 1_000_000,
+    bad: Optional[BadRecordReport] = None,
+) -> Dict[str, Any]:
     """Concatenates the shards' stores, in shard order, into the store ``output``; returns its meta.
     ``bad``: the bad lines skipped before the shards were read (e.g. when joining Reddit dumps)."""
     stores = [LabelStore(settings.work.assign_store(s.name)) for s in shards]
@@ -67,13 +78,17 @@ def merge_store(settings: LabelSettings, shards: List[Shard], output: str, meta:
     full_meta = {
         **meta,
         "tasks": {"comments": {"k": kc}, "reactions": {"k": kr, "types": list(labeler.reaction_types)}},
-        "fit_subset": {k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")},
+        "fit_subset": {
+            k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")
+        },
         "labeler": selection["labeler"],
-        "counts": {"posts_read": sum(s["num_read"] for s in summaries),
-                   "held_out": sum(s["num_held_out"] for s in summaries),
-                   "labelled": int(writer.num_posts),
-                   "without_comment_label": without["comments"],
-                   "without_reaction_label": without["reactions"]},
+        "counts": {
+            "posts_read": sum(s["num_read"] for s in summaries),
+            "held_out": sum(s["num_held_out"] for s in summaries),
+            "labelled": int(writer.num_posts),
+            "without_comment_label": without["comments"],
+            "without_reaction_label": without["reactions"],
+        },
         "bad_records": bad.to_dict(),
     }
     writer.close(full_meta, model_dir=settings.work.model)

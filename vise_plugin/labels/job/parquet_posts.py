@@ -74,16 +74,19 @@ def _counts(value: Any) -> Dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
-def parquet_objects(path: str, groups: Tuple[int, int], mapping: Mapping[str, Any],
-                    batch_rows: int = 8192) -> Iterator[Tuple[str, Dict[str, Any]]]:
+def parquet_objects(
+    path: str, groups: Tuple[int, int], mapping: Mapping[str, Any], batch_rows: int = 8192
+) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """``(where, record object)`` of every row of row groups ``[start, end)`` of ``path``, in order; the
     object has the record's fields (see :func:`vise_plugin.labels.records.record_from_object`)."""
     pf = _open(path)
     names = _needed(mapping)
     missing = [n for n in names if n not in pf.schema_arrow.names]
     if missing:
-        raise InputError(f"{path}: no column {missing[0]!r} (config.labels.columns maps the record's fields to the "
-                         f"table's columns; it has {', '.join(pf.schema_arrow.names[:12])})")
+        raise InputError(
+            f"{path}: no column {missing[0]!r} (config.labels.columns maps the record's fields to the "
+            f"table's columns; it has {', '.join(pf.schema_arrow.names[:12])})"
+        )
     first_row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0]))
     reactions = mapping["reactions"]
     row = first_row
@@ -96,9 +99,12 @@ def parquet_objects(path: str, groups: Tuple[int, int], mapping: Mapping[str, An
                 counts = {name: cols[col][i] or 0 for name, col in reactions.items()}
             else:
                 counts = _counts(cols[reactions][i])
-            yield f"{path}:row {row}", {
-                "id": str(ident) if isinstance(ident, int) else ident,
-                "image": cols[mapping["image"]][i],
-                "comments": cols[mapping["comments"]][i] or [],
-                "reactions": counts,
-            }
+            yield (
+                f"{path}:row {row}",
+                {
+                    "id": str(ident) if isinstance(ident, int) else ident,
+                    "image": cols[mapping["image"]][i],
+                    "comments": cols[mapping["comments"]][i] or [],
+                    "reactions": counts,
+                },
+            )

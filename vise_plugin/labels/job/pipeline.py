@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 #: settings the fit step reads and the select step does not: a rerun may change them until a model is fitted
 FIT_SETTINGS = ("comments", "reactions", "max_comments_per_post", "fit_max_posts")
 #: settings named otherwise in config.labels, with their values there
-_CONFIG_KEYS = {"reaction_types": ("reactions.types", {}),
-                "skip_bad_records": ("on_bad_record", {True: "skip", False: "fail"}),
-                "skip_empty_posts": ("on_empty_post", {True: "skip", False: "fail"})}
+_CONFIG_KEYS = {
+    "reaction_types": ("reactions.types", {}),
+    "skip_bad_records": ("on_bad_record", {True: "skip", False: "fail"}),
+    "skip_empty_posts": ("on_empty_post", {True: "skip", False: "fail"}),
+}
 
 
 def describe_plan_change(key: Tuple[str, ...], old: Any, new: Any) -> str:
@@ -72,17 +74,26 @@ class LabelPipeline:
     Reddit dumps (``RS_*.zst`` with ``RC_*.zst``) are first joined into parquet posts (step 0, once).
     """
 
-    def __init__(self, settings: LabelSettings, runner: JobRunner, shard_bytes: int = 256 << 20, report: bool = True,
-                 export_interop: bool = False, keep_work_dir: bool = False,
-                 columns: Optional[Dict[str, Any]] = None, reddit: Any = None):
+    def __init__(
+        self,
+        settings: LabelSettings,
+        runner: JobRunner,
+        shard_bytes: int = 256 << 20,
+        report: bool = True,
+        export_interop: bool = False,
+        keep_work_dir: bool = False,
+        columns: Optional[Dict[str, Any]] = None,
+        reddit: Any = None,
+    ):
         self.settings, self.runner = settings, runner
         self.shard_bytes, self.report, self.export_interop = shard_bytes, report, export_interop
         self.keep_work_dir = keep_work_dir
         self.columns, self.reddit = columns, reddit
 
     @classmethod
-    def from_config(cls, labels_cfg: Dict[str, Any], slurm_cfg: Optional[Dict[str, Any]], output: str,
-                    imports: Sequence[str] = ()) -> "LabelPipeline":
+    def from_config(
+        cls, labels_cfg: Dict[str, Any], slurm_cfg: Optional[Dict[str, Any]], output: str, imports: Sequence[str] = ()
+    ) -> "LabelPipeline":
         for key in ("on_bad_record", "on_empty_post"):
             if labels_cfg.get(key, "skip") not in ("fail", "skip"):
                 raise ConfigError(f"config.labels.{key}={labels_cfg[key]!r}: use fail or skip")
@@ -103,15 +114,26 @@ class LabelPipeline:
         runner = JobRunner(labels_cfg.get("num_workers", 1), slurm_cfg, os.path.join(work_dir, "logs"), imports)
         from vise_plugin.reddit.settings import RedditSettings
 
-        return cls(settings, runner, int(labels_cfg.get("shard_bytes", 256 << 20)), labels_cfg.get("report", True),
-                   labels_cfg.get("export_interop", False), labels_cfg.get("keep_work_dir", False),
-                   labels_cfg.get("columns"), RedditSettings.from_config(labels_cfg.get("reddit") or {}))
+        return cls(
+            settings,
+            runner,
+            int(labels_cfg.get("shard_bytes", 256 << 20)),
+            labels_cfg.get("report", True),
+            labels_cfg.get("export_interop", False),
+            labels_cfg.get("keep_work_dir", False),
+            labels_cfg.get("columns"),
+            RedditSettings.from_config(labels_cfg.get("reddit") or {}),
+        )
 
     def _inputs_id(self, files: List[str]) -> str:
         """A digest of the input files (names, sizes) and every setting: what a finished store was made from."""
-        described = {"settings": self._settings(), "files": {path: file_size(path) for path in files},
-                     "shard_bytes": self.shard_bytes, "columns": self.columns,
-                     "reddit": None if self.reddit is None else self.reddit.output_settings()}
+        described = {
+            "settings": self._settings(),
+            "files": {path: file_size(path) for path in files},
+            "shard_bytes": self.shard_bytes,
+            "columns": self.columns,
+            "reddit": None if self.reddit is None else self.reddit.output_settings(),
+        }
         return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
     def _join_reddit(self, submissions: List[str], comments: List[str]) -> Dict[str, Any]:
@@ -121,16 +143,23 @@ class LabelPipeline:
         reddit = self.reddit or RedditSettings()
         types = list(reddit.reactions)
         if self.settings.reactions.get("types") not in (None, types):
-            raise ConfigError(f"config.labels.reactions.types={self.settings.reactions['types']}: Reddit dumps give the "
-                              f"reaction types of config.labels.reddit.reactions ({types}); set that instead")
+            raise ConfigError(
+                f"config.labels.reactions.types={self.settings.reactions['types']}: Reddit dumps give the "
+                f"reaction types of config.labels.reddit.reactions ({types}); set that instead"
+            )
         self.settings.reactions["types"] = types
         logger.info("joining %d Reddit comment dump(s) to %d submission dump(s)", len(comments), len(submissions))
         with self.runner:
-            result = self.runner.map(join_reddit, [(self.settings, reddit, submissions, comments)],
-                                     "0/3 joining Reddit comments", unit="job")[0]
+            result = self.runner.map(
+                join_reddit, [(self.settings, reddit, submissions, comments)], "0/3 joining Reddit comments", unit="job"
+            )[0]
         summary = result["summary"]
-        logger.info("Reddit: %d image posts, %d of %d comments joined", summary["posts"], summary["comments_joined"],
-                    summary["comments_read"])
+        logger.info(
+            "Reddit: %d image posts, %d of %d comments joined",
+            summary["posts"],
+            summary["comments_joined"],
+            summary["comments_read"],
+        )
         return result
 
     def _settings(self) -> Dict[str, Any]:
@@ -144,8 +173,11 @@ class LabelPipeline:
         return settings
 
     def plan(self, shards: List[Shard]) -> Dict[str, Any]:
-        return {"settings": self._settings(), "shards": [s.to_dict() for s in shards],
-                "sizes": {path: file_size(path) for path in sorted({s.path for s in shards})}}
+        return {
+            "settings": self._settings(),
+            "shards": [s.to_dict() for s in shards],
+            "sizes": {path: file_size(path) for path in sorted({s.path for s in shards})},
+        }
 
     def run(self, posts: Union[str, Sequence[str]], output: str, image_root: Optional[str] = None) -> Dict[str, Any]:
         """Labels ``posts`` (a file, glob or list) into the store folder ``output``; returns its meta.json."""
@@ -190,8 +222,13 @@ class LabelPipeline:
             meta["reddit"] = {k: reddit[k] for k in ("settings", "summary")}
         meta = merge_store(self.settings, shards, output, meta, self.report, self.export_interop, bad=before)
         counts = meta["counts"]
-        logger.info("wrote %d labelled posts to %s (%d held out to fit, %d bad lines skipped)", counts["labelled"],
-                    output, counts["held_out"], meta["bad_records"]["total"])
+        logger.info(
+            "wrote %d labelled posts to %s (%d held out to fit, %d bad lines skipped)",
+            counts["labelled"],
+            output,
+            counts["held_out"],
+            meta["bad_records"]["total"],
+        )
         if not self.keep_work_dir:
             shutil.rmtree(work.root, ignore_errors=True)
         return meta
@@ -205,5 +242,6 @@ def run_label_job(cfg) -> Dict[str, Any]:
     labels_cfg = OmegaConf.to_container(cfg.labels, resolve=True)
     slurm_cfg = OmegaConf.to_container(cfg.slurm, resolve=True)
     output = labels_cfg["output"]
-    return LabelPipeline.from_config(labels_cfg, slurm_cfg, output, list(cfg.imports)).run(labels_cfg["posts"], output,
-                                                                       labels_cfg["image_root"])
+    return LabelPipeline.from_config(labels_cfg, slurm_cfg, output, list(cfg.imports)).run(
+        labels_cfg["posts"], output, labels_cfg["image_root"]
+    )

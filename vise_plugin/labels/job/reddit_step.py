@@ -35,8 +35,10 @@ def split_reddit(files: Sequence[str]) -> Tuple[List[str], List[str], List[str]]
         elif name.startswith(COMMENTS_PREFIX):
             comments.append(path)
         else:
-            raise ConfigError(f"{path}: a .zst posts file is read as a Reddit dump, named RS_<month>.zst "
-                              "(submissions) or RC_<month>.zst (comments) as the dumps are; rename it")
+            raise ConfigError(
+                f"{path}: a .zst posts file is read as a Reddit dump, named RS_<month>.zst "
+                "(submissions) or RC_<month>.zst (comments) as the dumps are; rename it"
+            )
     if bool(submissions) != bool(comments):
         have, need = ("submissions (RS_)", "comments (RC_)") if submissions else ("comments (RC_)", "submissions (RS_)")
         raise ConfigError(f"config.labels.posts has Reddit {have} dumps but no {need} dumps; give both")
@@ -48,23 +50,32 @@ def joined_folder(settings: LabelSettings) -> str:
 
 
 @keeps_process_state
-def join_reddit(settings: LabelSettings, reddit: Any, submissions: Sequence[str],
-                comments: Sequence[str]) -> Dict[str, Any]:
+def join_reddit(
+    settings: LabelSettings, reddit: Any, submissions: Sequence[str], comments: Sequence[str]
+) -> Dict[str, Any]:
     """Joins the dumps into :func:`joined_folder` (once); returns ``joined.json``: the join's summary,
     its settings, and the bad lines skipped (``bad_records``)."""
     folder = joined_folder(settings)
     marker = os.path.join(folder, "joined.json")
-    wanted = {"settings": reddit.output_settings(), "submissions": {p: file_size(p) for p in submissions},
-              "comments": {p: file_size(p) for p in comments}}
+    wanted = {
+        "settings": reddit.output_settings(),
+        "submissions": {p: file_size(p) for p in submissions},
+        "comments": {p: file_size(p) for p in comments},
+    }
     done = read_json(marker)
     if done is not None:
-        changes = [said_change(f"config.labels.reddit.{k}", v, wanted["settings"].get(k))
-                   for k, v in done["settings"].items() if wanted["settings"].get(k) != v]
+        changes = [
+            said_change(f"config.labels.reddit.{k}", v, wanted["settings"].get(k))
+            for k, v in done["settings"].items()
+            if wanted["settings"].get(k) != v
+        ]
         if done["submissions"] != wanted["submissions"] or done["comments"] != wanted["comments"]:
             changes.append("the Reddit dumps of config.labels.posts changed (names or sizes)")
         if changes:
-            raise ConfigError(f"{folder}: Reddit dumps joined with other settings are here ({'; '.join(changes)}); "
-                              f"delete {settings.work.root} to label with the new ones")
+            raise ConfigError(
+                f"{folder}: Reddit dumps joined with other settings are here ({'; '.join(changes)}); "
+                f"delete {settings.work.root} to label with the new ones"
+            )
         return done
     from vise_plugin.reddit.join import join_dumps
 

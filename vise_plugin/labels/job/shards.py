@@ -71,8 +71,10 @@ def plan_shards(files: Sequence[str], shard_bytes: int, columns: Optional[Dict[s
     for path in files:
         if is_parquet(path):
             mapping = column_mapping(columns)
-            shards += [Shard(len(shards) + k, path, a, b, mapping)
-                       for k, (a, b) in enumerate(row_group_ranges(path, shard_bytes))]
+            shards += [
+                Shard(len(shards) + k, path, a, b, mapping)
+                for k, (a, b) in enumerate(row_group_ranges(path, shard_bytes))
+            ]
             continue
         size = file_size(path)
         if path.endswith(".gz") or size <= shard_bytes:
@@ -90,7 +92,7 @@ def file_size(path: str) -> int:
 
 def _lines(shard: Shard) -> Iterator[bytes]:
     raw = g_pathmgr.open(shard.path, "rb")
-    with (gzip.GzipFile(fileobj=raw) if shard.path.endswith(".gz") else raw) as f:
+    with gzip.GzipFile(fileobj=raw) if shard.path.endswith(".gz") else raw as f:
         pos = shard.start
         if pos > 0:
             f.seek(pos - 1)
@@ -119,8 +121,12 @@ def _first_line_number(shard: Shard) -> int:
     return count + 2
 
 
-def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None, skip: Iterable[str] = BAD_RECORD_KINDS,
-               reaction_types: Sequence[str] = REACTION_TYPES) -> Iterator[EngagementRecord]:
+def read_shard(
+    shard: Shard,
+    bad: Optional[BadRecordReport] = None,
+    skip: Iterable[str] = BAD_RECORD_KINDS,
+    reaction_types: Sequence[str] = REACTION_TYPES,
+) -> Iterator[EngagementRecord]:
     """Yields the records of the shard's non-blank lines (or parquet rows).
 
     A malformed line whose kind is in ``skip`` is counted in ``bad`` and left out; any other
@@ -148,8 +154,9 @@ def read_shard(shard: Shard, bad: Optional[BadRecordReport] = None, skip: Iterab
             bad.add(located)
 
 
-def _parquet_records(shard: Shard, bad: Optional[BadRecordReport], skip: Iterable[str],
-                     reaction_types: Sequence[str]) -> Iterator[EngagementRecord]:
+def _parquet_records(
+    shard: Shard, bad: Optional[BadRecordReport], skip: Iterable[str], reaction_types: Sequence[str]
+) -> Iterator[EngagementRecord]:
     for where, obj in parquet_objects(shard.path, (shard.start, shard.end), shard.columns):
         try:
             yield record_from_object(obj, where, reaction_types)

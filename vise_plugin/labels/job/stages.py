@@ -81,8 +81,7 @@ def select_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
     np.save(base + ".scores.tmp.npy", np.array(scores, dtype=np.float64))
     os.replace(base + ".jsonl.tmp", base + ".jsonl")
     os.replace(base + ".scores.tmp.npy", base + ".scores.npy")
-    summary = {"shard": shard.to_dict(), "num_read": num_read, "num_candidates": len(scores),
-               "num_bad": bad.total}
+    summary = {"shard": shard.to_dict(), "num_read": num_read, "num_candidates": len(scores), "num_bad": bad.total}
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -99,21 +98,31 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
     records: List[EngagementRecord] = []
     for b, shard_scores in zip(base, scores):
         with open(b + ".jsonl", encoding="utf-8") as f:
-            records += [parse_record(line, reaction_types=settings.reaction_types)
-                        for line, s in zip(f, shard_scores) if s < threshold]
+            records += [
+                parse_record(line, reaction_types=settings.reaction_types)
+                for line, s in zip(f, shard_scores)
+                if s < threshold
+            ]
     if not records:
         raise InputError("no post fell in the fitting subset; raise config.labels.fit_fraction or add posts")
     logger.info("fitting clusters on %d held-out posts", len(records))
-    labeler = EngagementLabeler.fit(records, settings.comments, settings.reactions, settings.max_comments_per_post,
-                                    settings.seed)
+    labeler = EngagementLabeler.fit(
+        records, settings.comments, settings.reactions, settings.max_comments_per_post, settings.seed
+    )
     tmp = work.model + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     info = labeler.save(tmp)
     with open(os.path.join(tmp, "fit_subset_ids.txt"), "w", encoding="utf-8") as f:
         f.writelines(r.id + "\n" for r in records)
-    selection = {"seed": settings.seed, "fraction": settings.fit_fraction, "max_posts": settings.fit_max_posts,
-                 "threshold": threshold, "num_posts": len(records), "ids_file": "model/fit_subset_ids.txt",
-                 "labeler": info}
+    selection = {
+        "seed": settings.seed,
+        "fraction": settings.fit_fraction,
+        "max_posts": settings.fit_max_posts,
+        "threshold": threshold,
+        "num_posts": len(records),
+        "ids_file": "model/fit_subset_ids.txt",
+        "labeler": info,
+    }
     write_json_atomic(os.path.join(tmp, "selection.json"), selection)
     shutil.rmtree(work.model, ignore_errors=True)
     os.replace(tmp, work.model)
@@ -171,7 +180,12 @@ def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
             flush()
     if chunk:
         flush()
-    summary = {"shard": shard.to_dict(), "num_read": num_read, "num_held_out": num_held_out,
-               "num_labelled": writer.num_posts, "bad_records": bad.to_dict()}
+    summary = {
+        "shard": shard.to_dict(),
+        "num_read": num_read,
+        "num_held_out": num_held_out,
+        "num_labelled": writer.num_posts,
+        "bad_records": bad.to_dict(),
+    }
     writer.close({"shard_summary": summary, "tasks": {}})
     return summary

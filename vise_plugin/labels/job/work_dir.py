@@ -42,8 +42,11 @@ def plan_differences(old: Any, new: Any, key: Tuple[str, ...] = ()) -> List[Tupl
     """``(key path, old value, new value)`` of every value that differs between two plans, in key
     order; mappings are compared key by key (:data:`UNSET` for a key one of them lacks), anything else whole."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new))
-                for d in plan_differences(old.get(k, UNSET), new.get(k, UNSET), key + (k,))]
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in plan_differences(old.get(k, UNSET), new.get(k, UNSET), key + (k,))
+        ]
     return [] if old == new else [(key, old, new)]
 
 
@@ -84,8 +87,9 @@ class WorkDir:
             steps.add("assign")
         return steps
 
-    def check_plan(self, plan: Dict[str, Any], describe: DescribeChange = describe_change,
-                   fit_settings: Sequence[str] = ()) -> None:
+    def check_plan(
+        self, plan: Dict[str, Any], describe: DescribeChange = describe_change, fit_settings: Sequence[str] = ()
+    ) -> None:
         """Writes ``plan.json``, or checks an existing one (from an earlier run) against ``plan``.
 
         A plan that differs replaces the old one when no step has finished work here, or when only
@@ -101,12 +105,15 @@ class WorkDir:
         if old is not None:
             changes = plan_differences(old, new)
             finished = self.finished_steps()
-            read_only_by_fit = finished <= {"select"} and all(k[0] == "settings" and len(k) > 1 and k[1] in fit_settings
-                                                              for k, _, _ in changes)
+            read_only_by_fit = finished <= {"select"} and all(
+                k[0] == "settings" and len(k) > 1 and k[1] in fit_settings for k, _, _ in changes
+            )
             said = "; ".join(describe(k, o, n) for k, o, n in changes)
             if finished and not read_only_by_fit:
-                raise ConfigError(f"{path}: an unfinished label job with other settings is here ({said}); "
-                                  f"rerun with the same settings to continue it, or delete {self.root}")
+                raise ConfigError(
+                    f"{path}: an unfinished label job with other settings is here ({said}); "
+                    f"rerun with the same settings to continue it, or delete {self.root}"
+                )
             logger.info("%s: no finished step read the settings that changed (%s); they are replaced", path, said)
         for sub in ("select", "assign", "logs"):
             os.makedirs(self.path(sub), exist_ok=True)
