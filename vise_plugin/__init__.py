@@ -3,6 +3,8 @@
 Importing the package registers with classy-vision the datasets ``vise_engagement`` and
 ``web_tag_images``, the heads ``vise_multi_head`` and ``web_tag_head``, the losses ``vise_loss``,
 ``web_tag_loss`` and ``merged_loss``, the model ``vise_model`` and the task ``vise_pretraining``.
+
+For training code of your own: ``from vise_plugin import VisETargets, VisEMultiHead, VisELoss``.
 """
 
 import warnings
@@ -25,4 +27,12 @@ finally:
     getattr(warnings, "_filters_mutated", lambda: None)()  # what catch_warnings calls: cached decisions reset
     del _message, _ours, _before
 
-__version__ = "0.1.0"
+from vise_plugin.losses.vise_loss import VisELoss  # noqa: E402
+from vise_plugin.models.multi_head import VisEMultiHead  # noqa: E402
+from vise_plugin.vise_targets import VisETargets, collate_targets  # noqa: E402
+
+__version__ = "0.3.0"
+
+#: the public API for reuse in other training code (see "Reuse in other frameworks" in the docs); a change
+#: to these names or their signatures goes in the README's changelog
+__all__ = ["VisETargets", "VisEMultiHead", "VisELoss", "collate_targets", "__version__"]

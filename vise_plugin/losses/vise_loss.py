@@ -1,6 +1,6 @@
 """The VisE objective (Jia et al. 2021, Eq. 1): ``L = w_C * L_C + w_R * L_R``."""
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -81,9 +81,11 @@ class VisELoss(ClassyLoss):
     Args:
         weights: ``{task: weight}``; a task missing here has weight 1.
 
-    Forward takes ``output: {task: logits (B, K)}`` and ``target: {task: tensor}`` (see the
-    README's "Contracts") and returns a scalar. ``last_values`` holds each task's detached
-    loss from the latest call, for logging.
+    Forward takes ``output``: ``{task: logits (B, K)}``, or a list of them, one per view of the same
+    images (e.g. SimCLR's two crops), and ``target``: ``{"comments": (B, Kc) float, "reactions": (B,)
+    int}`` (see "Contracts" in the docs). It returns a scalar: the weighted sum over tasks, averaged
+    over the views. ``last_values`` holds each task's detached loss of the latest call, averaged over
+    its views, for logging.
     """
 
     outputs = ("comments", "reactions")  # what it reads of a model's outputs by default
@@ -98,16 +100,24 @@ class VisELoss(ClassyLoss):
         """``weights``; with ``packed_targets`` (VISSL), targets packed in one tensor are unpacked first."""
         return packed_if_asked(cls(weights=config.get("weights")), config)
 
-    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        output: Union[Mapping[str, torch.Tensor], Sequence[Mapping[str, torch.Tensor]]],
+        target: Mapping[str, torch.Tensor],
+    ) -> torch.Tensor:
+        views = [output] if isinstance(output, Mapping) else list(output)
+        if not views:
+            raise ValueError("vise_loss: no model output (an empty list of views)")
         total = None
-        values = {}
-        for task, logits in output.items():
-            if task not in target:
-                raise KeyError(f"vise_loss: the model predicts {task!r} but the batch has no {task!r} target")
-            criterion = soft_target_cross_entropy if task in SOFT_TARGET_TASKS else masked_cross_entropy
-            value = criterion(logits, checked_target(task, logits, target[task]))
-            values[task] = value.detach()
-            weighted = self.weights.get(task, 1.0) * value
-            total = weighted if total is None else total + weighted
-        self.last_values = values
-        return total
+        sums: Dict[str, torch.Tensor] = {}
+        for view in views:
+            for task, logits in view.items():
+                if task not in target:
+                    raise KeyError(f"vise_loss: the model predicts {task!r} but the batch has no {task!r} target")
+                criterion = soft_target_cross_entropy if task in SOFT_TARGET_TASKS else masked_cross_entropy
+                value = criterion(logits, checked_target(task, logits, target[task]))
+                sums[task] = value.detach() if task not in sums else sums[task] + value.detach()
+                weighted = self.weights.get(task, 1.0) * value
+                total = weighted if total is None else total + weighted
+        self.last_values = {task: value / len(views) for task, value in sums.items()}
+        return total / len(views) if len(views) > 1 else total
