@@ -14,6 +14,10 @@ from vise_plugin.registry import KMEANS
 Features = Union[np.ndarray, sp.spmatrix]
 
 
+class TooFewToCluster(ConfigError):
+    """K-means was asked for more clusters than it has points."""
+
+
 class Centroids:
     """``k`` centroids ``(k, D)``; :meth:`assign` gives each row of ``(N, D)`` features its nearest one.
 
@@ -48,7 +52,7 @@ class Centroids:
         fit = KMEANS.get(algorithm, key)
         n = features.shape[0]
         if n < k:
-            raise ConfigError(f"cannot fit k={k} clusters on {n} {what}; lower k or fit on more posts")
+            raise TooFewToCluster(f"cannot fit k={k} clusters on {n:,} {what}; lower k or fit on more posts")
         return cls(fit(features, k, seed))
 
     def _scores(self, features: Features) -> torch.Tensor:

@@ -79,7 +79,8 @@ def merge_store(
         **meta,
         "tasks": {"comments": {"k": kc}, "reactions": {"k": kr, "types": list(labeler.reaction_types)}},
         "fit_subset": {
-            k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")
+            **{k: selection[k] for k in ("seed", "fraction", "max_posts", "threshold", "num_posts", "ids_file")},
+            "labelled": settings.label_fit_subset,
         },
         "labeler": selection["labeler"],
         "counts": {

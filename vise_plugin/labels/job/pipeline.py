@@ -104,6 +104,7 @@ class LabelPipeline:
             reactions=dict(labels_cfg["reactions"]),
             fit_fraction=labels_cfg["fit_fraction"],
             fit_max_posts=labels_cfg.get("fit_max_posts"),
+            label_fit_subset=bool(labels_cfg.get("label_fit_subset", False)),
             max_comments_per_post=labels_cfg["max_comments_per_post"],
             seed=labels_cfg["seed"],
             chunk_size=labels_cfg["chunk_size"],
@@ -168,6 +169,8 @@ class LabelPipeline:
         settings = dataclasses.asdict(self.settings)
         for key in ("work_dir", "shards", "threads_per_worker"):
             settings.pop(key)
+        if not settings["label_fit_subset"]:  # as stores written before the setting existed were
+            settings.pop("label_fit_subset")
         settings["reaction_types"] = list(self.settings.reaction_types)
         settings["reactions"].pop("types", None)
         return settings
@@ -222,11 +225,16 @@ class LabelPipeline:
             meta["reddit"] = {k: reddit[k] for k in ("settings", "summary")}
         meta = merge_store(self.settings, shards, output, meta, self.report, self.export_interop, bad=before)
         counts = meta["counts"]
+        held_out = (
+            f"the {meta['fit_subset']['num_posts']} held out to fit labelled too"
+            if self.settings.label_fit_subset
+            else f"{counts['held_out']} held out to fit"
+        )
         logger.info(
-            "wrote %d labelled posts to %s (%d held out to fit, %d bad lines skipped)",
+            "wrote %d labelled posts to %s (%s, %d bad lines skipped)",
             counts["labelled"],
             output,
-            counts["held_out"],
+            held_out,
             meta["bad_records"]["total"],
         )
         if not self.keep_work_dir:

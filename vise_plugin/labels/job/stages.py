@@ -15,12 +15,14 @@ import numpy as np
 import torch
 
 from vise_plugin.errors import InputError
+from vise_plugin.labels.clustering import TooFewToCluster
 from vise_plugin.labels.job.bad_records import BadRecordReport
 from vise_plugin.labels.job.selection import fit_score, fit_threshold
 from vise_plugin.labels.job.shards import Shard, read_shard
 from vise_plugin.labels.job.work_dir import WorkDir, read_json, write_json_atomic
 from vise_plugin.labels.labeler import EngagementLabeler
 from vise_plugin.labels.records import BAD_RECORD_KINDS, REACTION_TYPES, EngagementRecord, parse_record
+from vise_plugin.labels.sizes import size_hint
 from vise_plugin.labels.store import LabelStoreWriter
 from vise_plugin.process_state import keeps_process_state
 
@@ -36,6 +38,7 @@ class LabelSettings:
     reactions: Dict[str, Any]
     fit_fraction: float = 0.074
     fit_max_posts: Optional[int] = None
+    label_fit_subset: bool = False
     max_comments_per_post: int = 100
     seed: int = 0
     chunk_size: int = 10_000
@@ -103,12 +106,18 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
                 for line, s in zip(f, shard_scores)
                 if s < threshold
             ]
+    num_posts = sum(read_json(work.select_summary(s.name))["num_read"] for s in shards)
     if not records:
-        raise InputError("no post fell in the fitting subset; raise config.labels.fit_fraction or add posts")
-    logger.info("fitting clusters on %d held-out posts", len(records))
-    labeler = EngagementLabeler.fit(
-        records, settings.comments, settings.reactions, settings.max_comments_per_post, settings.seed
-    )
+        hint = size_hint(num_posts)
+        raise InputError(f"no post fell in the fitting subset; raise config.labels.fit_fraction; {hint}")
+    logger.info("fitting clusters on %d held-out posts of %d", len(records), num_posts)
+    try:
+        labeler = EngagementLabeler.fit(
+            records, settings.comments, settings.reactions, settings.max_comments_per_post, settings.seed
+        )
+    except TooFewToCluster as e:
+        held = f"{len(records):,} held out of {num_posts:,} posts"
+        raise TooFewToCluster(f"{e} ({held}); {size_hint(num_posts)}") from None
     tmp = work.model + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     info = labeler.save(tmp)
@@ -148,7 +157,8 @@ def _labeler(folder: str) -> EngagementLabeler:
 
 @keeps_process_state
 def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
-    """Step 2 for one shard: labels its posts outside the fitting subset into ``assign/<shard>/``.
+    """Step 2 for one shard: labels its posts outside the fitting subset (all of them with
+    ``label_fit_subset``) into ``assign/<shard>/``.
 
     Posts are read, encoded and assigned ``chunk_size`` at a time and streamed to disk, so memory
     does not grow with the shard.
@@ -172,7 +182,7 @@ def assign_shard(settings: LabelSettings, shard: Shard) -> Dict[str, Any]:
 
     for record in _read(settings, shard, bad):
         num_read += 1
-        if fit_score(record.id, settings.seed) < threshold:
+        if not settings.label_fit_subset and fit_score(record.id, settings.seed) < threshold:
             num_held_out += 1
             continue
         chunk.append(record)
