@@ -94,7 +94,9 @@ def main_benchmark_suite(argv: Optional[List[str]] = None) -> int:
 
 @keeps_process_state
 def main_export_hub(argv: Optional[List[str]] = None) -> int:
-    """``vise-export-hub <checkpoint> <output.pth> [--trunk NAME]``: the trunk in the official hub format."""
+    """``vise-export-hub <checkpoint> <output.pth|output.safetensors> [--trunk NAME] [--format
+    hub|vissl|torchvision|timm]``: the trunk in the official hub format, or the layout ``--format`` names; a
+    ``.safetensors`` output is a safetensors file."""
     import argparse
 
     from vise_plugin.io_utils import file_sha256
@@ -102,18 +104,24 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     from vise_plugin.models.weights import EXPORT_FORMATS
 
     parser = argparse.ArgumentParser(
-        description="Writes the trunk of a checkpoint (ours, VISSL's, hub or torchvision) "
-        "in the official VisE torch.hub format (the state dict of resnet50's "
-        "children[:-2]), or as a VISSL checkpoint with --format vissl."
+        description="Writes the trunk of a checkpoint (ours, VISSL's, hub, torchvision or timm, a torch or "
+        ".safetensors file) in the official VisE torch.hub format (the state dict of resnet50's "
+        "children[:-2]), as a VISSL checkpoint with --format vissl, or in the keys of torchvision's and "
+        "timm's ResNets with --format torchvision / timm (the same file). An output named *.safetensors is "
+        "a safetensors file (any format but vissl), anything else a torch.save file."
     )
     parser.add_argument("checkpoint")
-    parser.add_argument("output")
+    parser.add_argument("output", help="*.safetensors: a safetensors file; else a torch.save file")
     parser.add_argument("--trunk", default=None, help="trunk name when the file does not record it (default resnet50)")
     parser.add_argument(
         "--format",
         default="hub",
         choices=EXPORT_FORMATS,
-        help="vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE",
+        help="hub: the official torch.hub state dict (keys 0.weight, 4.0.conv1.weight, ...); "
+        "vissl: a file for VISSL's MODEL.WEIGHTS_INIT.PARAMS_FILE; "
+        "torchvision / timm: keys conv1.weight, layer1.0.conv1.weight, ... and a zero 1000-class fc, "
+        "for torchvision's resnet50().load_state_dict and timm.create_model('resnet50', pretrained=True, "
+        "pretrained_cfg_overlay={'file': OUTPUT}) (num_classes=0 leaves fc out)",
     )
     args = parser.parse_args(argv)
     try:
@@ -124,7 +132,14 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
     print(f"wrote {args.output}: {trunk} trunk, {len(state)} tensors, sha256 {file_sha256(args.output)}")
     if args.format == "vissl":
         print(f"load it in VISSL with: config.MODEL.WEIGHTS_INIT.PARAMS_FILE={args.output}")
-    elif trunk == "resnet50":
+    elif args.format == "timm":
+        print(
+            f"load it with: timm.create_model('{trunk}', pretrained=True, pretrained_cfg_overlay={{'file': "
+            f"'{args.output}'}}, num_classes=0)  (num_classes=0: features; the file's 1000-class fc is zeros)"
+        )
+    elif args.format == "torchvision":
+        print(f"load it with: <torchvision's {trunk}>.load_state_dict(<its state dict>)  (its 1000-class fc is zeros)")
+    elif trunk == "resnet50" and not args.output.endswith(".safetensors"):
         print(f"load it with: torch.hub.load('<repo>', 'resnet50_250m', pretrained=True, weights='{args.output}')")
     return 0
 

@@ -4,8 +4,8 @@
 A format has ``detect(state) -> bool`` (mutually exclusive with the others), ``convert(state) ->
 (trunk state dict, trunk name or None)`` in the keys of the project's trunk, and ``example(trunk state)
 -> state`` (a file of its layout holding that trunk: the tests' fixtures, and what ``tools/export_hub.py
---format`` writes for ``hub`` and ``vissl``). ``trunks`` names the
-trunks its files fit. Nothing is downloaded: the files come from the user.
+--format`` writes for ``hub``, ``vissl``, ``torchvision`` and ``timm``). ``trunks`` names the trunks its files
+fit. Nothing is downloaded: the files come from the user.
 """
 
 import re
@@ -102,8 +102,13 @@ class Hub:
 
 @WEIGHT_FORMATS.register("torchvision")
 class Torchvision:
-    """torchvision ResNet / ResNeXt state dicts: ImageNet-supervised weights, and the IG / WSL ResNeXt
-    releases, which use the same keys (``conv1.weight``, ``layer1.0...``, ``fc.*`` left out)."""
+    """torchvision ResNet / ResNeXt state dicts: ImageNet-supervised weights, the IG / WSL ResNeXt
+    releases, and timm's ResNets / ResNeXts (``timm.create_model("resnet50")``), which all use the same keys
+    (``conv1.weight``, ``layer1.0...``; ``fc.*`` left out).
+
+    ``example`` adds a zero 1000-class classifier ``fc.weight`` ``(1000, C)`` / ``fc.bias`` ``(1000,)``
+    (float32; ``C`` the trunk's output channels), so that torchvision's and timm's default models load the
+    file with ``strict=True``; their logits are all zero."""
 
     trunks = ("resnet50", "resnet101", "resnext101_32x16d")
 
@@ -123,7 +128,8 @@ class Torchvision:
 
     @staticmethod
     def example(trunk: State) -> Dict[str, Any]:
-        return {**hub_to_torchvision(trunk), "fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+        width = [v for k, v in trunk.items() if k.endswith("running_mean")][-1].shape[0]  # the last BatchNorm's
+        return {**hub_to_torchvision(trunk), "fc.weight": torch.zeros(1000, width), "fc.bias": torch.zeros(1000)}
 
 
 @WEIGHT_FORMATS.register("emotionnet")

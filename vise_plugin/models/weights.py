@@ -1,20 +1,24 @@
 """Trunk weights in and out: reading any recognised weights file (:mod:`.weight_formats`), fitting it to a
-trunk in one line's error, and exporting the official VisE hub format (or a VISSL checkpoint).
+trunk in one line's error, and exporting the official VisE hub format (or a VISSL checkpoint, or the
+torchvision / timm layout), as a torch file or a ``.safetensors`` file.
 
 The hub format is the state dict of ``nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``
 (keys ``0.weight``, ``1.running_mean``, ``4.0.conv1.weight``, ...), which is also the state dict of
-our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``, and a TorchScript
-archive (OpenAI's CLIP files) by the same unpickler without running its code.
+our torchvision trunks. Every file is read with ``torch.load(weights_only=True)``, a TorchScript
+archive (OpenAI's CLIP files) by the same unpickler without running its code, and a safetensors file
+(named ``*.safetensors`` or starting as one does) by ``safetensors``, which runs no code either.
 """
 
 import logging
 import os
 import pickle
 import pickletools
+import struct
 import time
 import zipfile
 from typing import Dict, Optional, Tuple
 
+import safetensors.torch
 import torch
 import torch._weights_only_unpickler
 import torch.jit._pickle
@@ -22,16 +26,19 @@ import torch.nn as nn
 from iopath.common.file_io import g_pathmgr
 
 from vise_plugin.errors import InputError, error_summary
-from vise_plugin.io_utils import torch_save_atomic
+from vise_plugin.io_utils import replace_file, torch_save_atomic
 from vise_plugin.models.weight_formats import convert_weights
 from vise_plugin.process_state import keeps_process_state
 
 logger = logging.getLogger(__name__)
 
+SAFETENSORS_SUFFIX = ".safetensors"
+
 
 def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) -> dict:
     """``torch.load(weights_only=True)`` of any iopath location (of a TorchScript archive, its tensors: see
-    :func:`_torchscript_tensors`); one-line :class:`InputError` on failure.
+    :func:`_torchscript_tensors`; of a safetensors file, its tensors by name); one-line :class:`InputError`
+    on failure.
 
     An I/O error (``OSError``: a storage hiccup, a stale mount) is retried up to ``attempts`` times in
     all, waiting ``retry_delay_s``, then twice as long, ...; a file that is not there, cannot be
@@ -41,6 +48,8 @@ def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) ->
     for attempt in range(1, attempts + 1):
         try:
             with g_pathmgr.open(path, "rb") as f:
+                if _is_safetensors(f, path):
+                    return _safetensors_tensors(f.read(), path)
                 script = _torchscript_tensors(f, path)
                 return script if script is not None else torch.load(f, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -57,6 +66,40 @@ def read_state_file(path: str, attempts: int = 1, retry_delay_s: float = 1.0) ->
             raise InputError(
                 f"{path}: cannot read weights with torch.load(weights_only=True) ({error_summary(e)})"
             ) from None
+
+
+def _is_safetensors(f, path: str) -> bool:
+    """Whether ``f`` holds a safetensors file: ``path`` ends in ``.safetensors``, or the file starts as one
+    does (an 8-byte little-endian header length under 100 MB, then the JSON header's ``{``); ``f`` rewound."""
+    if path.endswith(SAFETENSORS_SUFFIX):
+        return True
+    start = f.tell()
+    head = f.read(9)
+    f.seek(start)
+    return len(head) == 9 and head[8:] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000
+
+
+def _safetensors_tensors(data: bytes, path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes by name (``{"conv1.weight": float32 (64, 3, 7, 7), ...}``,
+    on the CPU, in the file's dtypes); a file cut short or not one is one :class:`InputError` line."""
+    try:
+        return safetensors.torch.load(data)
+    except Exception as e:  # safetensors' SafetensorError: bad or truncated header, data not covered
+        raise InputError(f"{path}: cannot read safetensors weights ({error_summary(e)})") from None
+
+
+def _save_safetensors_atomic(state: Dict[str, torch.Tensor], path: str) -> None:
+    """``state`` (names to contiguous CPU tensors) as a safetensors file at ``path`` (any iopath location),
+    through ``<path>.tmp`` synced before the rename; its metadata ``{"format": "pt"}`` as Hugging Face's
+    files have."""
+    data = safetensors.torch.save(state, metadata={"format": "pt"})
+    tmp = path + ".tmp"
+    with g_pathmgr.open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if hasattr(f, "fileno"):
+            os.fsync(f.fileno())
+    replace_file(tmp, path)
 
 
 class _ScriptObject:
@@ -177,15 +220,22 @@ def _key_mismatch(module: nn.Module, state: Dict[str, torch.Tensor]):
     return sorted(expected - set(state)), sorted(set(state) - expected)
 
 
-EXPORT_FORMATS = ("hub", "vissl")
+# ``--format`` -> the layout of :data:`vise_plugin.registry.WEIGHT_FORMATS` it writes. timm's ResNets have
+# torchvision's keys, so a timm file is the torchvision layout (timm reads ``*.safetensors`` and torch files).
+EXPORT_FORMATS = {"hub": "hub", "vissl": "vissl", "torchvision": "torchvision", "timm": "torchvision"}
 
 
 @keeps_process_state
 def export_hub_weights(
     path: str, output: str, trunk_name: Optional[str] = None, fmt: str = "hub"
 ) -> Tuple[Dict[str, torch.Tensor], str]:
-    """Writes the trunk of ``path`` to ``output``: in exactly the official hub format (``fmt="hub"``),
-    or as a VISSL checkpoint for ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` (``fmt="vissl"``).
+    """Writes the trunk of ``path`` to ``output``: in exactly the official hub format (``fmt="hub"``), as a
+    VISSL checkpoint for ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` (``fmt="vissl"``), or in the keys of
+    torchvision's and timm's ResNets (``fmt="torchvision"`` or ``"timm"``, the same file: ``conv1.weight``,
+    ``layer1.0.conv1.weight``, ... and a zero 1000-class ``fc``, so that
+    ``timm.create_model("resnet50", pretrained=True, pretrained_cfg_overlay={"file": output})`` loads it
+    strictly; ``num_classes=0`` leaves the classifier out). An ``output`` ending in ``.safetensors`` is a
+    safetensors file, anything else a ``torch.save`` file.
 
     The state dict is checked by loading it with ``strict=True`` into a fresh trunk of
     ``trunk_name`` (default: the name recorded in the checkpoint, else ``resnet50``), then saved
@@ -196,9 +246,21 @@ def export_hub_weights(
     from vise_plugin.models.trunks import build_trunk
     from vise_plugin.registry import WEIGHT_FORMATS
 
+    layout = WEIGHT_FORMATS.get(EXPORT_FORMATS[fmt])
     state, recorded = load_trunk_state(path)
     trunk_name = trunk_name or recorded or "resnet50"
+    if EXPORT_FORMATS[fmt] == "torchvision" and trunk_name not in layout.trunks:
+        raise InputError(
+            f"{path}: the {fmt} layout holds a torchvision ResNet ({', '.join(layout.trunks)}), "
+            f"not the {trunk_name} trunk"
+        )
     trunk = fit_trunk_state(build_trunk(trunk_name), state, path)
     state = {k: v.detach().clone().contiguous() for k, v in trunk.state_dict().items()}
-    torch_save_atomic(WEIGHT_FORMATS.get(fmt).example(state), output)
+    written = layout.example(state)
+    if not output.endswith(SAFETENSORS_SUFFIX):
+        torch_save_atomic(written, output)
+    elif all(isinstance(v, torch.Tensor) for v in written.values()):
+        _save_safetensors_atomic(written, output)
+    else:
+        raise InputError(f"{output}: a {fmt} file is nested, which safetensors cannot hold; name it .torch or .pth")
     return state, trunk_name
