@@ -1,6 +1,6 @@
 """VisE's targets for images of your own dataset, looked up by path in a label store: the part of the
-project another training loop needs besides :class:`~vise_plugin.VisEMultiHead` and
-:class:`~vise_plugin.VisELoss`.
+project another training loop needs besides [`VisEMultiHead`][vise_plugin.VisEMultiHead] and
+[`VisELoss`][vise_plugin.VisELoss].
 
 ```python
 targets = VisETargets.open("/data/labels")  # image root and tasks from the store itself
@@ -28,8 +28,9 @@ def collate_targets(items: Sequence[Mapping[str, torch.Tensor]]) -> Dict[str, to
     """Stacks the targets of single images into a batch's.
 
     Args:
-        items: ``B`` dicts ``{task: tensor}`` with the same tasks, e.g. from :meth:`VisETargets.for_path`
-            (``comments`` ``(Kc,)`` float32, ``reactions`` ``()`` int64).
+        items: ``B`` dicts ``{task: tensor}`` with the same tasks, e.g. from
+            [`VisETargets.for_path`][vise_plugin.VisETargets.for_path] (``comments`` ``(Kc,)`` float32,
+            ``reactions`` ``()`` int64).
 
     Returns:
         ``{task: (B, ...) tensor}``: ``comments`` ``(B, Kc)`` float32, ``reactions`` ``(B,)`` int64.
@@ -54,23 +55,33 @@ class VisETargets:
     targets for the images of any dataset that can name its image files:
 
     - ``comments``: ``(Kc,)`` float32, the post's normalised comment-cluster histogram (all zero: no
-      comment label; :class:`~vise_plugin.VisELoss` leaves the post out of that term);
+      comment label; [`VisELoss`][vise_plugin.VisELoss] leaves the post out of that term);
     - ``reactions``: ``()`` int64, the post's reaction cluster (``-1``: no reactions; left out).
 
     Args:
-        store: an open :class:`~vise_plugin.labels.store.LabelStore`.
-        image_root: the folder the store's image paths are relative to (:meth:`open` takes the store's own).
+        store: an open `vise_plugin.labels.store.LabelStore`.
+        image_root: the folder the store's image paths are relative to
+            ([`open`][vise_plugin.VisETargets.open] takes the store's own).
         comment_target: ``"histogram"`` (the paper's: clusters weighted by their comment counts) or
             ``"uniform"`` (equal weight on each distinct cluster of the post's comments).
+        missing: what an image the store does not hold gets: ``"error"``, an
+            `vise_plugin.errors.InputError` naming it, or ``"empty"``, targets with nothing to learn
+            (all-zero ``comments``, ``reactions`` ``-1``), which [`VisELoss`][vise_plugin.VisELoss] leaves out.
+            The label job leaves out posts without comments and reactions, and (by default) those it fitted
+            the clusters on: use ``"empty"`` for a dataset that holds such images, after
+            [`check_paths`][vise_plugin.VisETargets.check_paths].
     """
 
-    def __init__(self, store: LabelStore, image_root: str, comment_target: str = "histogram"):
+    def __init__(self, store: LabelStore, image_root: str, comment_target: str = "histogram", missing: str = "error"):
         self._labels = EngagementLabels(store, image_root, comment_target)
         self.store = store
         self.image_root = image_root
+        self.missing = _missing_choice(missing)
 
     @classmethod
-    def open(cls, labels: str, image_root: Optional[str] = None, comment_target: str = "histogram") -> "VisETargets":
+    def open(
+        cls, labels: str, image_root: Optional[str] = None, comment_target: str = "histogram", missing: str = "error"
+    ) -> "VisETargets":
         """Opens the label store in folder ``labels`` (memory-mapped: cheap in every data-loader worker).
 
         Args:
@@ -79,14 +90,16 @@ class VisETargets:
             image_root: the folder the store's image paths are relative to; None: the one the label job
                 recorded (``image_root`` in ``meta.json``).
             comment_target: see the class.
+            missing: see the class.
         """
         store = LabelStore(labels)
-        return cls(store, store.meta.get("image_root", "") if image_root is None else image_root, comment_target)
+        root = store.meta.get("image_root", "") if image_root is None else image_root
+        return cls(store, root, comment_target, missing)
 
     @property
     def tasks(self) -> Dict[str, int]:
         """``{task: number of classes}``: ``{"comments": Kc, "reactions": Kr}``, what
-        :class:`~vise_plugin.VisEMultiHead` takes as ``tasks``."""
+        [`VisEMultiHead`][vise_plugin.VisEMultiHead] takes as ``tasks``."""
         return {task: spec["num_classes"] for task, spec in self._labels.specs().items()}
 
     def __len__(self) -> int:
@@ -94,26 +107,24 @@ class VisETargets:
         return len(self.store)
 
     def path(self, row: int) -> str:
-        """The image path of store row ``row``, relative to :attr:`image_root`."""
+        """The image path of store row ``row``, relative to `image_root`."""
         return self._labels.path(row)
 
     def has(self, path: str) -> bool:
-        """Whether the store holds image ``path`` (absolute, or relative to :attr:`image_root`)."""
+        """Whether the store holds image ``path`` (absolute, or relative to `image_root`)."""
         return self._labels.row_of(path) is not None
 
-    def for_path(self, path: str, missing: str = "error") -> Dict[str, torch.Tensor]:
+    def for_path(self, path: str, missing: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """The targets of one image.
 
         Args:
-            path: the image's path, absolute or relative to :attr:`image_root` (``./a//b.jpg`` is ``a/b.jpg``).
-            missing: ``"error"``: an image the store does not hold is an :class:`~vise_plugin.errors.InputError`
-                naming it; ``"empty"``: it gets targets with nothing to learn (all-zero ``comments``,
-                ``reactions`` ``-1``), which the loss leaves out.
+            path: the image's path, absolute or relative to `image_root` (``./a//b.jpg`` is ``a/b.jpg``).
+            missing: ``"error"`` or ``"empty"`` (see the class); None: the one given to the constructor.
 
         Returns:
             ``{"comments": (Kc,) float32, "reactions": () int64}``.
         """
-        missing = _missing_choice(missing)
+        missing = _missing_choice(missing or self.missing)
         row = self._labels.row_of(path)
         if row is not None:
             return self._labels.targets_at(row)
@@ -121,18 +132,19 @@ class VisETargets:
             return self._labels.empty()
         raise InputError(self._not_held(path))
 
-    def batch(self, paths: Sequence[str], missing: str = "error") -> Dict[str, torch.Tensor]:
+    def batch(self, paths: Sequence[str], missing: Optional[str] = None) -> Dict[str, torch.Tensor]:
         """The stacked targets of a batch of images.
 
         Args:
-            paths: ``B`` image paths, absolute or relative to :attr:`image_root`.
-            missing: as in :meth:`for_path`; with ``"error"`` the error names every path of the batch the
-                store does not hold (up to five, and how many).
+            paths: ``B`` image paths, absolute or relative to `image_root`.
+            missing: as in [`for_path`][vise_plugin.VisETargets.for_path]; with ``"error"`` the error names
+                every path of the batch the store does not hold (up to five, and how many).
 
         Returns:
             ``{"comments": (B, Kc) float32, "reactions": (B,) int64}``.
         """
-        if _missing_choice(missing) == "error":
+        missing = _missing_choice(missing or self.missing)
+        if missing == "error":
             unknown = [p for p in paths if not self.has(p)]
             if unknown:
                 raise InputError(self._not_held(*unknown))
@@ -142,7 +154,7 @@ class VisETargets:
         """Checks, before training, that the store holds enough of a dataset's images.
 
         Args:
-            paths: the dataset's image paths (absolute or relative to :attr:`image_root`).
+            paths: the dataset's image paths (absolute or relative to `image_root`).
             min_fraction: the share of ``paths`` the store must hold, in ``[0, 1]``.
 
         Returns:
@@ -166,9 +178,11 @@ class VisETargets:
         return held
 
     def collate(self, items: Sequence[Sequence[Any]]) -> List[Any]:
-        """A ``collate_fn`` for a :class:`torch.utils.data.DataLoader` whose items end with the image's
+        """A ``collate_fn`` for a `torch.utils.data.DataLoader` whose items end with the image's
         path, e.g. ``(image, path)`` or lightly's ``(views, label, filename)``: the other fields are
-        collated by torch's ``default_collate`` and the paths are replaced by :meth:`batch`'s targets.
+        collated by torch's ``default_collate`` and the paths are replaced by their targets from
+        [`batch`][vise_plugin.VisETargets.batch] (an image the store does not hold: as the constructor's
+        ``missing`` says).
 
         Args:
             items: ``B`` tuples (or lists) whose last element is a path string.

@@ -105,6 +105,18 @@ class VisELoss(ClassyLoss):
         output: Union[Mapping[str, torch.Tensor], Sequence[Mapping[str, torch.Tensor]]],
         target: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
+        """The VisE loss of a batch.
+
+        Args:
+            output: ``{task: logits (B, K_task)}`` (e.g. [`VisEMultiHead`][vise_plugin.VisEMultiHead]'s), or a
+                list of them, one per view of the same ``B`` images.
+            target: ``{"comments": (B, Kc) float, "reactions": (B,) integer}`` (e.g.
+                [`VisETargets.batch`][vise_plugin.VisETargets.batch]'s); a post with an all-zero ``comments``
+                row or ``reactions`` ``-1`` is left out of that task's mean.
+
+        Returns:
+            A scalar: ``sum over tasks of weight x mean loss``, averaged over the views.
+        """
         views = [output] if isinstance(output, Mapping) else list(output)
         if not views:
             raise ValueError("vise_loss: no model output (an empty list of views)")

@@ -55,5 +55,6 @@ class VisEMultiHead(ClassyHead):
         return pooled_features(x, self.in_features)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``(B, C, H, W)`` or ``(B, C)`` features -> ``{task: logits (B, K_task)}``."""
         features = self.pooled(x)
         return {name: fc(features) for name, fc in self.fcs.items()}
