@@ -3,7 +3,7 @@
 import contextlib
 import signal
 
-from vise_plugin.engine.hooks.base import HookBase
+from vise_plugin.engine.hooks import BadImageHook, HookBase
 
 
 class StopAfter(HookBase):
@@ -15,6 +15,11 @@ class StopAfter(HookBase):
     def after_step(self, trainer):
         if trainer.iteration == self.iteration:
             raise KeyboardInterrupt
+
+
+def bad_images(trainer):
+    """The :class:`BadImageBudget` a trainer's :class:`BadImageHook` counts in (its ``skipped`` and ``seen``)."""
+    return next(hook.budget for hook in trainer.hooks if isinstance(hook, BadImageHook))
 
 
 @contextlib.contextmanager

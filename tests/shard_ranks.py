@@ -27,7 +27,8 @@ READERS = {
 
 
 class RowsRead:
-    """The loader's batches (left encoded: ``decode_on=device``), noting the row of every image."""
+    """The data loader's batches, still encoded (``decode_on=device``: the trainer's loader decodes them
+    after), noting the row of every image."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -55,10 +56,10 @@ def main(shards: str, out: str) -> None:
                 ]
             )
         )
-        trainer.loader = RowsRead(trainer.loader)
+        read = trainer.loader.loader = RowsRead(trainer.loader.loader)  # under the DeviceDecodedLoader
         trainer.train()
         with open(os.path.join(out, f"{reader}_rank{rank}.json"), "w") as f:
-            json.dump(trainer.loader.rows, f)
+            json.dump(read.rows, f)
     dist.destroy_process_group()
 
 

@@ -5,6 +5,8 @@ CPU; a device the decoder refuses is stood in for by ``meta``."""
 
 import logging
 import os
+from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ from PIL import Image
 
 from vise_plugin.config import compose_config
 from vise_plugin.data import device_decode
+from vise_plugin.data.bad_images import collate_readable
+from vise_plugin.data.decoded_loader import DeviceDecodedLoader
 from vise_plugin.data.device_decode import DeviceDecode, EncodedCrop, collate_encoded, decode_batch
-from vise_plugin.data.images import load_seeded_image
+from vise_plugin.data.images import blank_input, load_seeded_image
 from vise_plugin.data.jpeg_decoders import jpeg_decoder
 from vise_plugin.engine.pretrain import pretrain
 from vise_plugin.errors import ConfigError
@@ -194,3 +198,30 @@ def test_a_batch_of_corrupt_jpegs_is_skipped_and_counted_not_taken_for_a_failing
         _spoil(encoded)
     decoded, unreadable = decode_batch(batch, DeviceDecode(16, "torchvision"), CPU)
     assert unreadable == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"] and "input" not in decoded and "target" not in decoded
+
+
+class _EncodedBatches(list):
+    """Batches as the data loader hands them over when the device decodes, of a dataset with a placeholder item."""
+
+    dataset = SimpleNamespace(
+        placeholder_item=lambda: {"input": blank_input(EncodedCrop(16)), "target": {"x": torch.tensor(0)}},
+        collate=partial(collate_readable, collate=collate_encoded),
+    )
+
+
+def test_the_decoded_loader_adds_the_images_that_do_not_decode_to_those_the_loader_skipped(inputs):
+    _spoil(inputs["encoded"][1])
+    loader = _EncodedBatches(
+        [
+            {"input": inputs, "target": {"x": torch.arange(4)}, "skipped": ["gone.jpg"]},
+            {"skipped": ["a.jpg", "b.jpg"]},  # nothing read
+        ]
+    )
+    decoded = DeviceDecodedLoader(loader, DeviceDecode(16, "torchvision"), CPU)
+    first, second = list(decoded)
+    assert first["input"].shape == (3, 3, 16, 16) and first["input"].dtype == torch.float32
+    assert first["target"]["x"].tolist() == [0, 2, 3] and first["skipped"] == ["gone.jpg", "1.jpg"]
+    assert second == {"skipped": ["a.jpg", "b.jpg"]}
+    placeholder = decoded.placeholder_batch()  # what a rank with nothing read steps on, decoded like the batches
+    assert placeholder["input"].shape == (2, 3, 16, 16) and placeholder["input"].dtype == torch.float32
+    assert placeholder["target"]["x"].tolist() == [0, 0] and placeholder["skipped"] == []

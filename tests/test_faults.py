@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import two_ranks
-from hooks import StopAfter
+from hooks import StopAfter, bad_images
 from poison import PoisonHead
 
 from vise_plugin.config import compose_config
@@ -55,7 +55,7 @@ def test_corrupt_and_missing_images_are_skipped_counted_and_logged(tiny_world, t
     run_dir = str(tmp_path / "run")
     trainer = pretrain(_cfg(tiny_world, run_dir, f"config.data.image_root={root}"))
     assert trainer.iteration == 2 * ((90 + 7) // 8)
-    assert trainer.bad_images.skipped == 4 and trainer.bad_images.seen == 180  # 2 images x 2 epochs
+    assert bad_images(trainer).skipped == 4 and bad_images(trainer).seen == 180  # 2 images x 2 epochs
     with open(os.path.join(run_dir, "log.txt")) as f:
         log = f.read()
     assert f"skipped unreadable image {os.path.join(root, store.images[3])}" in log
@@ -279,22 +279,25 @@ def _changed(before, after):
     )
 
 
-@pytest.mark.parametrize("world_size", [1, 2])
-def test_a_batch_with_no_readable_image_moves_no_batchnorm_statistics(tiny_world, tmp_path, world_size):
+@pytest.mark.parametrize("world_size, decode_on", [(1, "loader"), (2, "loader"), (2, "device")])
+def test_a_batch_with_no_readable_image_moves_no_batchnorm_statistics(tiny_world, tmp_path, world_size, decode_on):
     """The second batch is wholly unreadable. One process skips the step: nothing moves. With several ranks
-    (here faked, without a process group) the rank steps with weight 0 on the placeholder batch to join the
-    others' gradient all-reduce, and its black images leave the BatchNorm statistics as they were."""
+    (here faked, without a process group) the rank steps with weight 0 on the placeholder batch (decoded on
+    the device like the batches, when they are) to join the others' gradient all-reduce, and its black
+    images leave the BatchNorm statistics as they were."""
     from poison import UnreadableBatch
 
     os.makedirs(tmp_path / "run")
-    trainer = build_trainer(_cfg(tiny_world, str(tmp_path / "run"), "config.logging.log_freq=100"))
+    trainer = build_trainer(
+        _cfg(tiny_world, str(tmp_path / "run"), "config.logging.log_freq=100", f"config.data.decode_on={decode_on}")
+    )
     trainer.world_size = world_size
     trainer.loader = UnreadableBatch(trainer.loader, at=(1,))
     snapshot = _Snapshot(at=1, stop=2)
     trainer.hooks.insert(0, snapshot)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
-    assert trainer.iteration == 2 and trainer.bad_images.skipped == 8
+    assert trainer.iteration == 2 and bad_images(trainer).skipped == 8
     changed = _changed(snapshot.state, _training_state(trainer))
     statistics = [k for k in snapshot.state if "running_" in k or "num_batches_tracked" in k]
     assert statistics and not set(changed) & set(statistics), changed

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, torchrun_command
-from hooks import StopAfter
+from hooks import StopAfter, bad_images
 from PIL import Image
 
 from vise_plugin.config import compose_config
@@ -195,10 +195,12 @@ def test_streaming_resumes_mid_epoch_to_the_same_weights(shards, tmp_path):
     saved = torch.load(os.path.join(run_dir, "checkpoint.torch"), weights_only=True)["position"]
     assert (saved["epoch"], saved["batch_in_epoch"]) == (1, 1)  # odd: the data-loader's worker 0 makes batch 1 now
     with pytest.raises(ConfigError, match=r"^config.data.num_workers: .* set config.data.num_workers=2$"):
-        pretrain(_cfg(shards, run_dir, *stream, "config.data.num_workers=0"))  # its lanes would not be the same
+        pretrain(
+            _cfg(shards, run_dir, *stream, "config.data.num_workers=0")
+        )  # its workers' shares of the batches would differ
     resumed = pretrain(_cfg(shards, run_dir, *stream))
     assert resumed.iteration == 2 * len(resumed.sampler)
-    assert resumed.bad_images.seen == 2 * len(resumed.sampler) * 8  # the count went on from the checkpoint's
+    assert bad_images(resumed).seen == 2 * len(resumed.sampler) * 8  # the count went on from the checkpoint's
     assert _same(_weights(run_dir), _weights(reference))
 
 
@@ -236,7 +238,7 @@ def test_a_corrupt_jpeg_inside_a_shard_is_skipped_and_counted(shards, tmp_path, 
             f"config.data.jpeg_decoder={decoder}",
         )
     )
-    assert trainer.iteration == PER_EPOCH and (trainer.bad_images.skipped, trainer.bad_images.seen) == (1, 90)
+    assert trainer.iteration == PER_EPOCH and (bad_images(trainer).skipped, bad_images(trainer).seen) == (1, 90)
     with open(os.path.join(run_dir, "log.txt")) as f:
         assert f"skipped unreadable image {folder}/shard-000002.tar#{key:09d}" in f.read()
 
@@ -267,7 +269,7 @@ def test_a_truncated_shard_is_reported_by_name_and_the_run_goes_on(shards, tmp_p
         )
     )  # 9 batches of 10: every sample read
     assert trainer.iteration == 9
-    assert (trainer.bad_images.skipped, trainer.bad_images.seen) == (5, 90)  # samples 3..7 of shard 2
+    assert (bad_images(trainer).skipped, bad_images(trainer).seen) == (5, 90)  # samples 3..7 of shard 2
     with open(os.path.join(run_dir, "log.txt")) as f:
         log = f.read()
     said = "truncated shard" if reader == "indexed" else "unreadable after sample 3 (unexpected end of data)"
@@ -289,13 +291,17 @@ def test_two_ranks_read_disjoint_samples_that_cover_the_epoch_once(shards):
         assert sum(a != b for a, b in zip(shard_of, shard_of[1:])) <= 2 * len(source.groups)  # grouped by shard
 
 
-def test_a_lane_reads_runs_of_the_shards_in_order_entering_a_local_shard_with_one_seek(shards, monkeypatch):
+def test_a_worker_reads_ranges_of_the_shards_in_order_entering_a_local_shard_with_one_seek(shards, monkeypatch):
     import webdataset as wds
 
-    from vise_plugin.data.streaming import Run, epoch_runs
+    from vise_plugin.data.streaming import ShardRange, shard_ranges
 
-    assert epoch_runs([3, 0, 2], [2, 1, 0], 0, 5) == [Run(2, 0, 2, 0), Run(0, 0, 3, 2)]
-    assert epoch_runs([3, 0, 2], [2, 1, 0], 4, 4) == [Run(0, 2, 3, 4), Run(2, 0, 2, 5), Run(0, 0, 1, 7)]  # round again
+    assert shard_ranges([3, 0, 2], [2, 1, 0], 0, 5) == [ShardRange(2, 0, 2, 0), ShardRange(0, 0, 3, 2)]
+    assert shard_ranges([3, 0, 2], [2, 1, 0], 4, 4) == [
+        ShardRange(0, 2, 3, 4),
+        ShardRange(2, 0, 2, 5),
+        ShardRange(0, 0, 1, 7),
+    ]  # round again
     stream = StreamingShards(shards, 9, lambda image: image)
     at = stream._open_at(2, 3)
     assert at is not None and at.tell() > 0
@@ -536,14 +542,14 @@ def test_the_indexed_reader_reads_the_shards_its_manifest_lists_and_skips_one_it
     assert source.read(int(source.starts[3]))[0] == source.read(int(source.starts[3]))[0]  # the next shard reads
 
 
-def test_a_lane_reads_exactly_its_samples_so_a_shard_cut_after_them_is_not_reported(shards, tmp_path):
-    from vise_plugin.data.streaming import Run
+def test_a_worker_reads_exactly_its_samples_so_a_shard_cut_after_them_is_not_reported(shards, tmp_path):
+    from vise_plugin.data.streaming import ShardRange
 
     folder, _ = _damaged_copy(shards, tmp_path, "truncate")  # cut inside shard 2's fourth sample
     rows = np.load(os.path.join(folder, "shard-000002.idx.npy"))[:, 0].tolist()
     for prefix in (None, f"pipe:cat {folder}"):  # entered with a seek, and read from its start
         stream = StreamingShards(folder, 9, lambda image: image, url_prefix=prefix)
-        samples = [sample for sample, _ in stream._read([Run(2, 0, 3, 0), Run(2, 1, 3, 3)])]
+        samples = [sample for sample, _ in stream._read([ShardRange(2, 0, 3, 0), ShardRange(2, 1, 3, 3)])]
         assert [int(s["__key__"]) for s in samples] == rows[0:3] + rows[1:3], prefix
         assert all("jpg" in s and "json" in s for s in samples) and stream._reported == set(), prefix
 
@@ -562,11 +568,11 @@ def _flaky_prefix(tmp_path, folder, failures):
 def test_a_transient_read_error_is_retried_from_the_same_sample_before_the_rest_is_counted(shards, tmp_path, caplog):
     import logging
 
-    from vise_plugin.data.streaming import Run, StreamingShardsDataset
+    from vise_plugin.data.streaming import ShardRange, StreamingShardsDataset
 
     def read(**settings):
         stream = StreamingShards(shards, 9, lambda image: image, retry_delay_s=0.001, **settings)
-        samples = [(s["__key__"], s.get("jpg")) for s, _ in stream._read([Run(2, 1, stream.counts[2], 0)])]
+        samples = [(s["__key__"], s.get("jpg")) for s, _ in stream._read([ShardRange(2, 1, stream.counts[2], 0)])]
         return samples, stream._reported
 
     whole, reported = read()
@@ -589,7 +595,7 @@ def test_a_transient_read_error_is_retried_from_the_same_sample_before_the_rest_
 def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards, tmp_path, caplog):
     import logging
 
-    from vise_plugin.data.streaming import Run
+    from vise_plugin.data.streaming import ShardRange
     from vise_plugin.errors import InputError
 
     folder = str(tmp_path / "gone")
@@ -598,7 +604,7 @@ def test_a_missing_shard_is_reported_with_the_errors_text_by_both_readers(shards
     os.remove(os.path.join(folder, "shard-000004.idx.npy"))
     with caplog.at_level(logging.WARNING):  # a file that is not there is not read again: no retry, no wait
         stream = StreamingShards(folder, 9, lambda image: image, read_attempts=3, retry_delay_s=60)
-        assert [s for s, _ in stream._read([Run(2, 0, 2, 0)])] == [
+        assert [s for s, _ in stream._read([ShardRange(2, 0, 2, 0)])] == [
             {"__url__": f"{folder}/shard-000002.tar", "__key__": f"sample {k}"} for k in (0, 1)
         ]
         source = TarShards(folder)
@@ -682,7 +688,7 @@ def test_a_streamed_subset_trains_on_the_samples_of_the_indexed_subset(shards):
     assert len(expected) == 36
     streamed = build_dataset(_cfg(shards, "unused", *subset, "config.data.dataset=streaming_shards").config)
     assert streamed.num_items == 36 and len(streamed) == 36 // 8
-    rows = [int(s["__key__"]) for s, _ in streamed._read(streamed.lane_runs(0, 1))]
+    rows = [int(s["__key__"]) for s, _ in streamed._read(streamed.share_ranges(0, 1))]
     assert len(rows) == len(set(rows)) == 32 and set(rows) <= set(expected)
     ranks = [
         StreamingShards(shards, 9, lambda image: {"encoded": torch.rand(1)}, rank, 2, seed=3, subset=36)

@@ -29,13 +29,28 @@ def collate_readable(items: Sequence[Dict[str, Any]], collate: Callable = defaul
     return batch
 
 
+def placeholder_batch(loader: Any) -> Dict[str, Any]:
+    """The batch a rank whose whole batch was unreadable steps on (with weight 0) to stay in step with the
+    other ranks: two of the ``placeholder_item()`` of ``loader``'s dataset (images of its shape with nothing
+    to learn; one alone would break BatchNorm on a 1 x 1 map), collated as the loader's batches are (the
+    dataset's ``collate``, else the loader's ``collate_fn``)."""
+    dataset = getattr(loader, "dataset", None)
+    item = getattr(dataset, "placeholder_item", None)
+    if item is None:
+        raise RuntimeError(
+            "a rank's whole batch was unreadable and the dataset has no placeholder_item() to keep the ranks in step"
+        )
+    collate = getattr(dataset, "collate", None) or getattr(loader, "collate_fn", None) or default_collate
+    return collate([item()] * 2)
+
+
 class BadImageBudget:
     """Counts unreadable images among those read and stops the run when there are too many.
 
     The fraction is judged once ``10 / max_fraction`` images have been read (1,000 for the default
     1%), so one bad image early on does not stop a run, while a wrong image folder stops it after
-    that many reads. With several ranks the trainer judges the counts of all of them together
-    (:meth:`judge`), so that every rank stops at once.
+    that many reads. With several ranks the trainer's bad-image hook judges the counts of all of
+    them together (:meth:`judge`), so that every rank stops at once.
 
     Args:
         max_fraction: the largest share of unreadable images a run accepts.

@@ -10,7 +10,8 @@ interpolation (and the CPU path's reduced-scale JPEG decode).
 
 A JPEG whose header reads but whose data does not decode gets past the workers; :class:`DeviceDecode`
 then decodes the batch's images one by one (on the device, then on the CPU), and leaves out those
-that decode nowhere, naming them, so the trainer skips and counts them like the loader path's. A
+that decode nowhere, naming them; :class:`DeviceDecodedLoader`, which hands the trainer its batches
+decoded, adds them to the batch's skipped images, counted like those the loader could not read. A
 decoder that does not work on the device is not taken for bad data: it fails a small JPEG decoded
 there before the device's first batch, or decodes none of a batch's JPEGs that the CPU decodes, and
 either stops the run in one line.
@@ -59,7 +60,7 @@ class EncodedCrop:
         return {"encoded": encoded, "box": torch.tensor([top, left, height, width, int(flip)], dtype=torch.int64)}
 
 
-def named(image: Any, where: str) -> Any:
+def with_file_name(image: Any, where: str) -> Any:
     """An :class:`EncodedCrop` output with the name of its file (``where``), for the error of an image
     that turns out not to decode on the device; any other image passes through."""
     return {**image, "where": where} if isinstance(image, dict) and "encoded" in image else image
@@ -130,7 +131,7 @@ class DeviceDecode:
     (``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``, whose pools may hand one stream memory another
     stream is still using) the caller's stream is drained too, at the cost of the overlap.
 
-    The device is known at the first call (the trainer's), so the decoder is probed then, once per
+    The device is known at the first call (the loader's first batch), so the decoder is probed then, once per
     device, on a small JPEG of a known colour: a decoder that fails there, or decodes it wrong, stops
     the run with a :class:`ConfigError` instead of sending every image to the CPU.
 

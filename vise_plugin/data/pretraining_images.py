@@ -8,7 +8,7 @@ import torch
 from classy_vision.dataset import ClassyDataset
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
-from vise_plugin.data.device_decode import named, training_pipeline
+from vise_plugin.data.device_decode import training_pipeline, with_file_name
 from vise_plugin.data.images import blank_input, cpu_seed, load_or_skip
 from vise_plugin.data.target_sources import TargetSource, build_target_sources, check_target_sources, empty_targets
 from vise_plugin.errors import InputError
@@ -79,7 +79,7 @@ class PretrainingImages(torch.utils.data.Dataset):
             rel = first.path(row)
             for source in self.sources[1:]:
                 target.update(source.targets_for(rel))
-        return {"input": named(image, path), "target": target}
+        return {"input": with_file_name(image, path), "target": target}
 
     def placeholder_item(self) -> Dict[str, Any]:
         """An item of this dataset's shapes with nothing to learn: a black image and every source's

@@ -2,19 +2,20 @@
 
 Each epoch lists the shards' samples in a seeded order of the shards (each shard's samples in the
 order they were written) and cuts that list into equal, contiguous parts: one per rank, then one per
-*lane* of the rank. Lane ``l`` makes the rank's global batches ``j`` with ``j % workers == l``; the
-DataLoader takes batches from its workers in turn starting with worker 0, so after a resume at batch
-``b`` worker ``w`` serves lane ``(w + b) % workers``, and the batches come back in the same order as
-in a run that never stopped. A lane reads its part start to end (a shard it starts inside is entered
-with one seek, through the shard's index, when the shards are local files), shuffles it through a
-seeded buffer, and skips, without decoding them, the samples of its batches before ``b``; the lanes
-are the workers, so a mid-epoch resume needs the number of workers it stopped with (the trainer checks).
+data-loader worker's share of the rank's batches. With ``W`` workers, share ``k`` is the rank's batches
+``j`` with ``j % W == k``; the DataLoader takes batches from its workers in turn starting with worker 0,
+so after a resume at batch ``b`` worker ``w`` makes share ``(w + b) % W``, and the batches come back in
+the same order as in a run that never stopped. A worker reads its share's part start to end (a shard it
+starts inside is entered with one seek, through the shard's index, when the shards are local files),
+shuffles it through a seeded buffer, and skips, without decoding them, the samples of its batches before
+``b``; the shares are the workers', so a mid-epoch resume needs the number of workers it stopped with
+(the trainer checks).
 Every rank therefore reads its own samples, the same number of them, and no sample twice in an epoch
 (unless the shards hold fewer than ``world_size * batch_size``: the list is then gone round again);
 the ``num_items % (world_size * batch_size)`` samples at the end of an epoch's list are left out of
 that epoch. With ``subset``, the lists hold only the samples the indexed reader's ``config.data.subset``
-draws (each shard's in its order); a lane reads past the others in its shards. A lane reads no sample
-past its last one. A read stopped by an ``OSError`` (a dropped connection, a failed ``pipe:`` command)
+draws (each shard's in its order); a worker reads past the others in its shards. A worker reads no
+sample past its share's last one. A read stopped by an ``OSError`` (a dropped connection, a failed ``pipe:`` command)
 is made again, ``read_attempts`` times with a doubling wait, from the sample it stopped at; a shard that
 then still ends early or cannot be opened is logged once by name with the error's text, and its missing
 samples are skipped and counted like unreadable images. The shards are local paths or WebDataset URLs
@@ -41,12 +42,13 @@ from webdataset.gopen import gopen_schemes
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from vise_plugin.data.bad_images import SKIPPED, collate_readable
-from vise_plugin.data.device_decode import named, training_pipeline
+from vise_plugin.data.device_decode import training_pipeline, with_file_name
 from vise_plugin.data.images import blank_input, load_or_skip
 from vise_plugin.data.pretraining_images import subset_indices
 from vise_plugin.data.resumable_sampler import SEED_STRIDE
 from vise_plugin.data.tar_shards import MANIFEST, ShardTargets, read_manifest, report_damaged_shard, sample_key
 from vise_plugin.errors import ConfigError, InputError, error_text
+from vise_plugin.ranks import rank_from_env, world_size_from_env
 from vise_plugin.registry import register_dataset
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, OSError) and not isinstance(error, LASTING_OS_ERRORS)
 
 
-class Run(NamedTuple):
+class ShardRange(NamedTuple):
     """Samples ``start`` to ``stop`` (exclusive) of shard ``shard``, at epoch positions from ``position``."""
 
     shard: int
@@ -70,23 +72,23 @@ class Run(NamedTuple):
     position: int
 
 
-def epoch_runs(counts: Sequence[int], order: Sequence[int], first: int, length: int) -> List[Run]:
+def shard_ranges(counts: Sequence[int], order: Sequence[int], first: int, length: int) -> List[ShardRange]:
     """Epoch positions ``first`` to ``first + length`` of the list of the shards' samples (shard ``s``
-    holds ``counts[s]``) in shard order ``order``, going round the list when it is shorter, as runs of
+    holds ``counts[s]``) in shard order ``order``, going round the list when it is shorter, as ranges of
     consecutive samples of one shard."""
     ends = np.cumsum([counts[s] for s in order]).tolist()
     total = ends[-1] if ends else 0
     if total == 0 and length:
         raise InputError("the shard manifest lists no samples")
-    runs, position = [], first
+    ranges, position = [], first
     while position < first + length:
         at = position % total
         k = bisect.bisect_right(ends, at)
         start = at - (ends[k] - counts[order[k]])
         take = min(counts[order[k]] - start, first + length - position)
-        runs.append(Run(order[k], start, start + take, position))
+        ranges.append(ShardRange(order[k], start, start + take, position))
         position += take
-    return runs
+    return ranges
 
 
 def tar_samples(stream: BinaryIO, url: str) -> Iterator[Dict[str, Any]]:
@@ -127,7 +129,7 @@ def check_shard_location(folder: str, url_prefix: Optional[str] = None) -> None:
 
 def local_folder(folder: str, url_prefix: Optional[str]) -> Optional[str]:
     """The local folder of the shard files (``url_prefix`` ``file://<folder>``, or no prefix and a local
-    ``folder``), where a lane enters a shard with a seek; None when they are streamed from elsewhere."""
+    ``folder``), where a worker enters a shard with a seek; None when they are streamed from elsewhere."""
     if url_prefix is None:
         return None if "://" in folder else folder
     parsed = urlparse(url_prefix)
@@ -157,7 +159,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
         retry_delay_s: the wait before the first re-read, doubled before each next one.
     """
 
-    resume_needs_same_workers = True  # the lanes are the data-loader's workers
+    resume_needs_same_workers = True  # each data-loader worker reads its own share of the epoch
 
     def __init__(
         self,
@@ -207,54 +209,57 @@ class StreamingShards(torch.utils.data.IterableDataset):
         """Batches per epoch on each rank (the same on every rank)."""
         return max(self.num_items // (self.world_size * self.batch_size), 1)
 
-    def lane_runs(self, lane: int, lanes: int) -> List[Run]:
-        """The runs of samples lane ``lane`` of ``lanes`` reads this epoch (its batches ``j``,
-        ``j % lanes == lane``)."""
-        quotas = [len(range(k, len(self), lanes)) for k in range(lanes)]
+    def share_ranges(self, share: int, shares: int) -> List[ShardRange]:
+        """The ranges of samples that share ``share`` of ``shares`` (one per data-loader worker) reads this
+        epoch: those of the rank's batches ``j`` with ``j % shares == share``."""
+        quotas = [len(range(k, len(self), shares)) for k in range(shares)]
         order = list(range(len(self.urls)))
         random.Random(self.seed * SEED_STRIDE + self.epoch).shuffle(order)
-        first = (self.rank * len(self) + sum(quotas[:lane])) * self.batch_size
-        return epoch_runs(self.counts, order, first, quotas[lane] * self.batch_size)
+        first = (self.rank * len(self) + sum(quotas[:share])) * self.batch_size
+        return shard_ranges(self.counts, order, first, quotas[share] * self.batch_size)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        lane = (worker + self.start_batch) % workers
-        runs = self.lane_runs(lane, workers)
-        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{lane}")
-        stream = wds.shuffle(self.buffer, initial=min(self.buffer, 100), rng=rng)(self._read(runs))
-        skip = len(range(lane, min(self.start_batch, len(self)), workers))
-        for count in range(len(range(lane, len(self), workers))):
+        share = (worker + self.start_batch) % workers
+        ranges = self.share_ranges(share, workers)
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{share}")
+        stream = wds.shuffle(self.buffer, initial=min(self.buffer, 100), rng=rng)(self._read(ranges))
+        skip = len(range(share, min(self.start_batch, len(self)), workers))
+        for count in range(len(range(share, len(self), workers))):
             batch = [next(stream) for _ in range(self.batch_size)]
             if count < skip:
                 continue  # a resume: these batches were trained on before the stop
             yield self.collate([self._item(sample, position) for sample, position in batch])
 
-    def _positions(self, run: Run) -> List[int]:
-        """The places in its shard of ``run``'s samples (with ``subset``: of the shard's subset samples)."""
+    def _positions(self, shard_range: ShardRange) -> List[int]:
+        """The places in its shard of ``shard_range``'s samples (with ``subset``: of the shard's subset samples)."""
         if self.kept is None:
-            return list(range(run.start, run.stop))
-        return self.kept[run.shard][run.start : run.stop].tolist()
+            return list(range(shard_range.start, shard_range.stop))
+        return self.kept[shard_range.shard][shard_range.start : shard_range.stop].tolist()
 
-    def _read(self, runs: Sequence[Run]) -> Iterator[Tuple[Dict[str, Any], int]]:
-        """``(raw sample, epoch position)`` of every sample of ``runs``, in order, reading nothing of a
-        shard past a run's last sample; a sample the shard does not deliver comes as
+    def _read(self, ranges: Sequence[ShardRange]) -> Iterator[Tuple[Dict[str, Any], int]]:
+        """``(raw sample, epoch position)`` of every sample of ``ranges``, in order, reading nothing of a
+        shard past a range's last sample; a sample the shard does not deliver comes as
         ``{"__url__", "__key__"}`` alone (skipped and counted). A read stopped by an ``OSError`` is made
         again (``read_attempts``) from the sample it stopped at, so it yields what an uninterrupted
         read yields."""
-        for run in runs:
-            wanted = self._positions(run)
+        for shard_range in ranges:
+            wanted = self._positions(shard_range)
             got = failures = 0
             while got < len(wanted):
                 before = got
                 try:
-                    samples = self._shard_samples(run.shard, wanted[got], wanted[-1] + 1)
+                    samples = self._shard_samples(shard_range.shard, wanted[got], wanted[-1] + 1)
                     for at, sample in enumerate(samples, wanted[got]):
                         if at == wanted[got]:
-                            yield sample, run.position + got
+                            yield sample, shard_range.position + got
                             got += 1
                     if got < len(wanted):
-                        self._report(run.shard, f"holds fewer samples than its manifest's {self.sizes[run.shard]}")
+                        self._report(
+                            shard_range.shard,
+                            f"holds fewer samples than its manifest's {self.sizes[shard_range.shard]}",
+                        )
                     break
                 except READ_ERRORS as e:
                     failures = 1 if got > before else failures + 1
@@ -262,7 +267,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
                         delay = self.retry_delay_s * 2 ** (failures - 1)
                         logger.warning(
                             "%s: %s; read again from sample %d in %.3g s",
-                            self.urls[run.shard],
+                            self.urls[shard_range.shard],
                             error_text(e),
                             wanted[got],
                             delay,
@@ -270,10 +275,13 @@ class StreamingShards(torch.utils.data.IterableDataset):
                         time.sleep(delay)
                         continue
                     if got < len(wanted):
-                        self._report(run.shard, f"unreadable after sample {wanted[got]} ({error_text(e)})")
+                        self._report(shard_range.shard, f"unreadable after sample {wanted[got]} ({error_text(e)})")
                     break
             for k in range(got, len(wanted)):
-                yield {"__url__": self.urls[run.shard], "__key__": f"sample {wanted[k]}"}, run.position + k
+                yield (
+                    {"__url__": self.urls[shard_range.shard], "__key__": f"sample {wanted[k]}"},
+                    shard_range.position + k,
+                )
 
     def _shard_samples(self, shard: int, start: int, stop: Optional[int] = None) -> Iterator[Dict[str, Any]]:
         """Shard ``shard``'s samples ``start`` to ``stop`` (exclusive; None: to its end), reading none
@@ -347,7 +355,7 @@ class StreamingShards(torch.utils.data.IterableDataset):
             target = self.targets.of(json.loads(sample["json"]), where)
         except (ValueError, InputError):
             return {SKIPPED: where}
-        return {"input": named(image, where), "target": target}
+        return {"input": with_file_name(image, where), "target": target}
 
     def placeholder_item(self) -> Dict[str, Any]:
         return {"input": blank_input(self.transform), "target": self.targets.empty()}
@@ -385,8 +393,6 @@ class StreamingShardsDataset(ClassyDataset):
         read_attempts: int = 3,
         retry_delay_s: float = 1.0,
     ):
-        from vise_plugin.engine.distributed import rank_from_env, world_size_from_env
-
         transform, collate = training_pipeline(decode_on, image_size, crop_scale_min)
         stream = StreamingShards(
             folder,

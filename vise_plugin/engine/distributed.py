@@ -6,15 +6,7 @@ import os
 import torch
 
 from vise_plugin.errors import ConfigError, UserError
-
-
-def world_size_from_env() -> int:
-    """Processes of the run (``WORLD_SIZE``, set by ``torchrun`` or the submitit launcher), 1 for a plain run."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank_from_env() -> int:
-    return int(os.environ.get("RANK", "0"))
+from vise_plugin.ranks import local_rank_from_env, rank_from_env, world_size_from_env
 
 
 def use_gpu(device: str) -> bool:
@@ -28,10 +20,6 @@ def use_gpu(device: str) -> bool:
     if device == "cpu":
         return False
     raise ConfigError(f"config.device={device!r}: use auto, cpu or cuda")
-
-
-def local_rank_from_env() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def init_distributed(gpu: bool, backend: str = "auto", timeout_s: float = 600.0) -> None:

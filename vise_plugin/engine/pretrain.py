@@ -9,6 +9,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
 from vise_plugin.data.bad_images import BadImageBudget, collate_readable
+from vise_plugin.data.decoded_loader import DeviceDecodedLoader
 from vise_plugin.data.device_decode import DeviceDecode, decodes_on_device
 from vise_plugin.data.jpeg_decoders import jpeg_decoder
 from vise_plugin.data.pretraining_images import SeededItems
@@ -16,14 +17,14 @@ from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.data.target_sources import check_target_sources
 from vise_plugin.engine.checkpoint import Checkpointer
 from vise_plugin.engine.determinism import CUBLAS_WORKSPACE
-from vise_plugin.engine.distributed import (
-    close_distributed,
-    init_distributed,
-    rank_from_env,
-    use_gpu,
-    world_size_from_env,
+from vise_plugin.engine.distributed import close_distributed, init_distributed, use_gpu
+from vise_plugin.engine.hooks import (
+    BadImageHook,
+    PeriodicCheckpointHook,
+    TrainingCurvesHook,
+    TrainLogHook,
+    tensorboard_writer,
 )
-from vise_plugin.engine.hooks import PeriodicCheckpointHook, TrainingCurvesHook, TrainLogHook, tensorboard_writer
 from vise_plugin.engine.model_setup import prepare_model
 from vise_plugin.engine.precision import MixedPrecision
 from vise_plugin.engine.run_folder import setup_logging, write_resolved_config
@@ -34,6 +35,7 @@ from vise_plugin.errors import ConfigError
 from vise_plugin.launch.preemption import PreemptionFlag
 from vise_plugin.models import VisEModel
 from vise_plugin.process_state import keeps_process_state, seeded
+from vise_plugin.ranks import rank_from_env, world_size_from_env
 from vise_plugin.registry import DATASET_REGISTRY, ENGINES, build_classy, spec
 
 logger = logging.getLogger(__name__)
@@ -149,16 +151,20 @@ def build_model_and_loss(cfg: DictConfig, targets: Dict[str, Dict[str, Any]]) ->
 
 
 def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Trainer:
-    """The trainer for a composed config (``root_cfg.config``): data, model, loss, SGD, hooks."""
+    """The trainer for a composed config (``root_cfg.config``): data (decoded on the device when
+    ``config.data.decode_on=device``), model, loss, SGD, hooks."""
     cfg = root_cfg.config
     gpu = use_gpu(cfg.device)
     device = torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
     primary = rank_from_env() == 0
+    speed = cfg.speed
     images = build_dataset(cfg)
     loader = build_loader(cfg, images, gpu)
+    if decodes_on_device(cfg.data.decode_on):
+        decode = DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder)
+        loader = DeviceDecodedLoader(loader, decode, device, speed.channels_last)
     targets = images.target_specs() if hasattr(images, "target_specs") else {}
     model, loss = build_model_and_loss(cfg, targets)
-    speed = cfg.speed
     wrapped = prepare_model(model, device, speed.channels_last, speed.sync_bn, world_size_from_env() > 1, speed.compile)
     opt = cfg.optimizer
     global_batch = cfg.data.batch_size_per_gpu * world_size_from_env()
@@ -167,15 +173,20 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
         model.parameters(), lr=peak_lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.nesterov
     )
     tensorboard = tensorboard_writer(os.path.join(cfg.run_dir, "tb_logs"), cfg.logging.tensorboard) if primary else None
+    bad_images = BadImageBudget(
+        cfg.data.max_bad_image_fraction, f" under {images.image_root}" if getattr(images, "image_root", "") else ""
+    )
     hooks = [
         TrainLogHook(
             cfg.logging.log_freq,
             os.path.join(cfg.run_dir, STDOUT_JSON),
             enabled=primary,
             writers=[tensorboard] if tensorboard else [],
+            bad_images=bad_images,
         ),
         PeriodicCheckpointHook(cfg.checkpoint.period_epochs, cfg.checkpoint.period_iterations),
         TrainingCurvesHook(cfg.run_dir, enabled=primary, min_interval_s=cfg.logging.curves_min_interval_s),
+        BadImageHook(bad_images),  # last: the ranks agree on the counts after the other hooks' step
     ]
     return Trainer(
         wrapped,
@@ -203,12 +214,6 @@ def build_trainer(root_cfg: DictConfig, preemption: PreemptionFlag = None) -> Tr
             "heads": OmegaConf.to_container(cfg.model.heads, resolve=True),
             "config": OmegaConf.to_container(root_cfg, resolve=True),
         },
-        bad_images=BadImageBudget(
-            cfg.data.max_bad_image_fraction, f" under {images.image_root}" if getattr(images, "image_root", "") else ""
-        ),
-        input_transform=(
-            DeviceDecode(cfg.data.image_size, cfg.data.jpeg_decoder) if decodes_on_device(cfg.data.decode_on) else None
-        ),
         cpu_threads=cfg.speed.cpu_threads,
         deterministic=cfg.speed.deterministic,
     )

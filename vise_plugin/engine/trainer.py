@@ -1,20 +1,21 @@
 """The pretraining loop: one step is forward, the loss (VisE, web tags or both), backward and an SGD update.
 
 Kept small on purpose (detectron2's ``SimpleTrainer``): the loop reads no value back from the GPU
-except on logged iterations, and everything that varies by run (logging, checkpoints) is a hook.
+except on logged iterations, the batches come ready to train on (decoded on the device by the data side,
+:class:`DeviceDecodedLoader`, when the loader leaves them encoded), and everything that varies by run
+(logging, checkpoints, the unreadable-image budget) is a hook.
 """
 
 import logging
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from fvcore.common.param_scheduler import ParamScheduler
-from torch.utils.data import default_collate
 
-from vise_plugin.data.bad_images import SKIPPED, BadImageBudget
-from vise_plugin.data.device_decode import decode_batch
+from vise_plugin.data.bad_images import SKIPPED, placeholder_batch
 from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.engine.checkpoint import (
     CHECKPOINT_FILE,
@@ -68,7 +69,10 @@ class Trainer:
             of the epoch's samples read), applied before every step.
         loader: a DataLoader whose ``batch_sampler`` is a :class:`ResumableBatchSampler`, or over an iterable
             dataset with the same ``set_epoch``/``len``/``batch_size``/``world_size``/``num_items``
-            (:class:`StreamingShards`).
+            (:class:`StreamingShards`), or such a loader wrapped by :class:`DeviceDecodedLoader`. Its batches
+            are ``{"input": (B, 3, H, W), "target": {task: tensor}, "skipped": [names]}``: ``skipped`` names
+            the images that could not be read (see :attr:`skipped_images`), and a batch with none read
+            has no ``input`` nor ``target``.
         num_epochs: epochs to train.
         device: where the model is.
         precision: the :class:`MixedPrecision` of forward and backward.
@@ -76,20 +80,14 @@ class Trainer:
         hooks: called in order (see :class:`HookBase`).
         checkpointer: where state dicts go; None saves nothing.
         preemption: the flag set by the preemption signal; None ignores it.
-        preemption_check_every: iterations between the all-reduce that makes ranks agree on a
-            preemption and on the bad-image count (a single process checks every step).
+        preemption_check_every: iterations between the all-reduce that makes ranks agree on a preemption
+            (a single process checks every step); hooks that agree on counts of all ranks do so then too
+            (:class:`BadImageHook`).
         extra_state: saved with every checkpoint (trunk name, tasks, resolved config).
-        bad_images: counts the images the loader skipped (batches built by
-            :func:`collate_readable`); None: every batch is whole.
-        placeholder: returns one item with the dataset's shapes and nothing to learn (default: the
-            loader's ``dataset.placeholder_item``); a rank whose whole batch is unreadable steps on
-            two of them with weight 0, so it still joins the other ranks' gradient all-reduce
+        placeholder: returns a batch of the loader's shapes with nothing to learn (default: the loader's
+            ``placeholder_batch``, or :func:`placeholder_batch` of it); a rank whose whole batch is unreadable
+            steps on it with weight 0, so it still joins the other ranks' gradient all-reduce
             (:meth:`placeholder_step`; a single process skips the step).
-        input_transform: ``(batch["input"], device, channels_last) ->`` :class:`Decoded` (the ``(B', 3, H, W)``
-            images on the device, and the batch positions and names of those that did not decode) or a
-            ``(B, 3, H, W)`` tensor, for inputs the loader leaves encoded (:class:`DeviceDecode`); None:
-            the input is the image tensor. Images that do not decode are skipped and counted like
-            those the loader could not read.
         cpu_threads, deterministic: ``config.speed.cpu_threads`` and ``config.speed.deterministic``, in force
             while :meth:`train` runs (see :func:`speed_settings`) and put back when it returns.
 
@@ -98,6 +96,10 @@ class Trainer:
     epoch (:class:`ResumableBatchSampler`) resumes from it with any number of ranks, batch size or
     workers, and ``batch_in_epoch`` then counts in the current batches, so that the resumed epoch ends
     when its last batch is read.
+
+    Hooks see the current batch's :attr:`skipped_images` and :attr:`images_read` (from :meth:`before_step
+    <HookBase.before_step>` on), and a hook with a ``state_key`` is saved in the checkpoint under that key
+    (its ``state_dict()``) and given it back on a resume.
 
     Each step adds whether its loss (and each task's) was finite to flags kept on the device;
     :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
@@ -121,9 +123,7 @@ class Trainer:
         preemption: Optional[PreemptionFlag] = None,
         preemption_check_every: int = 10,
         extra_state: Optional[Dict[str, Any]] = None,
-        bad_images: Optional[BadImageBudget] = None,
         placeholder: Optional[Callable[[], Mapping[str, Any]]] = None,
-        input_transform: Optional[Callable] = None,
         cpu_threads: Optional[int] = None,
         deterministic: bool = False,
     ):
@@ -150,18 +150,14 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.samples_in_epoch = 0
-        self.bad_images = bad_images
-        self._agreed_bad_images = {"seen": 0, "skipped": 0}
+        self.skipped_images: List[str] = []  # names of the current batch's images not read (or not decoded)
+        self.images_read = 0  # the current batch's images that were read: its input's rows
         self.last_loss: Optional[torch.Tensor] = None
         self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
-        self._placeholder = placeholder or getattr(getattr(loader, "dataset", None), "placeholder_item", None)
-        self.input_transform = input_transform
-        self.speed = (cpu_threads, deterministic)
-        self.collate = (
-            getattr(getattr(loader, "dataset", None), "collate", None)
-            or getattr(loader, "collate_fn", None)
-            or default_collate
+        self._placeholder = (
+            placeholder or getattr(loader, "placeholder_batch", None) or partial(placeholder_batch, loader)
         )
+        self.speed = (cpu_threads, deterministic)
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -207,9 +203,13 @@ class Trainer:
                 **self._reading(),
             },
             "rng": rng_state(),
-            **({"bad_images": self._bad_images_so_far()} if self.bad_images is not None else {}),
+            **{key: hook.state_dict() for key, hook in self._hooks_with_state()},
             "determinism": determinism_record(self.device),
         }
+
+    def _hooks_with_state(self) -> List[Tuple[str, HookBase]]:
+        """``(checkpoint key, hook)`` of the hooks with a ``state_key``."""
+        return [(hook.state_key, hook) for hook in self.hooks if getattr(hook, "state_key", None)]
 
     def _reading(self) -> Dict[str, int]:
         """How the epoch is read: by how many ranks, in batches of how many items, with how many loader workers."""
@@ -218,11 +218,6 @@ class Trainer:
             "world_size": self.sampler.world_size,
             "batch_size": self.sampler.batch_size,
         }
-
-    def _bad_images_so_far(self) -> Dict[str, int]:
-        """The images read and skipped so far: this process's counts, or with several ranks all ranks'
-        at their last agreement (:meth:`agree_on_bad_images`, which the checkpoint hook calls first)."""
-        return self.bad_images.state_dict() if self.world_size == 1 else dict(self._agreed_bad_images)
 
     @property
     def loader_workers(self) -> int:
@@ -239,9 +234,9 @@ class Trainer:
             position.update({"batch_size": int(recorded)} if recorded else {})
         self._resume_at(position)
         set_rng_state(state["rng"])
-        if self.bad_images is not None and "bad_images" in state:  # all ranks' counts go on with the first's
-            self._agreed_bad_images = dict(state["bad_images"])
-            self.bad_images.load_state_dict(state["bad_images"] if self.rank == 0 else {"seen": 0, "skipped": 0})
+        for key, hook in self._hooks_with_state():
+            if key in state:
+                hook.load_state_dict(state[key])
         with speed_settings(*self.speed):
             now = determinism_record(self.device)
         differences = determinism_differences(state.get("determinism", {}), now)
@@ -291,8 +286,9 @@ class Trainer:
 
     @staticmethod
     def _require_same_reading(saved: Mapping[str, int], now: Mapping[str, int]) -> None:
-        """A streamed epoch (its lanes and shuffle buffers) goes on exactly only with the ranks, batch size and
-        workers that read its start: a one-line error names the setting to put back."""
+        """A streamed epoch (each data-loader worker's share of its batches, and their shuffle buffers) goes on
+        exactly only with the ranks, batch size and workers that read its start: a one-line error names the
+        setting to put back."""
         stopped = "the checkpoint stopped inside a streamed epoch read"
         ranks, batch, workers = saved["world_size"], saved["batch_size"], saved["loader_workers"]
         if ranks != now["world_size"]:
@@ -348,17 +344,9 @@ class Trainer:
                 self.checkpointer.existing(self.iterations_per_epoch), "config.resume=false starts over"
             )
 
-    def decode(self, batch: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
-        """``batch`` with its images decoded by ``input_transform`` (as it is without one), and the names
-        of the images that did not decode (see :func:`decode_batch`)."""
-        if self.input_transform is None:
-            return dict(batch), []
-        return decode_batch(batch, self.input_transform, self.device, self.channels_last)
-
     def run_step(self, batch: Mapping[str, Any], weight: float = 1.0) -> torch.Tensor:
-        """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``, the input
-        decoded by :meth:`decode` when the loader leaves it encoded); returns the loss, still on the
-        device. ``weight=0`` takes part in the step (and DDP's gradient all-reduce) while adding
+        """One SGD step on ``batch`` (``{"input": (B, 3, H, W), "target": {task: tensor}}``); returns the
+        loss, still on the device. ``weight=0`` takes part in the step (and DDP's gradient all-reduce) while adding
         nothing to the gradients."""
         lr = self.lr_schedule(self.progress)
         for group in self.optimizer.param_groups:
@@ -373,13 +361,8 @@ class Trainer:
         return loss.detach()
 
     def placeholder_batch(self) -> Mapping[str, Any]:
-        """A batch of two placeholder items (a single image would break BatchNorm on a 1 x 1 map)."""
-        if self._placeholder is None:
-            raise RuntimeError(
-                "a rank's whole batch was unreadable and the dataset has no placeholder_item() "
-                "to keep the ranks in step"
-            )
-        return self.decode(self.collate([self._placeholder()] * 2))[0]
+        """The batch of placeholder items a rank with nothing read steps on (see ``placeholder``)."""
+        return self._placeholder()
 
     def placeholder_step(self, placeholder: Mapping[str, Any]) -> None:
         """The step of a rank whose whole batch was unreadable while the others step: weight 0 on
@@ -437,37 +420,20 @@ class Trainer:
             )
         )
 
-    def agree_on_bad_images(self) -> None:
-        """Judges the images read and skipped so far against the budget. With several ranks their counts
-        are summed first (an all-reduce: every rank calls this at the same iterations) and judged on
-        every rank, so a run over its budget stops on all of them at once instead of leaving the others
-        waiting in the next all-reduce; the sums go into the next checkpoint."""
-        budget = self.bad_images
-        if budget is None:
-            return
-        if self.world_size == 1:
-            budget.judge(budget.skipped, budget.seen)
-            return
-        counts = torch.tensor([budget.seen, budget.skipped], dtype=torch.int64, device=self.device)
-        dist.all_reduce(counts)
-        seen, skipped = counts.tolist()
-        self._agreed_bad_images = {"seen": seen, "skipped": skipped}
-        budget.judge(skipped, seen)
-
-    def _agree(self) -> bool:
+    def _should_stop_for_preemption(self) -> bool:
         """Whether to stop now for a preemption. With several ranks, every ``preemption_check_every``
-        iterations they agree on it (so every rank stops after the same step) and on the bad-image count."""
+        iterations they agree on it (an all-reduce), so every rank stops after the same step."""
         requested = self.preemption is not None and self.preemption.requested
         if self.world_size == 1:
             return requested
         if self.iteration % self.preemption_check_every:
             return False
-        self.agree_on_bad_images()
         flag = torch.tensor([int(requested)], dtype=torch.int64, device=self.device)
         dist.all_reduce(flag)
         return int(flag.item()) > 0
 
-    def _call(self, method: str) -> None:
+    def call_hooks(self, method: str) -> None:
+        """Calls ``method`` (e.g. ``"after_step"``) of every hook, in order, with the trainer."""
         for hook in self.hooks:
             getattr(hook, method)(self)
 
@@ -479,52 +445,65 @@ class Trainer:
 
     def _train(self) -> None:
         self.model.train()
-        self._call("before_train")
+        self.call_hooks("before_train")
         while self.epoch < self.num_epochs:
-            if self.batch_in_epoch >= self.iterations_per_epoch:
-                logger.warning(
-                    "resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
-                    "or the number of ranks changed): going on with epoch %d",
-                    self.batch_in_epoch,
-                    self.epoch,
-                    self.iterations_per_epoch,
-                    self.epoch + 1,
-                )
-                self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
+            if not self._start_epoch():
                 continue
-            if getattr(self.sampler, "elastic", False):
-                self.sampler.set_epoch(self.epoch, start_sample=self.samples_in_epoch)
-            else:
-                self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             for batch in self.loader:
-                skipped = list(batch.pop(SKIPPED, []))
-                batch, undecodable = self.decode(batch)
-                skipped += undecodable
-                if self.bad_images is not None:  # with several ranks judged in _agree, for all of them together
-                    self.bad_images.record(
-                        skipped, len(batch["input"]) if "input" in batch else 0, judge=self.world_size == 1
-                    )
-                if "input" in batch:
-                    self.last_loss = self.run_step(batch)
-                elif self.world_size > 1:  # the others' gradient all-reduce needs this rank
-                    self.placeholder_step(self.placeholder_batch())
-                self.iteration += 1
-                self.batch_in_epoch += 1
-                self.samples_in_epoch = min(
-                    self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size, self.sampler.num_items
-                )
-                if self.batch_in_epoch == self.iterations_per_epoch:
-                    self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
-                    self._call("after_step")
-                    self._call("after_epoch")
-                else:
-                    self._call("after_step")
-                if self._agree():
-                    self._call("on_preempt")
+                self._step(batch)
+                ended_epoch = self._count_batch()
+                self.call_hooks("after_step")
+                if ended_epoch:
+                    self.call_hooks("after_epoch")
+                if self._should_stop_for_preemption():
+                    self.call_hooks("on_preempt")
                     raise Preempted(
                         self.iteration,
                         self.checkpointer.path(CHECKPOINT_FILE) if self.checkpointer else "no checkpoint",
                     )
-        self.agree_on_bad_images()  # the last iterations since the ranks' last agreement
         self.check_finite()
-        self._call("after_train")
+        self.call_hooks("after_train")
+
+    def _start_epoch(self) -> bool:
+        """Sets the sampler to this epoch's batches from the current position; False, going on to the next
+        epoch, when none of them is left (a resume into an epoch that has fewer batches now)."""
+        if self.batch_in_epoch >= self.iterations_per_epoch:
+            logger.warning(
+                "resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
+                "or the number of ranks changed): going on with epoch %d",
+                self.batch_in_epoch,
+                self.epoch,
+                self.iterations_per_epoch,
+                self.epoch + 1,
+            )
+            self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
+            return False
+        if getattr(self.sampler, "elastic", False):
+            self.sampler.set_epoch(self.epoch, start_sample=self.samples_in_epoch)
+        else:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        return True
+
+    def _step(self, batch: Dict[str, Any]) -> None:
+        """The ``before_step`` hooks, then the step on ``batch``; a batch with no image read has none, but
+        with several ranks this one steps on the placeholder batch, as the others' gradient all-reduce
+        needs it."""
+        self.skipped_images = list(batch.pop(SKIPPED, []))
+        self.images_read = len(batch["input"]) if "input" in batch else 0
+        self.call_hooks("before_step")
+        if "input" in batch:
+            self.last_loss = self.run_step(batch)
+        elif self.world_size > 1:
+            self.placeholder_step(self.placeholder_batch())
+
+    def _count_batch(self) -> bool:
+        """Moves the position past the batch just trained on; returns whether that ended the epoch."""
+        self.iteration += 1
+        self.batch_in_epoch += 1
+        self.samples_in_epoch = min(
+            self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size, self.sampler.num_items
+        )
+        if self.batch_in_epoch != self.iterations_per_epoch:
+            return False
+        self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
+        return True

@@ -23,7 +23,7 @@ class PeriodicCheckpointHook(HookBase):
         if self._saved_iteration == trainer.iteration and name is None:
             return
         trainer.check_finite()  # never write damaged weights
-        trainer.agree_on_bad_images()  # every rank's counts in the checkpoint
+        trainer.call_hooks("before_checkpoint")  # e.g. every rank's bad-image counts, agreed on and judged
         trainer.checkpointer.save(trainer.state_dict(), name)
         self._saved_iteration = trainer.iteration
 

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import torch
 from iopath.common.file_io import g_pathmgr
 
+from vise_plugin.data.bad_images import BadImageBudget
 from vise_plugin.engine.hooks.base import HookBase
 
 logger = logging.getLogger(__name__)
@@ -35,15 +36,23 @@ class TrainLogHook(HookBase):
         enabled: False on every rank but the first.
         writers: more sinks for each logged record (e.g. :class:`TensorboardWriter`): ``open(start
             iteration)`` before training, ``write(record)``, ``close()`` at the end.
+        bad_images: the run's :class:`BadImageBudget` (its ``skipped`` and ``seen`` counts), named in the
+            line of an iteration logged before any image was read; None: counts of 0.
     """
 
     def __init__(
-        self, log_freq: int = 10, json_path: Optional[str] = None, enabled: bool = True, writers: Sequence = ()
+        self,
+        log_freq: int = 10,
+        json_path: Optional[str] = None,
+        enabled: bool = True,
+        writers: Sequence = (),
+        bad_images: Optional[BadImageBudget] = None,
     ):
         self.log_freq = max(int(log_freq), 1)
         self.json_path = json_path
         self.enabled = enabled
         self.writers = list(writers) if enabled else []
+        self.bad_images = bad_images
         self._last_time = 0.0
         self._last_iteration = 0
 
@@ -69,8 +78,8 @@ class TrainLogHook(HookBase):
                 "it %d/%d  no batch trained yet (%d of %d images unreadable so far)",
                 trainer.iteration,
                 trainer.max_iterations,
-                getattr(trainer.bad_images, "skipped", 0),
-                getattr(trainer.bad_images, "seen", 0),
+                getattr(self.bad_images, "skipped", 0),
+                getattr(self.bad_images, "seen", 0),
             )
             return
         now = time.perf_counter()
