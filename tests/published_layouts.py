@@ -1,4 +1,4 @@
-"""Weights files in the layouts of the published checkpoints that the benchmarks compare (README, "Several
+"""Weights files in the layouts of the published checkpoints that the benchmarks compare (docs: benchmarks, "Several
 weights side by side"), each written from its release's model definition: the release's wrappers, key
 names, shapes and dtypes; nothing is downloaded.
 
@@ -230,7 +230,7 @@ def vissl_simclr(path: str) -> Release:
 
 
 def emotionnet(path: str) -> Release:
-    """EmotionNet's joint ResNet-50 (README): torchvision's ResNet-50 whose ``fc`` scores the 690 emotion
+    """EmotionNet's joint ResNet-50 (docs: benchmarks): torchvision's ResNet-50 whose ``fc`` scores the 690 emotion
     tags, plus the 300-d embedding ``proj``, saved from DataParallel under ``state_dict``."""
 
     def build():

@@ -116,7 +116,8 @@ def test_production_config_without_data_fails_fast_in_one_line(tmp_path):
 
 
 def test_the_demo_labels_its_default_world_in_four_shards(tmp_path):
-    """The demo's label job cuts the default world's posts file into 4 shards (README, "What the demo shows")."""
+    """The demo's label job cuts the default world's posts file into 4 shards (docs: getting started,
+    "What the demo shows")."""
     from vise_plugin.demo.world import generate_posts
     from vise_plugin.labels.job.shards import plan_shards
 

@@ -1,5 +1,5 @@
 """VisE inside VISSL: VISSL's own trainer with the project's head, loss, data source and collator, and
-weights crossing both ways. Needs VISSL 0.1.6 (README, "Inside VISSL"); skipped, with the reason
+weights crossing both ways. Needs VISSL 0.1.6 (docs: inside VISSL); skipped, with the reason
 shown, only where it cannot be imported."""
 
 import json
@@ -14,7 +14,7 @@ import torchvision
 
 pytest.importorskip(
     "vissl",
-    reason="VISSL is not installed (README, 'Inside VISSL': pip install --no-deps "
+    reason="VISSL is not installed (docs: inside VISSL: pip install --no-deps "
     "vissl==0.1.6, then reinstall classy-vision==0.7.0 fairscale==0.4.13)",
 )
 from vise_plugin.integrations import vissl as vise_vissl  # noqa: E402

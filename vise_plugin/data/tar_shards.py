@@ -47,7 +47,7 @@ def sample_key(row: int) -> str:
 def read_manifest(folder: str) -> Dict[str, Any]:
     """``<folder>/manifest.json``; a one-line error when the folder is not a finished shard set."""
     path = os.path.join(folder, MANIFEST)
-    advice = "point config.data.shards=<folder> at one written by tools/write_shards.py"
+    advice = "point config.data.shards=<folder> at one written by vise-shards (tools/write_shards.py)"
     try:
         found = g_pathmgr.exists(path)
     except NotImplementedError:  # a handler that only fetches (iopath's HTTP one): the open below tells

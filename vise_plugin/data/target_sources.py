@@ -188,7 +188,7 @@ class EngagementLabels(TargetSource):
         if not path or not g_pathmgr.exists(os.path.join(path, "meta.json")):
             raise ConfigError(
                 f"label store not found: {path or '(unset)'}; point config.data.labels=<folder> at one "
-                "written by tools/generate_labels.py"
+                "written by vise-labels (tools/generate_labels.py)"
             )
         return path
 

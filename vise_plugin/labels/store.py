@@ -76,7 +76,10 @@ class LabelStore:
         local = g_pathmgr.get_local_path(folder) if g_pathmgr.exists(folder) else folder
         meta_path = os.path.join(local, "meta.json")
         if not os.path.exists(meta_path):
-            raise InputError(f"{folder}: not a label store (no meta.json); generate one with tools/generate_labels.py")
+            raise InputError(
+                f"{folder}: not a label store (no meta.json); generate one with vise-labels "
+                "(tools/generate_labels.py in a clone)"
+            )
         with open(meta_path) as f:
             self.meta: Dict[str, Any] = json.load(f)
         if self.meta.get("format_version") != FORMAT_VERSION:
