@@ -5,7 +5,8 @@
 
 Each returns ``nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``, which maps
 ``(B, 3, 224, 224)`` to ``(B, 2048, 7, 7)``. ``weights`` is a local path or a URL (default: the
-official release URL); files are read with ``torch.load(weights_only=True)``.
+official release URL); files are read with ``torch.load(weights_only=True)``, a local ``.safetensors``
+file with the ``safetensors`` package.
 """
 
 import os
@@ -25,6 +26,10 @@ def _load_state(weights: str, progress: bool) -> dict:
     if "://" in weights and not weights.startswith("file://"):
         return torch.hub.load_state_dict_from_url(weights, progress=progress, map_location="cpu", weights_only=True)
     path = weights[len("file://") :] if weights.startswith("file://") else os.path.expanduser(weights)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

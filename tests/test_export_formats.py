@@ -10,6 +10,7 @@ import safetensors
 import safetensors.torch
 import torch
 import torchvision
+from conftest import ROOT
 
 from vise_plugin.cli import main_export_hub
 from vise_plugin.errors import InputError
@@ -83,6 +84,14 @@ def test_the_project_reads_back_its_own_safetensors_export(fmt, r50_trunk_checkp
     shutil.copy(out, renamed)
     target = load_trunk_weights(build_trunk("resnet50"), renamed)
     assert all(torch.equal(v, trunk[k]) for k, v in target.state_dict().items())
+
+
+def test_a_hub_export_in_safetensors_loads_through_torch_hub(r50_trunk_checkpoint, tmp_path):
+    checkpoint, trunk = r50_trunk_checkpoint
+    out = str(tmp_path / "vise_r50_hub.safetensors")
+    assert main_export_hub([checkpoint, out, "--format", "hub"]) == 0
+    hub = torch.hub.load(ROOT, "resnet50_1m", source="local", pretrained=True, weights=out)  # strict
+    assert all(torch.equal(v, trunk[k]) for k, v in hub.state_dict().items())
 
 
 def test_a_torchvision_export_loads_strictly_into_torchvision_s_resnet50(r50_trunk_checkpoint, tmp_path):

@@ -139,7 +139,7 @@ def main_export_hub(argv: Optional[List[str]] = None) -> int:
         )
     elif args.format == "torchvision":
         print(f"load it with: <torchvision's {trunk}>.load_state_dict(<its state dict>)  (its 1000-class fc is zeros)")
-    elif trunk == "resnet50" and not args.output.endswith(".safetensors"):
+    elif trunk == "resnet50":
         print(f"load it with: torch.hub.load('<repo>', 'resnet50_250m', pretrained=True, weights='{args.output}')")
     return 0
 
