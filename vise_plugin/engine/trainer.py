@@ -16,7 +16,6 @@ import torch.nn as nn
 from fvcore.common.param_scheduler import ParamScheduler
 
 from vise_plugin.data.bad_images import SKIPPED, placeholder_batch
-from vise_plugin.data.resumable_sampler import ResumableBatchSampler
 from vise_plugin.engine.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_KIND,
@@ -26,9 +25,10 @@ from vise_plugin.engine.checkpoint import (
     set_rng_state,
 )
 from vise_plugin.engine.determinism import determinism_differences, determinism_record, speed_settings
+from vise_plugin.engine.epoch_position import EpochPosition, loader_workers
+from vise_plugin.engine.finite_loss import FiniteLossWatch
 from vise_plugin.engine.hooks.base import HookBase
 from vise_plugin.engine.precision import MixedPrecision
-from vise_plugin.errors import ConfigError, NonFiniteLossError
 from vise_plugin.launch.preemption import Preempted, PreemptionFlag
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bo
     return images, targets
 
 
-def _ranks(count: int) -> str:
-    return f"{count} rank" + ("s" if count != 1 else "")
+def _position_field(name: str, doc: str, settable: bool = True) -> property:
+    """A trainer attribute that its :class:`EpochPosition` keeps (hooks read it on the trainer, tests set it)."""
+    setter = (lambda self, value: setattr(self.position, name, value)) if settable else None
+    return property(lambda self: getattr(self.position, name), setter, doc=doc)
 
 
 def batchnorm_statistics(model: nn.Module) -> List[torch.Tensor]:
@@ -91,20 +93,29 @@ class Trainer:
         cpu_threads, deterministic: ``config.speed.cpu_threads`` and ``config.speed.deterministic``, in force
             while :meth:`train` runs (see :func:`speed_settings`) and put back when it returns.
 
-    The position in an epoch is also kept as ``samples_in_epoch``, the samples of the epoch all ranks
-    together have read (``batch_in_epoch x batch size x ranks``, at most the epoch's items): a map-style
-    epoch (:class:`ResumableBatchSampler`) resumes from it with any number of ranks, batch size or
-    workers, and ``batch_in_epoch`` then counts in the current batches, so that the resumed epoch ends
-    when its last batch is read.
+    Where training stands (``iteration``, ``epoch``, ``batch_in_epoch``, ``samples_in_epoch``) and how the
+    epochs are read (``sampler``, ``num_epochs``) are kept by :attr:`position`, an :class:`EpochPosition`,
+    which also takes a checkpoint's position up under other ranks, batch size or workers.
 
     Hooks see the current batch's :attr:`skipped_images` and :attr:`images_read` (from :meth:`before_step
     <HookBase.before_step>` on), and a hook with a ``state_key`` is saved in the checkpoint under that key
     (its ``state_dict()``) and given it back on a resume.
 
-    Each step adds whether its loss (and each task's) was finite to flags kept on the device;
-    :meth:`check_finite` reads them, and the log and checkpoint hooks call it, so a non-finite loss
-    stops the run, on every rank at once, before a checkpoint of the damaged weights is written.
+    Each step adds whether its loss (and each task's) was finite to flags kept on the device
+    (:attr:`finite_loss`, a :class:`FiniteLossWatch`); :meth:`check_finite` reads them, and the log and
+    checkpoint hooks call it, so a non-finite loss stops the run, on every rank at once, before a checkpoint
+    of the damaged weights is written.
     """
+
+    iteration = _position_field("iteration", "Batches trained since the run started.")
+    epoch = _position_field("epoch", "Epochs done.")
+    batch_in_epoch = _position_field("batch_in_epoch", "Batches of this epoch trained, in the current batches.")
+    samples_in_epoch = _position_field("samples_in_epoch", "Samples of this epoch all ranks together have read.")
+    sampler = _position_field("sampler", "The batches' order (see ``loader``).")
+    num_epochs = _position_field("num_epochs", "Epochs to train.")
+    iterations_per_epoch = _position_field("iterations_per_epoch", "Batches in an epoch.", settable=False)
+    max_iterations = _position_field("max_iterations", "The iteration training ends at.", settable=False)
+    progress = _position_field("progress", "Training progress in ``[0, 1)``: the lr schedule's input.", settable=False)
 
     def __init__(
         self,
@@ -132,10 +143,8 @@ class Trainer:
         self.loss = loss
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
-        self.loader = loader
-        # the batches' order: the loader's sampler, or a dataset that yields whole batches (streaming)
-        self.sampler: ResumableBatchSampler = getattr(loader, "batch_sampler", None) or loader.dataset
-        self.num_epochs = num_epochs
+        self.position = EpochPosition.from_loader(loader, num_epochs)
+        self._loader = loader
         self.device = torch.device(device)
         self.precision = precision or MixedPrecision("fp32", self.device.type)
         self.channels_last = channels_last
@@ -146,34 +155,24 @@ class Trainer:
         self.extra_state = dict(extra_state or {})
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.iteration = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.samples_in_epoch = 0
         self.skipped_images: List[str] = []  # names of the current batch's images not read (or not decoded)
         self.images_read = 0  # the current batch's images that were read: its input's rows
         self.last_loss: Optional[torch.Tensor] = None
-        self._first_bad: Dict[str, torch.Tensor] = {}  # task ("" the total) -> () int64 on the device, -1: none
+        self.finite_loss = FiniteLossWatch(self.device, self.world_size)
         self._placeholder = (
             placeholder or getattr(loader, "placeholder_batch", None) or partial(placeholder_batch, loader)
         )
         self.speed = (cpu_threads, deterministic)
 
     @property
-    def iterations_per_epoch(self) -> int:
-        return len(self.sampler)
+    def loader(self) -> Iterable:
+        """The batches to train on; one set here (a wrapper, say) gives the position its worker count."""
+        return self._loader
 
-    @property
-    def max_iterations(self) -> int:
-        """The iteration training ends at: this one, the batches left of this epoch and those of the later ones."""
-        left = max(self.iterations_per_epoch - self.batch_in_epoch, 0) if self.epoch < self.num_epochs else 0
-        return self.iteration + left + max(self.num_epochs - self.epoch - 1, 0) * self.iterations_per_epoch
-
-    @property
-    def progress(self) -> float:
-        """Training progress in ``[0, 1)``: the epochs done and the share of this epoch's samples read, over
-        all epochs."""
-        return (self.epoch + self.samples_in_epoch / self.sampler.num_items) / self.num_epochs
+    @loader.setter
+    def loader(self, loader: Iterable) -> None:
+        self._loader = loader
+        self.position.loader_workers = loader_workers(loader)
 
     @property
     def global_batch_size(self) -> int:
@@ -195,13 +194,7 @@ class Trainer:
             "model": self.base_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.precision.state_dict(),
-            "position": {
-                "iteration": self.iteration,
-                "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch,
-                "samples_in_epoch": self.samples_in_epoch,
-                **self._reading(),
-            },
+            "position": self.position.state_dict(),
             "rng": rng_state(),
             **{key: hook.state_dict() for key, hook in self._hooks_with_state()},
             "determinism": determinism_record(self.device),
@@ -211,28 +204,11 @@ class Trainer:
         """``(checkpoint key, hook)`` of the hooks with a ``state_key``."""
         return [(hook.state_key, hook) for hook in self.hooks if getattr(hook, "state_key", None)]
 
-    def _reading(self) -> Dict[str, int]:
-        """How the epoch is read: by how many ranks, in batches of how many items, with how many loader workers."""
-        return {
-            "loader_workers": self.loader_workers,
-            "world_size": self.sampler.world_size,
-            "batch_size": self.sampler.batch_size,
-        }
-
-    @property
-    def loader_workers(self) -> int:
-        """The data-loader's worker processes (at least 1: the main process reads without any)."""
-        return max(int(getattr(self.loader, "num_workers", 0) or 0), 1)
-
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.base_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state["grad_scaler"])
-        position = dict(state["position"])
-        if "batch_size" not in position:  # an older checkpoint: its batch size is in its config
-            recorded = state.get("config", {}).get("config", {}).get("data", {}).get("batch_size_per_gpu")
-            position.update({"batch_size": int(recorded)} if recorded else {})
-        self._resume_at(position)
+        self.position.load_state_dict(state["position"], state.get("config", {}))
         set_rng_state(state["rng"])
         for key, hook in self._hooks_with_state():
             if key in state:
@@ -246,67 +222,6 @@ class Trainer:
                 "it stopped, but its weights will agree with an uninterrupted run within float tolerance, "
                 "not bit for bit",
                 ", ".join(differences),
-            )
-
-    def _resume_at(self, position: Mapping[str, int]) -> None:
-        """Takes the checkpoint's position; for checkpoints without the sample position (older ones) it is
-        counted in their batches, on as many ranks as now."""
-        self.iteration, self.epoch = position["iteration"], position["epoch"]
-        self.batch_in_epoch = position["batch_in_epoch"]
-        now = self._reading()
-        saved = {key: position.get(key, value) for key, value in now.items()}
-        self.samples_in_epoch = position.get(
-            "samples_in_epoch",
-            min(self.batch_in_epoch * saved["batch_size"] * saved["world_size"], self.sampler.num_items),
-        )
-        if getattr(self.sampler, "elastic", False):
-            self._split_rest_of_epoch(saved, now)
-        elif self.batch_in_epoch and getattr(self.sampler, "resume_needs_same_workers", False):
-            self._require_same_reading(saved, now)
-
-    def _split_rest_of_epoch(self, saved: Mapping[str, int], now: Mapping[str, int]) -> None:
-        """A map-style epoch goes on from its sample position among the current ranks, in the current batches;
-        ``batch_in_epoch`` becomes the epoch's batch count less the batches left, so the epoch ends after its last."""
-        if self.samples_in_epoch >= self.sampler.num_items:  # past the epoch as it now is: train() goes on to the next
-            self.batch_in_epoch = max(self.batch_in_epoch, self.iterations_per_epoch)
-            return
-        self.batch_in_epoch = self.iterations_per_epoch - self.sampler.batches_after(self.samples_in_epoch)
-        if self.samples_in_epoch and any(saved[key] != now[key] for key in ("world_size", "batch_size")):
-            logger.info(
-                "resuming epoch %d at sample %d of %d with %s x batch %d (saved with %s x batch %d): the "
-                "rest of the epoch is split among the current ranks",
-                self.epoch,
-                self.samples_in_epoch,
-                self.sampler.num_items,
-                _ranks(now["world_size"]),
-                now["batch_size"],
-                _ranks(saved["world_size"]),
-                saved["batch_size"],
-            )
-
-    @staticmethod
-    def _require_same_reading(saved: Mapping[str, int], now: Mapping[str, int]) -> None:
-        """A streamed epoch (each data-loader worker's share of its batches, and their shuffle buffers) goes on
-        exactly only with the ranks, batch size and workers that read its start: a one-line error names the
-        setting to put back."""
-        stopped = "the checkpoint stopped inside a streamed epoch read"
-        ranks, batch, workers = saved["world_size"], saved["batch_size"], saved["loader_workers"]
-        if ranks != now["world_size"]:
-            raise ConfigError(
-                f"config.distributed: {stopped} by {_ranks(ranks)}, and that epoch goes on exactly "
-                f"only with as many; run it on {_ranks(ranks)} (config.distributed.num_nodes x "
-                "config.distributed.num_proc_per_node)"
-            )
-        if batch != now["batch_size"]:
-            raise ConfigError(
-                f"config.data.batch_size_per_gpu: {stopped} in batches of {batch} per rank, and that "
-                f"epoch goes on exactly only with those; set config.data.batch_size_per_gpu={batch}"
-            )
-        if workers != now["loader_workers"]:
-            raise ConfigError(
-                f"config.data.num_workers: {stopped} by {workers} data-loader worker(s), and that "
-                f"epoch goes on exactly only with as many; set config.data.num_workers="
-                f"{workers if workers > 1 else 0}"
             )
 
     def resume_or_start(self) -> bool:
@@ -355,7 +270,7 @@ class Trainer:
         with self.precision.autocast():
             output = self.model(images)
         loss = self.loss(output, targets)
-        self._watch_finite(loss.detach())
+        self.finite_loss.watch(self.iteration + 1, loss.detach(), getattr(self.loss, "last_values", {}))
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward_and_step(loss * weight if weight != 1.0 else loss, self.optimizer)
         return loss.detach()
@@ -377,48 +292,10 @@ class Trainer:
             for buffer, value in zip(statistics, kept):
                 buffer.copy_(value)
 
-    def _watch_finite(self, loss: torch.Tensor) -> None:
-        """Notes, without waiting for the device, the first iteration whose loss (and each task's) is
-        not finite."""
-        values = {"": loss, **getattr(self.loss, "last_values", {})}
-        for task, value in values.items():
-            first = self._first_bad.get(task)
-            if first is None:
-                first = torch.full((), -1, dtype=torch.int64, device=loss.device)
-            self._first_bad[task] = torch.where(~torch.isfinite(value) & (first < 0), self.iteration + 1, first)
-
-    def _first_bad_iteration(self) -> int:
-        """The first iteration whose total loss was not finite on any rank, -1 if none. With several
-        processes every rank must call this at the same iterations (it all-reduces), so that all of
-        them stop together even when only one saw the bad loss."""
-        first = self._first_bad.get("")
-        if first is None:
-            first = torch.full((), -1, dtype=torch.int64, device=self.device)
-        if self.world_size == 1:
-            return int(first)
-        never = torch.iinfo(torch.int64).max
-        first = torch.where(first < 0, never, first)
-        dist.all_reduce(first, op=dist.ReduceOp.MIN)
-        return -1 if int(first) == never else int(first)
-
     def check_finite(self) -> None:
-        """Raises :class:`NonFiniteLossError` when a loss since the start was NaN or infinite (on any rank)."""
-        first = self._first_bad_iteration()
-        if first < 0:
-            return
-        local = {task: int(it) for task, it in self._first_bad.items()}
-        bad = sorted((it, task) for task, it in local.items() if task and it >= 0)
-        tasks = "; ".join(f"{task}" if it == first else f"{task} from iteration {it}" for it, task in bad)
-        where = tasks or ("the total" if local.get("", -1) >= 0 else "on another rank")
-        saved = self.checkpointer.last_saved if self.checkpointer else None
-        raise NonFiniteLossError(
-            f"the loss became non-finite at iteration {first} ({where}); stopped without saving; "
-            + (
-                f"the last good checkpoint is {saved[0]} (iteration {saved[1]})"
-                if saved
-                else "no checkpoint was written before it"
-            )
-        )
+        """Raises :class:`NonFiniteLossError` when a loss since the start was NaN or infinite (on any rank); every
+        rank calls it at the same iterations (:meth:`FiniteLossWatch.first_bad_iteration`)."""
+        self.finite_loss.check(self.checkpointer.last_saved if self.checkpointer else None)
 
     def _should_stop_for_preemption(self) -> bool:
         """Whether to stop now for a preemption. With several ranks, every ``preemption_check_every``
@@ -447,11 +324,11 @@ class Trainer:
         self.model.train()
         self.call_hooks("before_train")
         while self.epoch < self.num_epochs:
-            if not self._start_epoch():
+            if not self.position.start_epoch():
                 continue
             for batch in self.loader:
                 self._step(batch)
-                ended_epoch = self._count_batch()
+                ended_epoch = self.position.advance()
                 self.call_hooks("after_step")
                 if ended_epoch:
                     self.call_hooks("after_epoch")
@@ -464,26 +341,6 @@ class Trainer:
         self.check_finite()
         self.call_hooks("after_train")
 
-    def _start_epoch(self) -> bool:
-        """Sets the sampler to this epoch's batches from the current position; False, going on to the next
-        epoch, when none of them is left (a resume into an epoch that has fewer batches now)."""
-        if self.batch_in_epoch >= self.iterations_per_epoch:
-            logger.warning(
-                "resumed at batch %d of epoch %d, which now has %d batches (the data, the batch size "
-                "or the number of ranks changed): going on with epoch %d",
-                self.batch_in_epoch,
-                self.epoch,
-                self.iterations_per_epoch,
-                self.epoch + 1,
-            )
-            self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
-            return False
-        if getattr(self.sampler, "elastic", False):
-            self.sampler.set_epoch(self.epoch, start_sample=self.samples_in_epoch)
-        else:
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        return True
-
     def _step(self, batch: Dict[str, Any]) -> None:
         """The ``before_step`` hooks, then the step on ``batch``; a batch with no image read has none, but
         with several ranks this one steps on the placeholder batch, as the others' gradient all-reduce
@@ -495,15 +352,3 @@ class Trainer:
             self.last_loss = self.run_step(batch)
         elif self.world_size > 1:
             self.placeholder_step(self.placeholder_batch())
-
-    def _count_batch(self) -> bool:
-        """Moves the position past the batch just trained on; returns whether that ended the epoch."""
-        self.iteration += 1
-        self.batch_in_epoch += 1
-        self.samples_in_epoch = min(
-            self.samples_in_epoch + self.sampler.batch_size * self.sampler.world_size, self.sampler.num_items
-        )
-        if self.batch_in_epoch != self.iterations_per_epoch:
-            return False
-        self.epoch, self.batch_in_epoch, self.samples_in_epoch = self.epoch + 1, 0, 0
-        return True
