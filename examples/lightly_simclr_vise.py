@@ -1,6 +1,6 @@
 """SimCLR from lightly, with VisE's engagement targets as a second loss on the same backbone.
 
-    pip install vise_plugin[lightly]   # or, from a clone: pip install -e ".[lightly]"
+    pip install -e ".[lightly]"   # in a clone of the project, after torch and torchvision
     python examples/lightly_simclr_vise.py --labels /tmp/vise_example/labels --steps 40
 
 Without a label store at ``--labels``, a small one of synthetic posts is written there first

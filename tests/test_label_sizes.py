@@ -4,6 +4,7 @@ labels for the held-out posts when asked."""
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -35,6 +36,12 @@ def test_the_papers_k_on_a_thousand_posts_fails_in_one_line_naming_the_settings_
     assert re.search(r"\(\d+ held out of 992 posts\); for about 992 posts use config=labels/small, or ", error)
     assert "config.labels.fit_fraction=0.3 config.labels.comments.k=64 config.labels.reactions.k=8" in error
     assert "config.labels.label_fit_subset=true" in error
+    work = f"{tmp_path / 'labels'}.work"
+    assert error.endswith(f"; delete {work} first (its fitting subset was chosen with fit_fraction=0.074)")
+    assert _labels(thousand_posts, tmp_path / "labels", "config=labels/small") == 2  # as the error says
+    assert "label_fit_subset" in capsys.readouterr().err
+    shutil.rmtree(work)
+    assert _labels(thousand_posts, tmp_path / "labels", "config=labels/small") == 0
 
 
 def test_the_small_preset_labels_every_post_with_targets(thousand_posts, tmp_path):

@@ -26,7 +26,7 @@ from vise_plugin.process_state import keeps_process_state
 logger = logging.getLogger(__name__)
 
 #: settings the fit step reads and the select step does not: a rerun may change them until a model is fitted
-FIT_SETTINGS = ("comments", "reactions", "max_comments_per_post", "fit_max_posts")
+FIT_SETTINGS = ("comments", "reactions", "max_comments_per_post", "fit_max_posts", "label_fit_subset")
 #: settings named otherwise in config.labels, with their values there
 _CONFIG_KEYS = {
     "reaction_types": ("reactions.types", {}),
@@ -230,12 +230,14 @@ class LabelPipeline:
             if self.settings.label_fit_subset
             else f"{counts['held_out']} held out to fit"
         )
+        skipped = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in meta["bad_records"]["counts"].items())
         logger.info(
-            "wrote %d labelled posts to %s (%s, %d bad lines skipped)",
+            "wrote %d labelled posts to %s (%s; %d lines skipped%s)",
             counts["labelled"],
             output,
             held_out,
             meta["bad_records"]["total"],
+            f": {skipped}" if skipped else "",
         )
         if not self.keep_work_dir:
             shutil.rmtree(work.root, ignore_errors=True)

@@ -22,7 +22,7 @@ from vise_plugin.labels.job.shards import Shard, read_shard
 from vise_plugin.labels.job.work_dir import WorkDir, read_json, write_json_atomic
 from vise_plugin.labels.labeler import EngagementLabeler
 from vise_plugin.labels.records import BAD_RECORD_KINDS, REACTION_TYPES, EngagementRecord, parse_record
-from vise_plugin.labels.sizes import size_hint
+from vise_plugin.labels.sizes import size_hint, suggested_sizes
 from vise_plugin.labels.store import LabelStoreWriter
 from vise_plugin.process_state import keeps_process_state
 
@@ -108,8 +108,8 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
             ]
     num_posts = sum(read_json(work.select_summary(s.name))["num_read"] for s in shards)
     if not records:
-        hint = size_hint(num_posts)
-        raise InputError(f"no post fell in the fitting subset; raise config.labels.fit_fraction; {hint}")
+        advice = _size_advice(settings, num_posts)
+        raise InputError(f"no post fell in the fitting subset; raise config.labels.fit_fraction; {advice}")
     logger.info("fitting clusters on %d held-out posts of %d", len(records), num_posts)
     try:
         labeler = EngagementLabeler.fit(
@@ -117,7 +117,7 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
         )
     except TooFewToCluster as e:
         held = f"{len(records):,} held out of {num_posts:,} posts"
-        raise TooFewToCluster(f"{e} ({held}); {size_hint(num_posts)}") from None
+        raise TooFewToCluster(f"{e} ({held}); {_size_advice(settings, num_posts)}") from None
     tmp = work.model + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     info = labeler.save(tmp)
@@ -136,6 +136,18 @@ def fit_model(settings: LabelSettings, shards: List[Shard]) -> Dict[str, Any]:
     shutil.rmtree(work.model, ignore_errors=True)
     os.replace(tmp, work.model)
     return selection
+
+
+def _size_advice(settings: LabelSettings, num_posts: int) -> str:
+    """The settings for ``num_posts`` posts, and the work folder to delete first when they choose another
+    fitting subset than the one already chosen there."""
+    advice = size_hint(num_posts)
+    if suggested_sizes(num_posts).fit_fraction != settings.fit_fraction:
+        advice += (
+            f"; delete {settings.work_dir} first (its fitting subset was chosen with "
+            f"fit_fraction={settings.fit_fraction})"
+        )
+    return advice
 
 
 _LABELERS: Dict[Tuple[str, str], EngagementLabeler] = {}
