@@ -101,10 +101,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
-    if not os.path.exists(os.path.join(args.labels, "meta.json")):
+    if os.path.exists(os.path.join(args.labels, "meta.json")):
+        print(f"label store: {args.labels}")
+    else:
         from vise_plugin.demo import example_store
 
-        example_store(args.labels)  # synthetic posts and their labels
+        print(f"writing a label store of synthetic posts to {args.labels}")
+        example_store(args.labels)
     history = train(args.labels, steps=args.steps, lr=args.lr, backbone=args.backbone)
     for step, losses in enumerate(history, 1):
         if step % 5 == 0 or step == 1:

@@ -201,7 +201,9 @@ class VisETargets:
         first = relative_image_path(unknown[0], self.image_root)
         return (
             f"{self.store.folder}: {count} image path(s) not in the label store ({examples}; looked up as "
-            f"{first!r} under image root {self.image_root or '(none)'!r})"
+            f"{first!r} under image root {self.image_root or '(none)'!r}); the label job leaves out posts "
+            "without comments or reactions and, unless config.labels.label_fit_subset=true, those it fitted "
+            "the clusters on: VisETargets(..., missing='empty') gives such images targets with nothing to learn"
         )
 
 
