@@ -108,16 +108,33 @@ def failure_line(error: BaseException) -> str:
     return trace[-1] if trace else "no message"
 
 
+def _result_written(job: Any) -> bool:
+    """Whether the job's first task has written its result file; the folder's attributes are touched first,
+    as submitit does, so that an NFS client does not answer from a stale cache."""
+    folder = job.paths.folder
+    try:
+        folder.chmod(folder.stat().st_mode)
+    except OSError:
+        pass
+    return job.paths.result_pickle.exists()
+
+
+def _without_result(job: Any, state: str) -> Outcome:
+    last = " | ".join(last_log_lines(job, 3)) or "nothing"
+    return Outcome(
+        job.job_id, state, error=f"ended {state} without a result; its log ends: {last}", without_result=True
+    )
+
+
 def _outcome(job: Any, state: str) -> Outcome:
     import submitit
 
+    if not _result_written(job):  # poll() gave a SLURM job RESULT_GRACE_S (a local job's process has ended):
+        return _without_result(job, state)  # submitit's results() would wait 15 s more for nothing
     try:
         return Outcome(job.job_id, state, result=job.results()[0])  # the first task's
     except submitit.core.utils.UncompletedJobError:
-        last = " | ".join(last_log_lines(job, 3)) or "nothing"
-        return Outcome(
-            job.job_id, state, error=f"ended {state} without a result; its log ends: {last}", without_result=True
-        )
+        return _without_result(job, state)
     except submitit.core.utils.FailedJobError as e:
         return Outcome(job.job_id, state, error=f"failed ({failure_line(e)})")
 
@@ -165,7 +182,7 @@ class JobFollower:
                 self._report_log(label, job)
             if state not in ENDED:
                 continue
-            if is_slurm_job(job) and not job.paths.result_pickle.exists():
+            if is_slurm_job(job) and not _result_written(job):
                 first = self._ended_at.setdefault(label, time.monotonic())
                 if time.monotonic() - first < RESULT_GRACE_S:
                     continue
