@@ -144,11 +144,11 @@ class VisETargets:
             ``{"comments": (B, Kc) float32, "reactions": (B,) int64}``.
         """
         missing = _missing_choice(missing or self.missing)
-        if missing == "error":
-            unknown = [p for p in paths if not self.has(p)]
-            if unknown:
-                raise InputError(self._not_held(*unknown))
-        return collate_targets([self.for_path(p, missing) for p in paths])
+        rows = [self._labels.row_of(p) for p in paths]
+        unknown = [p for p, row in zip(paths, rows) if row is None]
+        if unknown and missing == "error":
+            raise InputError(self._not_held(*unknown))
+        return collate_targets([self._labels.empty() if row is None else self._labels.targets_at(row) for row in rows])
 
     def check_paths(self, paths: Sequence[str], min_fraction: float = 1.0) -> float:
         """Checks, before training, that the store holds enough of a dataset's images.
